@@ -1,0 +1,38 @@
+"""Output bins: validating caller-given bin edges and mapping outputs to bins."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def validate_bin_edges(bin_edges, name: str = "bin_edges") -> np.ndarray:
+    """Return `bin_edges` as float64 numpy, or raise ValueError naming `name`.
+
+    Edges must be a 1-D array of at least two finite values, strictly increasing.
+    """
+    edges = np.asarray(bin_edges, dtype=np.float64)
+    if edges.ndim != 1 or edges.size < 2:
+        raise ValueError(f"{name} must be a 1-D array of at least 2 edges, got shape {edges.shape}")
+    if not np.all(np.isfinite(edges)):
+        raise ValueError(f"{name} must be finite, got {edges}")
+    steps = np.diff(edges)
+    if np.any(steps <= 0):
+        i = int(np.argmax(steps <= 0))
+        raise ValueError(
+            f"{name} must be strictly increasing; {name}[{i}]={edges[i]} >= {name}[{i + 1}]={edges[i + 1]}")
+    return edges
+
+
+def bin_index(z, bin_edges):
+    """Bin of each output: i where edges[i] <= z < edges[i+1]; the last bin includes its top edge.
+
+    Returns -1 below the first edge and num_bins above the last edge (NaN maps to num_bins).
+    Works on numpy and jax arrays (jnp).
+    """
+    edges = jnp.asarray(bin_edges, jnp.float32)
+    num_bins = edges.shape[0] - 1
+    idx = jnp.searchsorted(edges, z, side="right") - 1
+    idx = jnp.where(z == edges[-1], num_bins - 1, idx)
+    idx = jnp.where(jnp.isnan(z), num_bins, idx)
+    return idx.astype(jnp.int32)

@@ -1,0 +1,63 @@
+"""Wrapping a user's model output z = f(one-hot input) into what the samplers need.
+
+`output_fn` maps ONE input's one-hot float array of shape `space.shape + (K,)` to a scalar.
+Working on the relaxed one-hot lets JAX differentiate f with respect to every category.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from omnijax.spaces import InputSpace
+
+OutputFn = Callable[[jax.Array], jax.Array]
+
+
+def check_output_fn(output_fn: OutputFn, space: InputSpace, name: str = "output_fn") -> None:
+    """Raise ValueError unless `output_fn` maps one one-hot input of `space` to a real scalar."""
+    if not callable(output_fn):
+        raise ValueError(f"{name} must be callable, got {type(output_fn).__name__}")
+    probe = jax.ShapeDtypeStruct(space.onehot_shape, jnp.float32)
+    try:
+        out = jax.eval_shape(output_fn, probe)
+    except Exception as err:  # the user's function rejected the shape: say what we passed.
+        raise ValueError(
+            f"{name} could not be evaluated on one one-hot input of shape {space.onehot_shape} "
+            f"(space.shape + (num_categories,)): {type(err).__name__}: {err}") from err
+    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
+        shape = getattr(out, "shape", type(out).__name__)
+        raise ValueError(
+            f"{name} must return a scalar for one input of shape {space.onehot_shape}, "
+            f"got output of shape {shape}; reduce it to one number (e.g. one logit)")
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise ValueError(f"{name} must return a floating-point scalar, got dtype {out.dtype}")
+
+
+def make_value_and_grad(output_fn: OutputFn, space: InputSpace):
+    """Returns `vg(x) -> (z, grad)` for ONE integer input x of `space.shape`.
+
+    z is float32; grad has shape `space.onehot_shape` and is dz/d(one-hot) at one_hot(x).
+    """
+
+    def value(onehot):
+        return jnp.asarray(output_fn(onehot), jnp.float32)
+
+    vg = jax.value_and_grad(value)
+
+    def value_and_grad(x):
+        z, grad = vg(space.one_hot(x))
+        return z, grad.astype(jnp.float32)
+
+    return value_and_grad
+
+
+def make_value(output_fn: OutputFn, space: InputSpace):
+    """Returns `value(x) -> z` for ONE integer input x (no gradient)."""
+
+    def value(x):
+        return jnp.asarray(output_fn(space.one_hot(x)), jnp.float32)
+
+    return value
