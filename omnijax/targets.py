@@ -37,12 +37,14 @@ def check_output_fn(output_fn: OutputFn, space: InputSpace, name: str = "output_
 
 
 def make_value_and_grad(output_fn: OutputFn, space: InputSpace):
-    """Returns `vg(x) -> (z, grad)` for ONE integer input x of `space.shape`.
+    """Returns `vg(x) -> (z, grad)` for ONE input given as FLAT integer categories x of shape (D,).
 
-    z is float32; grad has shape `space.onehot_shape` and is dz/d(one-hot) at one_hot(x).
+    Samplers keep inputs flat; z is a float32 scalar and grad, shape (D, K), is
+    dz/d(one-hot) at one_hot(x) — the first-order change of z for every (site, category).
     """
 
-    def value(onehot):
+    def value(flat_onehot):
+        onehot = flat_onehot.reshape(space.onehot_shape)
         return jnp.asarray(output_fn(onehot), jnp.float32)
 
     vg = jax.value_and_grad(value)
@@ -55,9 +57,10 @@ def make_value_and_grad(output_fn: OutputFn, space: InputSpace):
 
 
 def make_value(output_fn: OutputFn, space: InputSpace):
-    """Returns `value(x) -> z` for ONE integer input x (no gradient)."""
+    """Returns `value(x) -> z` for ONE input given as flat integer categories x of shape (D,)."""
 
     def value(x):
-        return jnp.asarray(output_fn(space.one_hot(x)), jnp.float32)
+        onehot = space.one_hot(x).reshape(space.onehot_shape)
+        return jnp.asarray(output_fn(onehot), jnp.float32)
 
     return value

@@ -1,0 +1,205 @@
+"""The public entry point: estimate a model's output distribution over its whole input space.
+
+    est = oj.estimate_output_distribution(output_fn, space, bin_edges, key=jax.random.key(0))
+    est.log_rho, est.log_rho_stderr, est.representatives(bin_index)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import numpy as np
+
+from omnijax import ladder as ladder_lib
+from omnijax import reservoir as reservoir_lib
+from omnijax.histogram import validate_bin_edges
+from omnijax.kernels.tempering import validate_betas
+from omnijax.proposals import make_proposal
+from omnijax.reweighting import bootstrap_log_rho
+from omnijax.run import Schedule, run_tempering
+from omnijax.spaces import InputSpace
+from omnijax.targets import check_output_fn, make_value_and_grad
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class OutputDistributionEstimate:
+    """ln rho per bin (ln of the fraction of ALL inputs whose output falls in the bin) and the
+    representative inputs the sampler kept per bin."""
+
+    space: InputSpace
+    bin_edges: np.ndarray
+    log_rho: np.ndarray          # -inf where no sample fell
+    log_rho_stderr: np.ndarray   # bootstrap over independent chain groups; inf where undetermined
+    log_rho_ci_low: np.ndarray   # 95% bootstrap percentile interval
+    log_rho_ci_high: np.ndarray
+    n_samples: np.ndarray        # samples (records after burn-in) per bin
+    method: str
+    betas: np.ndarray | None
+    diagnostics: dict[str, Any]
+    representative_inputs: np.ndarray   # (B, capacity, D) flat; see `representatives`
+    representative_priority: np.ndarray  # (B, capacity), +inf marks an empty slot
+    representative_z: np.ndarray         # (B, capacity)
+
+    @property
+    def num_bins(self) -> int:
+        return len(self.bin_edges) - 1
+
+    def _check_bin(self, bin_index) -> int:
+        if not isinstance(bin_index, (int, np.integer)) or not 0 <= bin_index < self.num_bins:
+            raise ValueError(f"bin_index must be an int in [0, {self.num_bins}), got {bin_index!r}")
+        return int(bin_index)
+
+    def representatives(self, bin_index: int) -> np.ndarray:
+        """Distinct sampled inputs of one bin, int32 of shape (n, *space.shape)."""
+        b = self._check_bin(bin_index)
+        order = np.argsort(self.representative_priority[b], kind="stable")
+        order = order[np.isfinite(self.representative_priority[b][order])]
+        return self.representative_inputs[b][order].reshape((-1,) + self.space.shape)
+
+    def representative_outputs(self, bin_index: int) -> np.ndarray:
+        """Model outputs of `representatives(bin_index)`, same order."""
+        b = self._check_bin(bin_index)
+        order = np.argsort(self.representative_priority[b], kind="stable")
+        order = order[np.isfinite(self.representative_priority[b][order])]
+        return self.representative_z[b][order]
+
+
+def _check_key(key) -> jax.Array:
+    if not (isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+            and key.shape == ()):
+        raise ValueError(f"key must be one typed PRNG key from jax.random.key(seed), got {key!r}")
+    return key
+
+
+def _check_positive_int(name: str, value) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def estimate_output_distribution(
+    output_fn, space: InputSpace, bin_edges, *, key: jax.Array, method: str = "pt",
+    betas=None, num_replicas: int | None = None, num_groups: int = 16, num_steps: int = 20_000,
+    burn_in: int | None = None, steps_per_block: int = 2_000, swap_every: int = 10,
+    record_every: int = 10, pilot_steps: int = 1_000, proposal: str = "gwg",
+    proposal_options: dict | None = None, reservoir_size: int = 32, num_bootstrap: int = 100,
+    checkpoint_dir: str | None = None, progress: bool = True, **method_options,
+) -> OutputDistributionEstimate:
+    """Estimate ln rho(z) over `bin_edges` for `output_fn` over every input of `space`.
+
+    method="pt": replica exchange on a beta ladder (chosen from a pilot run unless `betas`
+    is given), then bin-free multiple-histogram reweighting (MBAR) of all replicas, with
+    error bars from a bootstrap over the `num_groups` independent walker groups.
+    method="wang_landau": gradient Wang–Landau in the window spanned by `bin_edges`
+    (see `omnijax.wang_landau` for its options, passed as keywords).
+    Every knob is a keyword; the defaults are meant to work on small and medium spaces.
+    """
+    if not isinstance(space, InputSpace):
+        raise ValueError(f"space must be an omnijax.InputSpace, got {type(space).__name__}")
+    check_output_fn(output_fn, space)
+    edges = validate_bin_edges(bin_edges)
+    key = _check_key(key)
+    if method == "wang_landau":
+        from omnijax.wang_landau import estimate_wang_landau
+        return estimate_wang_landau(
+            output_fn, space, edges, key=key, proposal=proposal, proposal_options=proposal_options,
+            reservoir_size=reservoir_size, checkpoint_dir=checkpoint_dir, progress=progress,
+            **method_options)
+    if method != "pt":
+        raise ValueError(f"method must be 'pt' or 'wang_landau', got {method!r}")
+    if method_options:
+        raise ValueError(f"unknown keyword(s) for method='pt': {sorted(method_options)}")
+    num_groups = _check_positive_int("num_groups", num_groups)
+    reservoir_size = _check_positive_int("reservoir_size", reservoir_size)
+    pilot_steps = _check_positive_int("pilot_steps", pilot_steps)
+    schedule = Schedule(num_steps=num_steps, steps_per_block=min(steps_per_block, num_steps),
+                        record_every=record_every, swap_every=swap_every,
+                        burn_in=num_steps // 5 if burn_in is None else burn_in)
+    value_and_grad = make_value_and_grad(output_fn, space)
+    sampler = make_proposal(proposal, space, **(proposal_options or {}))
+    user_betas = None if betas is None else validate_betas(betas)
+
+    pilot_key, init_key, run_key, boot_key = jax.random.split(key, 4)
+    pilot, pilot_x = _pilot(pilot_key, space, value_and_grad, sampler, edges, user_betas, pilot_steps,
+                            record_every, swap_every, progress)
+    if user_betas is None:
+        ladder = ladder_from_pilot_checked(pilot, edges, num_replicas)
+    else:
+        ladder_lib.check_ladder_reaches(pilot, edges)
+        ladder = user_betas
+    x0 = _start_near(init_key, pilot, pilot_x, ladder, num_groups)
+    fingerprint = {
+        "method": "pt", "key": np.asarray(jax.random.key_data(key)).tolist(), "space_shape": space.shape,
+        "num_categories": space.num_categories, "bin_edges": edges, "betas": ladder,
+        "num_groups": num_groups, "schedule": dataclasses.asdict(schedule), "proposal": proposal,
+        "proposal_options": proposal_options or {}, "reservoir_size": reservoir_size,
+    }
+    run = run_tempering(run_key, x0, ladder, value_and_grad, sampler, edges, schedule,
+                        reservoir_capacity=reservoir_size, checkpoint_dir=checkpoint_dir,
+                        fingerprint=fingerprint, progress=progress)
+    kept = run.record_step > schedule.burn_in
+    z, slot = run.z[kept], run.slot[kept]
+    group = np.broadcast_to(np.arange(num_groups)[None, :, None], z.shape)
+    boot = bootstrap_log_rho(z.reshape(-1), slot.reshape(-1), group.reshape(-1), ladder, edges,
+                             boot_key, num_bootstrap=num_bootstrap)
+    state = run.state
+    diagnostics = {
+        "swap_acceptance": np.asarray(state.swap_accepts) / np.maximum(np.asarray(state.swap_attempts), 1),
+        "mh_acceptance": np.asarray(state.mh_accepts) / np.maximum(np.asarray(state.mh_attempts), 1),
+        "round_trips": np.asarray(state.round_trips),
+        "num_steps": int(state.step),
+        "pilot": pilot._asdict(),
+    }
+    return OutputDistributionEstimate(
+        space=space, bin_edges=edges, log_rho=np.asarray(boot.log_rho, np.float64),
+        log_rho_stderr=np.asarray(boot.stderr, np.float64),
+        log_rho_ci_low=np.asarray(boot.ci_low, np.float64), log_rho_ci_high=np.asarray(boot.ci_high, np.float64),
+        n_samples=np.asarray(boot.n_samples), method="pt", betas=ladder, diagnostics=diagnostics,
+        representative_inputs=np.asarray(run.reservoir.x),
+        representative_priority=np.asarray(run.reservoir.priority),
+        representative_z=np.asarray(run.reservoir.z))
+
+
+def ladder_from_pilot_checked(pilot, edges, num_replicas):
+    if num_replicas is not None:
+        num_replicas = _check_positive_int("num_replicas", num_replicas)
+        if num_replicas < 2:
+            raise ValueError(f"num_replicas must be >= 2, got {num_replicas}")
+    return ladder_lib.ladder_from_pilot(pilot, edges, num_replicas)
+
+
+def _pilot(key, space, value_and_grad, sampler, edges, user_betas, pilot_steps, record_every,
+           swap_every, progress):
+    """Short replica-exchange run on a wide grid of betas (or on the user's ladder)."""
+    grid_key, init_key, run_key = jax.random.split(key, 3)
+    if user_betas is None:
+        probe = space.random_inputs(grid_key, 256).reshape(256, -1)
+        z0 = np.asarray(jax.vmap(lambda x: value_and_grad(x)[0])(probe))
+        scale = float(np.std(z0[np.isfinite(z0)])) if np.isfinite(z0).any() else 1.0
+        grid = ladder_lib.pilot_grid(scale if scale > 0 else 1.0)
+    else:
+        grid = user_betas
+    groups = 4
+    steps = -(-pilot_steps // record_every) * record_every
+    schedule = Schedule(num_steps=steps, steps_per_block=steps, record_every=record_every,
+                        swap_every=swap_every, burn_in=steps // 2)
+    x0 = space.random_inputs(init_key, groups * len(grid)).reshape(groups, len(grid), -1)
+    run = run_tempering(run_key, x0, grid, value_and_grad, sampler, edges, schedule,
+                        reservoir_capacity=1, progress=progress, label="pilot")
+    kept = run.record_step > schedule.burn_in
+    pilot = ladder_lib.summarize_pilot(grid, run.z[kept], run.slot[kept])
+    # Final inputs of the pilot walkers, with the pilot beta each sat at.
+    x_final = np.asarray(run.state.chains.x).reshape(-1, space.num_positions)
+    beta_final = grid[np.asarray(run.state.slot).reshape(-1)]
+    return pilot, (x_final, beta_final)
+
+
+def _start_near(key, pilot, pilot_x, ladder, num_groups):
+    """Start each main-run walker from a pilot walker whose beta was closest to its rung."""
+    x_final, beta_final = pilot_x
+    distance = np.abs(beta_final[None, :] - np.asarray(ladder)[:, None])   # (R, pilot walkers)
+    noise = np.asarray(jax.random.uniform(key, (num_groups,) + distance.shape)) * 1e-9
+    chosen = np.argmin(distance[None] + noise, axis=-1)                     # (C, R)
+    return jax.numpy.asarray(x_final[chosen])

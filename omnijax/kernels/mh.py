@@ -1,0 +1,51 @@
+"""Metropolis–Hastings at inverse temperature beta on pi_beta(x) ∝ exp(beta * z(x)).
+
+The chain state caches (x, z, grad): the gradient at a proposed x' is needed for the
+reverse proposal probability, and when x' is accepted it IS the next step's gradient, so
+one value_and_grad per chain per step suffices.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from omnijax.proposals.base import Proposal
+
+
+class ChainState(NamedTuple):
+    x: jax.Array     # (D,) int32 categories, flat
+    z: jax.Array     # () float32 output at x
+    grad: jax.Array  # (D, K) float32 gradient of z w.r.t. the one-hot input at x
+
+
+class MHInfo(NamedTuple):
+    accepted: jax.Array   # () bool
+    nonfinite: jax.Array  # () bool: the model gave NaN/inf output or gradient at the proposal
+
+
+def init_chain(x: jax.Array, value_and_grad: Callable) -> ChainState:
+    """Chain state at flat input x (evaluates the model once)."""
+    z, grad = value_and_grad(x)
+    return ChainState(x, z, grad)
+
+
+def is_finite_state(z: jax.Array, grad: jax.Array) -> jax.Array:
+    return jnp.isfinite(z) & jnp.all(jnp.isfinite(grad))
+
+
+def mh_step(key: jax.Array, state: ChainState, beta, value_and_grad: Callable,
+            proposal: Proposal) -> tuple[ChainState, MHInfo]:
+    """One proposal + accept/reject. The proposal terms are not multiplied by beta again."""
+    propose_key, accept_key = jax.random.split(key)
+    x_new, log_q_forward, move = proposal.propose(propose_key, state.x, state.grad, beta)
+    z_new, grad_new = value_and_grad(x_new)
+    log_q_reverse = proposal.log_reverse(x_new, grad_new, beta, move, state.x)
+    log_alpha = beta * (z_new - state.z) + log_q_reverse - log_q_forward
+    finite = is_finite_state(z_new, grad_new)
+    accepted = finite & (jnp.log(jax.random.uniform(accept_key)) < log_alpha)
+    new_state = jax.tree.map(lambda new, old: jnp.where(accepted, new, old),
+                             ChainState(x_new, z_new, grad_new), state)
+    return new_state, MHInfo(accepted, ~finite)

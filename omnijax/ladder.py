@@ -1,0 +1,89 @@
+"""Choosing the beta ladder of a replica-exchange run from a short pilot.
+
+The pilot runs replica exchange on a wide geometric grid of betas (both signs and zero,
+scaled by the spread of outputs of uniformly random inputs). Its mean output m(beta) says
+which betas reach the ends of the requested bin range; its spread s(beta) sets the rung
+spacing: neighbouring rungs are one unit of "thermodynamic length" ∫ s(beta) dbeta apart,
+which keeps the swap acceptance near one half along the whole ladder.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+
+
+class PilotSummary(NamedTuple):
+    betas: np.ndarray  # (P,) pilot betas, ascending
+    mean: np.ndarray   # (P,) mean output at each pilot beta
+    std: np.ndarray    # (P,) standard deviation of the output at each pilot beta
+    low: np.ndarray    # (P,) smallest output seen at each pilot beta
+    high: np.ndarray   # (P,) largest output seen at each pilot beta
+
+
+def pilot_grid(output_scale: float, num_magnitudes: int = 12) -> np.ndarray:
+    """Betas 0, ±(0.25 .. 0.25*2^(n-1)) / output_scale."""
+    magnitudes = 0.25 * 2.0 ** np.arange(num_magnitudes) / max(output_scale, 1e-12)
+    return np.concatenate([-magnitudes[::-1], [0.0], magnitudes])
+
+
+def summarize_pilot(betas: np.ndarray, z: np.ndarray, slot: np.ndarray) -> PilotSummary:
+    """Per-beta statistics of pilot records z, slot (records, C, R)."""
+    stats = []
+    for r in range(len(betas)):
+        at_r = z[slot == r]
+        stats.append((at_r.mean(), at_r.std(), at_r.min(), at_r.max()))
+    mean, std, low, high = map(np.asarray, zip(*stats))
+    return PilotSummary(np.asarray(betas), mean, std, low, high)
+
+
+def ladder_from_pilot(pilot: PilotSummary, bin_edges: np.ndarray, num_replicas: int | None = None,
+                      spacing: float = 1.0, max_replicas: int = 64) -> np.ndarray:
+    """A ladder that spans the bin range (and beta = 0, for normalisation), evenly spaced in
+    thermodynamic length; `num_replicas` overrides the count."""
+    top_target, bottom_target = bin_edges[-2], bin_edges[1]
+    positive = pilot.betas > 0
+    negative = pilot.betas < 0
+    beta_max = _first_reaching(pilot.betas[positive], pilot.mean[positive] >= top_target)
+    beta_min = _first_reaching(pilot.betas[negative][::-1], pilot.mean[negative][::-1] <= bottom_target)
+    if pilot.high.max() < top_target:
+        warnings.warn(f"no pilot walker reached the top bin (z >= {top_target:.4g}; highest seen "
+                      f"{pilot.high.max():.4g}): the top bins may stay empty", stacklevel=3)
+    if pilot.low.min() > bottom_target:
+        warnings.warn(f"no pilot walker reached the bottom bin (z <= {bottom_target:.4g}; lowest seen "
+                      f"{pilot.low.min():.4g}): the bottom bins may stay empty", stacklevel=3)
+    beta_min, beta_max = min(beta_min, 0.0), max(beta_max, 0.0)
+    inside = (pilot.betas >= beta_min) & (pilot.betas <= beta_max)
+    grid, spread = pilot.betas[inside], np.maximum(pilot.std[inside], 1e-12)
+    # Thermodynamic length along the grid, trapezoid rule; spread in log space between grid points
+    # would be finer, but the grid is dense enough that the count of rungs is what matters.
+    length = np.concatenate([[0.0], np.cumsum(np.diff(grid) * (spread[1:] + spread[:-1]) / 2)])
+    if num_replicas is None:
+        num_replicas = int(np.clip(np.ceil(length[-1] / spacing) + 1, 4, max_replicas))
+    targets = np.linspace(0.0, length[-1], num_replicas)
+    ladder = np.interp(targets, length, grid)
+    return np.unique(ladder) if len(np.unique(ladder)) >= 2 else np.array([beta_min, beta_max])
+
+
+def _first_reaching(betas: np.ndarray, reached: np.ndarray) -> float:
+    """Smallest-magnitude beta whose pilot mean reached the target; the largest tried otherwise."""
+    if reached.any():
+        return float(betas[np.argmax(reached)])
+    return float(betas[-1])
+
+
+def check_ladder_reaches(pilot: PilotSummary, bin_edges: np.ndarray, name: str = "betas") -> None:
+    """Raise ValueError naming `name` when the pilot's extreme replicas never entered the end bins."""
+    top_target, bottom_target = bin_edges[-2], bin_edges[1]
+    if pilot.high[-1] < top_target:
+        raise ValueError(
+            f"{name} cannot reach the requested range: at the largest beta {pilot.betas[-1]:.4g} the pilot's "
+            f"outputs stayed below {pilot.high[-1]:.4g}, but bin_edges ask for bins up to {bin_edges[-1]:.4g} "
+            f"(top bin starts at {top_target:.4g}); raise the largest beta or lower the top bin edges")
+    if pilot.low[0] > bottom_target:
+        raise ValueError(
+            f"{name} cannot reach the requested range: at the smallest beta {pilot.betas[0]:.4g} the pilot's "
+            f"outputs stayed above {pilot.low[0]:.4g}, but bin_edges ask for bins down to {bin_edges[0]:.4g} "
+            f"(bottom bin ends at {bottom_target:.4g}); lower the smallest beta or raise the bottom bin edges")

@@ -1,0 +1,46 @@
+"""Small models and brute-force ground truth shared by the tests."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from omnijax.spaces import InputSpace
+
+
+def random_mlp(space: InputSpace, seed: int, hidden: int = 8, scale: float = 1.0):
+    """A random 2-layer tanh MLP on the one-hot input: output_fn(onehot) -> scalar."""
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    fan_in = space.num_positions * space.num_categories
+    w1 = jax.random.normal(k1, (fan_in, hidden)) * scale / np.sqrt(space.num_positions)
+    b1 = jax.random.normal(k2, (hidden,)) * 0.1
+    w2 = jax.random.normal(k3, (hidden,)) * 2.0
+
+    def output_fn(onehot):
+        return jnp.tanh(onehot.reshape(-1) @ w1 + b1) @ w2
+
+    return output_fn
+
+
+def all_inputs(space: InputSpace) -> np.ndarray:
+    """Every input of the space (free positions in row-major order), flat int32 (N, D)."""
+    free = space.free_positions
+    values = np.array(list(itertools.product(range(space.num_categories), repeat=len(free))), np.int32)
+    x = np.tile(space.frozen_values.reshape(-1), (len(values), 1)).astype(np.int32)
+    x[:, free] = values
+    return x
+
+
+def outputs_of(output_fn, space: InputSpace, x_flat: np.ndarray) -> np.ndarray:
+    onehot = jax.nn.one_hot(x_flat, space.num_categories).reshape((-1,) + space.onehot_shape)
+    return np.asarray(jax.jit(jax.vmap(output_fn))(onehot), np.float64)
+
+
+def state_index(x_flat: np.ndarray, space: InputSpace) -> np.ndarray:
+    """Index of each input in the order of `all_inputs`."""
+    free = space.free_positions
+    weights = space.num_categories ** np.arange(len(free) - 1, -1, -1)
+    return (np.asarray(x_flat)[..., free] * weights).sum(-1)

@@ -1,0 +1,351 @@
+"""Exact enumeration against brute force in plain numpy over itertools.product.
+
+Model weights are small multiples of 1/4, so every output is exact in float32 and float64
+alike and bin counts can be compared exactly, ties on bin edges included.
+"""
+
+import itertools
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import omnijax.enumerate as enum_mod
+from omnijax.enumerate import enumerate_output_distribution, input_at
+from omnijax.spaces import InputSpace
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def dyadic(rng, shape, scale=4):
+    """Random weights in {-1, -3/4, ..., 1}: exact in float32."""
+    return rng.integers(-scale, scale + 1, size=shape) / scale
+
+
+def all_inputs(space):
+    """Every input of `space` in enumeration order, int array (size, *shape)."""
+    free = space.free_positions
+    rows = []
+    for digits in itertools.product(range(space.num_categories), repeat=space.num_free):
+        x = space.frozen_values.reshape(-1).copy()
+        x[free] = digits
+        rows.append(x.reshape(space.shape))
+    return np.stack(rows)
+
+
+def one_hot_np(x, k):
+    return (x[..., None] == np.arange(k)).astype(np.float64)
+
+
+def brute_force(z, edges, stat=None):
+    """Reference counts, below, above and per-bin stat sums from all outputs z."""
+    counts, _ = np.histogram(z, edges)
+    stat_sum = None if stat is None else np.histogram(z, edges, weights=stat)[0]
+    return counts, int(np.sum(z < edges[0])), int(np.sum(z > edges[-1])), stat_sum
+
+
+def assert_matches(result, z, edges, stat=None):
+    counts, below, above, stat_sum = brute_force(z, edges, stat)
+    np.testing.assert_array_equal(result.counts, counts)
+    assert (result.num_below, result.num_above) == (below, above)
+    assert result.total == len(z) == result.counts.sum() + below + above
+    assert (result.min_output, result.max_output) == (z.min(), z.max())
+    with np.errstate(divide="ignore"):
+        np.testing.assert_array_equal(result.log_rho, np.log(counts / len(z)))
+    if stat is None:
+        assert result.statistic_sum is None
+    else:
+        np.testing.assert_array_equal(result.statistic_sum, stat_sum)
+
+
+class Mlp:
+    """2-layer ReLU MLP on the flattened one-hot input."""
+
+    def __init__(self, space, hidden, seed):
+        rng = np.random.default_rng(seed)
+        n = space.num_positions * space.num_categories
+        self.k = space.num_categories
+        self.w1, self.b1 = dyadic(rng, (n, hidden)), dyadic(rng, hidden)
+        self.w2, self.b2 = dyadic(rng, hidden), dyadic(rng, ())
+
+    def jax_fn(self, onehot):
+        h = jax.nn.relu(onehot.reshape(-1) @ jnp.float32(self.w1) + jnp.float32(self.b1))
+        return h @ jnp.float32(self.w2) + jnp.float32(self.b2)
+
+    def numpy(self, x):
+        oh = one_hot_np(x, self.k).reshape(len(x), -1)
+        return np.maximum(oh @ self.w1 + self.b1, 0) @ self.w2 + self.b2
+
+
+class Potts:
+    """Fields plus pairwise couplings over all positions: z = sum h[p,a] + sum J[p,q,a,b]."""
+
+    def __init__(self, space, seed):
+        rng = np.random.default_rng(seed)
+        p, k = space.num_positions, space.num_categories
+        self.k = k
+        self.h = dyadic(rng, (p, k))
+        self.j = np.triu(dyadic(rng, (k, k, p, p)), 1).transpose(2, 3, 0, 1)
+
+    def jax_fn(self, onehot):
+        oh = onehot.reshape(-1, self.k)
+        return jnp.sum(oh * jnp.float32(self.h)) + jnp.einsum(
+            "pa,pqab,qb->", oh, jnp.float32(self.j), oh)
+
+    def numpy(self, x):
+        oh = one_hot_np(x, self.k).reshape(len(x), -1, self.k)
+        return (oh * self.h).sum((1, 2)) + np.einsum("npa,pqab,nqb->n", oh, self.j, oh)
+
+
+def ends_equal(x):
+    """Statistic: 1.0 where the first and last position agree."""
+    return (x.reshape(-1)[0] == x.reshape(-1)[-1]).astype(jnp.float32)
+
+
+def test_mlp_binary_4x4_matches_brute_force():
+    space = InputSpace((4, 4), 2)
+    model = Mlp(space, hidden=8, seed=0)
+    z = model.numpy(all_inputs(space))
+    edges = np.arange(np.quantile(z, 0.1), np.quantile(z, 0.9), 0.25)  # lands on outputs.
+    result = enumerate_output_distribution(model.jax_fn, space, edges, progress=False)
+    assert_matches(result, z, edges)
+
+
+def test_random_model_nine_positions_three_categories():
+    space = InputSpace((9,), 3)
+    model = Potts(space, seed=1)
+    z = model.numpy(all_inputs(space))
+    edges = np.linspace(z.min() - 1, z.max() + 1, 17)
+    result = enumerate_output_distribution(model.jax_fn, space, edges, chunk_size=81,
+                                           progress=False)
+    assert_matches(result, z, edges)
+
+
+def test_frozen_positions():
+    mask = np.zeros((2, 5), bool)
+    mask[0, 0] = mask[0, 3] = mask[1, 4] = True
+    values = np.zeros((2, 5), np.int32)
+    values[0, 0], values[0, 3], values[1, 4] = 2, 1, 2
+    space = InputSpace((2, 5), 3, frozen_mask=mask, frozen_values=values)
+    model = Potts(space, seed=2)
+    x = all_inputs(space)
+    z = model.numpy(x)
+    edges = np.arange(np.floor(z.min()) + 1, np.ceil(z.max()) - 1, 0.5)
+    result = enumerate_output_distribution(model.jax_fn, space, edges, chunk_size=27,
+                                           progress=False)
+    assert result.total == 3**7
+    assert_matches(result, z, edges)
+    for i in (0, 1, 100, 3**7 - 1):
+        np.testing.assert_array_equal(input_at(space, i), x[i])
+
+
+def test_statistic_sums_and_mean():
+    space = InputSpace((7,), 3)
+    model = Potts(space, seed=3)
+    x = all_inputs(space)
+    z = model.numpy(x)
+    edges = np.linspace(z.min() - 8, z.max(), 30)  # some bins empty.
+    for statistic_fn, stat in [(ends_equal, (x[:, 0] == x[:, -1]).astype(float)),
+                               (lambda xi: jnp.sum(xi), x.sum(1).astype(float))]:
+        result = enumerate_output_distribution(model.jax_fn, space, edges, chunk_size=9,
+                                               statistic_fn=statistic_fn, progress=False)
+        assert_matches(result, z, edges, stat)
+        counts, _, _, stat_sum = brute_force(z, edges, stat)
+        mean = result.statistic_mean()
+        np.testing.assert_array_equal(np.isnan(mean), counts == 0)
+        np.testing.assert_allclose(mean[counts > 0], stat_sum[counts > 0] / counts[counts > 0])
+
+
+@pytest.mark.parametrize("chunk_size, expected_chunk",
+                         [(1, 3), (2, 3), (10, 9), (27, 27), (100, 81), (3**7, 3**7),
+                          (10**6, 3**7)])
+def test_chunk_and_call_boundaries(monkeypatch, chunk_size, expected_chunk):
+    monkeypatch.setattr(enum_mod, "_CALL_INPUTS", 200)  # several calls, the last one padded.
+    space = InputSpace((7,), 3)
+    model = Potts(space, seed=4)
+    x = all_inputs(space)
+    z = model.numpy(x)
+    edges = np.linspace(np.quantile(z, 0.05), np.quantile(z, 0.95), 12)
+    assert enum_mod._make_plan(space, chunk_size, 1).chunk_size == expected_chunk
+    result = enumerate_output_distribution(model.jax_fn, space, edges, chunk_size=chunk_size,
+                                           statistic_fn=ends_equal, progress=False)
+    assert_matches(result, z, edges, (x[:, 0] == x[:, -1]).astype(float))
+
+
+def test_chunk_bases_beyond_int32():
+    space = InputSpace((40,), 2)
+    plan = enum_mod._make_plan(space, 2**16, 1)
+    first = 2**24 - 3
+    bases, valid = enum_mod._chunk_bases(space, plan, first)
+    assert valid[:3].all() and not valid[3:].any()
+    for j in range(3):
+        np.testing.assert_array_equal(bases[j], input_at(space, (first + j) * 2**16))
+    assert input_at(space, 2**40 - 1).tolist() == [1] * 40
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_from_interrupted_checkpoint(monkeypatch, tmp_path):
+    monkeypatch.setattr(enum_mod, "_CALL_INPUTS", 243)  # 3**7 inputs in 9 calls.
+    monkeypatch.setattr(enum_mod, "_CHECKPOINT_EVERY", 2)
+    space = InputSpace((7,), 3)
+    model = Potts(space, seed=5)
+    edges = np.linspace(-6, 6, 25)
+    kwargs = dict(chunk_size=27, statistic_fn=lambda x: jnp.sin(jnp.sum(x) * 0.3),
+                  progress=False)
+    expected = enumerate_output_distribution(model.jax_fn, space, edges, **kwargs)
+
+    path = tmp_path / "run.npz"
+    real_save, real_add = enum_mod._save_checkpoint, enum_mod._add_call
+    saves, calls = [], []
+
+    def save_then_die(*args):
+        real_save(*args)
+        saves.append(1)
+        if len(saves) == 2:
+            raise Interrupted
+
+    monkeypatch.setattr(enum_mod, "_save_checkpoint", save_then_die)
+    with pytest.raises(Interrupted):
+        enumerate_output_distribution(model.jax_fn, space, edges, checkpoint_path=path, **kwargs)
+    assert int(np.load(path)["next_chunk"]) == 4 * 9  # 4 calls of 9 chunks done.
+
+    monkeypatch.setattr(enum_mod, "_save_checkpoint", real_save)
+    monkeypatch.setattr(enum_mod, "_add_call", lambda *a: (calls.append(1), real_add(*a)))
+    resumed = enumerate_output_distribution(model.jax_fn, space, edges, checkpoint_path=path,
+                                            **kwargs)
+    assert len(calls) == 5
+    for name in ("counts", "log_rho", "statistic_sum", "bin_edges"):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(expected, name))
+    for name in ("num_below", "num_above", "total", "min_output", "max_output"):
+        assert getattr(resumed, name) == getattr(expected, name)
+
+    done = enumerate_output_distribution(model.jax_fn, space, edges, checkpoint_path=path,
+                                         **kwargs)  # finished checkpoint: no work left.
+    assert len(calls) == 5
+    np.testing.assert_array_equal(done.counts, expected.counts)
+
+
+@pytest.mark.parametrize("change", [dict(bin_edges=np.linspace(-6, 6, 13)),
+                                    dict(chunk_size=9),
+                                    dict(space=InputSpace((6,), 3)),
+                                    dict(statistic_fn=None)])
+def test_checkpoint_mismatch_names_checkpoint_path(tmp_path, change):
+    path = tmp_path / "run.npz"
+    model = Potts(InputSpace((7,), 3), seed=6)
+    args = dict(space=InputSpace((7,), 3), bin_edges=np.linspace(-6, 6, 25), chunk_size=27,
+                statistic_fn=ends_equal)
+    enumerate_output_distribution(model.jax_fn, checkpoint_path=path, progress=False, **args)
+    args.update(change)
+    fn = Potts(args["space"], seed=6).jax_fn
+    with pytest.raises(ValueError, match="checkpoint_path"):
+        enumerate_output_distribution(fn, checkpoint_path=path, progress=False, **args)
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf])
+def test_non_finite_output_raises_with_first_index(monkeypatch, bad_value):
+    monkeypatch.setattr(enum_mod, "_CALL_INPUTS", 100)
+    space = InputSpace((6,), 3)
+    model = Potts(space, seed=7)
+    targets = [np.array([1, 0, 2, 2, 1, 0]), np.array([2, 2, 2, 2, 2, 2])]
+    first_index = int("102210", 3)
+
+    def output_fn(onehot):
+        hit = jnp.zeros(())
+        for t in targets:
+            hit = hit + jnp.prod(jnp.sum(onehot * jax.nn.one_hot(t, 3), -1))
+        return model.jax_fn(onehot) + jnp.where(hit > 0.5, bad_value, 0.0)
+
+    with pytest.raises(ValueError, match="output_fn") as info:
+        enumerate_output_distribution(output_fn, space, [-1.0, 0.0, 1.0], chunk_size=9,
+                                      progress=False)
+    message = str(info.value)
+    assert f"index {first_index} " in message and "[1, 0, 2, 2, 1, 0]" in message
+    assert str(bad_value) in message
+
+
+SHARDED_SCRIPT = """
+import sys, jax, numpy as np
+import omnijax.enumerate as enum_mod
+from tests.test_enumerate import sharded_case
+assert jax.device_count() == 8, jax.devices()
+enum_mod._CALL_INPUTS = 100
+r = sharded_case()
+np.savez(sys.argv[1], counts=r.counts, below=r.num_below, above=r.num_above,
+         stat=r.statistic_sum, lo=r.min_output, hi=r.max_output)
+"""
+
+
+def sharded_case():
+    """A frozen-position space with a statistic, run the same way in and out of a subprocess."""
+    mask = np.zeros((8,), bool)
+    mask[3] = True
+    space = InputSpace((8,), 3, frozen_mask=mask, frozen_values=np.full(8, 2))
+    model = Potts(space, seed=8)
+    return enumerate_output_distribution(model.jax_fn, space, np.linspace(-5, 5, 21),
+                                         chunk_size=3, statistic_fn=ends_equal, progress=False)
+
+
+def test_sharded_over_eight_devices_equals_single_device(tmp_path):
+    out = tmp_path / "sharded.npz"
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+               JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT)
+    proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, str(out)], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    sharded = np.load(out)
+    single = sharded_case()
+    np.testing.assert_array_equal(sharded["counts"], single.counts)
+    np.testing.assert_array_equal(sharded["stat"], single.statistic_sum)
+    assert (int(sharded["below"]), int(sharded["above"])) == (single.num_below, single.num_above)
+    assert (float(sharded["lo"]), float(sharded["hi"])) == (single.min_output, single.max_output)
+
+
+def test_progress_line_on_stderr(monkeypatch, capsys):
+    monkeypatch.setattr(enum_mod, "_CALL_INPUTS", 100)
+    space = InputSpace((6,), 3)
+    fn = Potts(space, seed=9).jax_fn
+    enumerate_output_distribution(fn, space, [-1.0, 1.0], chunk_size=9)
+    err = capsys.readouterr().err
+    assert f"{3**6}/{3**6} inputs" in err and "inputs/s" in err and "ETA" in err
+    enumerate_output_distribution(fn, space, [-1.0, 1.0], chunk_size=9, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def _sum_fn(onehot):
+    return jnp.sum(onehot[..., 1])
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(bin_edges=[1.0]), "bin_edges"),
+    (dict(bin_edges=[0.0, 0.0, 1.0]), "bin_edges"),
+    (dict(bin_edges=[0.0, np.nan]), "bin_edges"),
+    (dict(output_fn="not a function"), "output_fn"),
+    (dict(output_fn=lambda oh: oh.sum(-1)), "output_fn"),
+    (dict(statistic_fn=3), "statistic_fn"),
+    (dict(statistic_fn=lambda x: x * 1.0), "statistic_fn"),
+    (dict(chunk_size=0), "chunk_size"),
+    (dict(chunk_size=-8), "chunk_size"),
+    (dict(chunk_size=2.5), "chunk_size"),
+    (dict(chunk_size=True), "chunk_size"),
+    (dict(space=InputSpace((41,), 2)), "space is too large to enumerate"),
+    (dict(space=(4, 2)), "space"),
+])
+def test_value_errors_name_the_argument(kwargs, name):
+    args = dict(output_fn=_sum_fn, space=InputSpace((4,), 2), bin_edges=[0.0, 2.0, 4.0])
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=name):
+        enumerate_output_distribution(progress=False, **args)
+
+
+def test_statistic_mean_without_statistic_raises():
+    result = enumerate_output_distribution(_sum_fn, InputSpace((4,), 2), [0.0, 2.0, 4.0],
+                                           progress=False)
+    with pytest.raises(ValueError, match="statistic_fn"):
+        result.statistic_mean()
