@@ -122,14 +122,15 @@ def estimate_output_distribution(
     user_betas = None if betas is None else validate_betas(betas)
 
     pilot_key, init_key, run_key, boot_key = jax.random.split(key, 4)
-    pilot, pilot_x = _pilot(pilot_key, space, value_and_grad, sampler, edges, user_betas, pilot_steps,
+    pilot = _pilot(pilot_key, space, value_and_grad, sampler, edges, user_betas, pilot_steps,
                             record_every, swap_every, progress)
     if user_betas is None:
         ladder = ladder_from_pilot_checked(pilot, edges, num_replicas)
     else:
         ladder_lib.check_ladder_reaches(pilot, edges)
         ladder = user_betas
-    x0 = _start_near(init_key, pilot, pilot_x, ladder, num_groups)
+    # Independent uniformly random starts: groups share nothing, so the bootstrap over groups is honest.
+    x0 = space.random_inputs(init_key, num_groups * len(ladder)).reshape(num_groups, len(ladder), -1)
     fingerprint = {
         "method": "pt", "key": np.asarray(jax.random.key_data(key)).tolist(), "space_shape": space.shape,
         "num_categories": space.num_categories, "bin_edges": edges, "betas": ladder,
@@ -189,17 +190,4 @@ def _pilot(key, space, value_and_grad, sampler, edges, user_betas, pilot_steps, 
     run = run_tempering(run_key, x0, grid, value_and_grad, sampler, edges, schedule,
                         reservoir_capacity=1, progress=progress, label="pilot")
     kept = run.record_step > schedule.burn_in
-    pilot = ladder_lib.summarize_pilot(grid, run.z[kept], run.slot[kept])
-    # Final inputs of the pilot walkers, with the pilot beta each sat at.
-    x_final = np.asarray(run.state.chains.x).reshape(-1, space.num_positions)
-    beta_final = grid[np.asarray(run.state.slot).reshape(-1)]
-    return pilot, (x_final, beta_final)
-
-
-def _start_near(key, pilot, pilot_x, ladder, num_groups):
-    """Start each main-run walker from a pilot walker whose beta was closest to its rung."""
-    x_final, beta_final = pilot_x
-    distance = np.abs(beta_final[None, :] - np.asarray(ladder)[:, None])   # (R, pilot walkers)
-    noise = np.asarray(jax.random.uniform(key, (num_groups,) + distance.shape)) * 1e-9
-    chosen = np.argmin(distance[None] + noise, axis=-1)                     # (C, R)
-    return jax.numpy.asarray(x_final[chosen])
+    return ladder_lib.summarize_pilot(grid, run.z[kept], run.slot[kept])

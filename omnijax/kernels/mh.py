@@ -33,7 +33,10 @@ def init_chain(x: jax.Array, value_and_grad: Callable) -> ChainState:
 
 
 def is_finite_state(z: jax.Array, grad: jax.Array) -> jax.Array:
-    return jnp.isfinite(z) & jnp.all(jnp.isfinite(grad))
+    # g - g is +0 for finite g and NaN for inf or NaN, so the sum is finite exactly when every
+    # entry is. It is one fused read of the table; jnp.all(jnp.isfinite(grad)) materialises a
+    # boolean table and reduces it through a reduce_window on XLA:CPU, several times slower.
+    return jnp.isfinite(z) & jnp.isfinite(jnp.sum(grad - grad))
 
 
 def mh_step(key: jax.Array, state: ChainState, beta, value_and_grad: Callable,
@@ -46,6 +49,9 @@ def mh_step(key: jax.Array, state: ChainState, beta, value_and_grad: Callable,
     log_alpha = beta * (z_new - state.z) + log_q_reverse - log_q_forward
     finite = is_finite_state(z_new, grad_new)
     accepted = finite & (jnp.log(jax.random.uniform(accept_key)) < log_alpha)
+    # Decide once per chain: without the barrier XLA fuses the whole accept test into the
+    # selects below and re-evaluates it for every entry of x and of the gradient table.
+    accepted = jax.lax.optimization_barrier(accepted)
     new_state = jax.tree.map(lambda new, old: jnp.where(accepted, new, old),
                              ChainState(x_new, z_new, grad_new), state)
     return new_state, MHInfo(accepted, ~finite)

@@ -21,6 +21,9 @@ def dlp(space: InputSpace, step_size: float = 0.2) -> Proposal:
     free = jnp.asarray(~space.frozen_mask.reshape(-1))
     categories = jnp.arange(space.num_categories)
 
+    if space.num_categories == 2:
+        return _binary_dlp(free, step_size)
+
     def site_log_probs(x, grad, beta):
         moved = categories[None, :] != x[:, None]
         logits = first_order_gain(x, grad, beta) / 2 - moved / (2 * step_size)
@@ -40,6 +43,44 @@ def dlp(space: InputSpace, step_size: float = 0.2) -> Proposal:
         x_new = jnp.minimum(x_new, space.num_categories - 1)
         x_new = jnp.where(free, x_new, x)
         log_q = jnp.sum(jnp.take_along_axis(log_p, x_new[:, None], axis=1))
+        return x_new, log_q, None
+
+    def log_reverse(x_new, grad_new, beta, move, x):
+        del move
+        return log_prob_of(x_new, grad_new, beta, x)
+
+    return Proposal(propose, log_reverse)
+
+
+def _binary_dlp(free: jax.Array, step_size: float) -> Proposal:
+    """DLP for K = 2, where each site either stays or flips: the same distribution as the
+    general softmax over two categories, computed per site from the flip logit
+      l_i = d[i, 1 - x_i] / 2 - 1 / (2 * step_size),
+    P(flip) = sigmoid(l_i), log P(stay) = -softplus(l_i), log P(flip) = l_i - softplus(l_i):
+    one exp and one log1p per site instead of a log-softmax and a cumulative sum over (D, 2)."""
+    penalty = 1 / (2 * step_size)
+
+    def flip_logits(x, grad, beta):
+        gain = beta * ((grad[:, 1] - grad[:, 0]) * (1 - 2 * x).astype(grad.dtype))
+        return gain / 2 - penalty
+
+    def log_prob_of(x_from, grad_from, beta, x_to):
+        logit = flip_logits(x_from, grad_from, beta)
+        softplus = jnp.maximum(logit, 0) + jnp.log1p(jnp.exp(-jnp.abs(logit)))
+        flipped = x_to != x_from
+        # Frozen sites stay with probability 1 (and x_to never moves them).
+        per_site = jnp.where(flipped, logit, 0.0) - softplus
+        return jnp.sum(jnp.where(free, per_site, jnp.where(flipped, -jnp.inf, 0.0)))
+
+    def propose(key, x, grad, beta):
+        logit = flip_logits(x, grad, beta)
+        e = jnp.exp(-jnp.abs(logit))
+        p_flip = jnp.where(logit >= 0, 1, e) / (1 + e)  # sigmoid(logit)
+        u = jax.random.uniform(key, x.shape, dtype=logit.dtype)
+        flip = free & (u < p_flip)
+        x_new = jnp.where(flip, 1 - x, x)
+        softplus = jnp.maximum(logit, 0) + jnp.log1p(e)
+        log_q = jnp.sum(jnp.where(free, jnp.where(flip, logit, 0.0) - softplus, 0.0))
         return x_new, log_q, None
 
     def log_reverse(x_new, grad_new, beta, move, x):

@@ -22,23 +22,61 @@ def gwg(space: InputSpace, num_flips: int = 1) -> Proposal:
         raise ValueError(f"num_flips must be a positive int, got {num_flips!r}")
     free = jnp.asarray(~space.frozen_mask.reshape(-1))
     num_categories = space.num_categories
-    categories = jnp.arange(num_categories)
 
-    def move_logits(x, grad, beta):
-        gain = first_order_gain(x, grad, beta)
-        allowed = free[:, None] & (categories[None, :] != x[:, None])
-        return jnp.where(allowed, gain / 2, -jnp.inf)
+    if num_categories == 2:
+        # Binary inputs: the only move of site i is the flip to 1 - x_i, so the table of moves
+        # is (D,) rather than (D, 2) with half its entries masked: half the exp work. Entry i
+        # holds d[i, 1 - x_i] / 2 exactly as the (D, K) table would; flipping site i negates it
+        # (exactly), so a multi-flip path updates one entry instead of recomputing the table.
+        def move_logits(y, grad, beta):
+            gain = beta * ((grad[:, 1] - grad[:, 0]) * (1 - 2 * y).astype(grad.dtype))
+            return jnp.where(free, gain / 2, -jnp.inf)
+
+        def index_of(site, new):
+            del new
+            return site
+
+        def decode(index):
+            return index, None
+
+        def after_move(logits, y, site, new):
+            del y, new
+            return logits.at[site].set(-logits[site])
+    else:
+        categories = jnp.arange(num_categories)
+
+        def move_logits(y, grad, beta):
+            gain = first_order_gain(y, grad, beta)
+            allowed = free[:, None] & (categories[None, :] != y[:, None])
+            return jnp.where(allowed, gain / 2, -jnp.inf).reshape(-1)
+
+        def index_of(site, new):
+            return site * num_categories + new
+
+        def decode(index):
+            return index // num_categories, index % num_categories
+
+        after_move = None  # the table is recomputed from the gradient after each move
 
     def propose(key, x, grad, beta):
         def one_move(carry, step_key):
-            y, log_q = carry
-            index, log_p = sample_categorical(step_key, move_logits(y, grad, beta))
-            site, new = index // num_categories, index % num_categories
+            y, logits, log_q = carry
+            if after_move is None:
+                logits = move_logits(y, grad, beta)
+            index, log_p = sample_categorical(step_key, logits)
+            site, new = decode(index)
             old = y[site]
-            return (y.at[site].set(new), log_q + log_p), (site, old)
+            new = 1 - old if new is None else new
+            if after_move is not None:
+                logits = after_move(logits, y, site, new)
+            return (y.at[site].set(new), logits, log_q + log_p), (site, old)
 
+        logits = move_logits(x, grad, beta)
+        if num_flips == 1:
+            (x_new, _, log_q), path = one_move((x, logits, jnp.float32(0.0)), key)
+            return x_new, log_q, jax.tree.map(lambda a: a[None], path)
         keys = jax.random.split(key, num_flips)
-        (x_new, log_q), path = jax.lax.scan(one_move, (x, jnp.float32(0.0)), keys)
+        (x_new, _, log_q), path = jax.lax.scan(one_move, (x, logits, jnp.float32(0.0)), keys)
         return x_new, log_q, path
 
     def log_reverse(x_new, grad_new, beta, path, x):
@@ -46,12 +84,20 @@ def gwg(space: InputSpace, num_flips: int = 1) -> Proposal:
         sites, olds = path
 
         def undo(carry, step):
-            y, log_q = carry
+            y, logits, log_q = carry
             site, old = step
-            log_p = log_softmax_at(move_logits(y, grad_new, beta), site * num_categories + old)
-            return (y.at[site].set(old), log_q + log_p), None
+            if after_move is None:
+                logits = move_logits(y, grad_new, beta)
+            log_p = log_softmax_at(logits, index_of(site, old))
+            if after_move is not None:
+                logits = after_move(logits, y, site, old)
+            return (y.at[site].set(old), logits, log_q + log_p), None
 
-        (_, log_q), _ = jax.lax.scan(undo, (x_new, jnp.float32(0.0)), (sites, olds), reverse=True)
+        carry = (x_new, move_logits(x_new, grad_new, beta), jnp.float32(0.0))
+        if sites.shape[0] == 1:
+            (_, _, log_q), _ = undo(carry, (sites[0], olds[0]))
+            return log_q
+        (_, _, log_q), _ = jax.lax.scan(undo, carry, (sites, olds), reverse=True)
         return log_q
 
     return Proposal(propose, log_reverse)

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m benchmarks.throughput` (sampler throughput and model-FLOP utilisation)."""

@@ -1,0 +1,248 @@
+"""Sampler throughput and model-FLOP utilisation (MFU) of the replica-exchange production loop.
+
+    python -m benchmarks.throughput
+    python -m benchmarks.throughput --models=mlp_tanh --proposals=gwg --prng=threefry2x32,rbg,unsafe_rbg
+
+Prints one JSON object per line. Each measures `omnijax.run._block_fn` itself: one jitted
+block of `--steps_per_block` steps of replica exchange (tempering.mh_sweep every step, a swap
+attempt every `--swap_every` steps, the reservoir insert every `--record_every` steps) over
+`--groups` x `--replicas` walkers, timed with block_until_ready after a warm-up compile; the
+BEST of `--repeats` blocks is reported (`chain_steps_per_s_median` gives the median).
+
+  flops_per_value_and_grad  XLA cost analysis of jit(value_and_grad) for ONE input
+  peak_flops_per_s          best of a large float32 matmul (--peak_size^3) timed in this run
+  mfu                       flops_per_value_and_grad * chain_steps_per_s / peak_flops_per_s
+
+With --compare_naive (default on), each gwg line gets a partner line with kernel="naive":
+the same loop with a NAIVE MH step (defined below) that recomputes value_and_grad at the
+current state every step, i.e. two value_and_grads per step instead of one; "speedup" is
+cached/naive. Absolute numbers on a shared CPU are noise; ratios within one run are not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", ["mlp_tanh", "mlp_relu"], "Models (see benchmarks/models.py).")
+flags.DEFINE_enum("model_impl", "function", ["function", "nnx"], "Plain jnp function or Flax NNX module.")
+flags.DEFINE_list("proposals", ["gwg", "dlp", "uniform"], "Proposals: gwg, dlp, uniform.")
+flags.DEFINE_list("prng", ["threefry2x32"], "PRNG implementations: threefry2x32, rbg, unsafe_rbg.")
+flags.DEFINE_integer("groups", 64, "Independent groups C (chains per replica).")
+flags.DEFINE_integer("replicas", 8, "Replicas R per group; walkers = C * R.")
+flags.DEFINE_integer("steps_per_block", 200, "MH steps per walker in one timed block (one jit call).")
+flags.DEFINE_integer("record_every", 10, "Record (and reservoir insert) every this many steps.")
+flags.DEFINE_integer("swap_every", 10, "Swap attempt every this many steps.")
+flags.DEFINE_boolean("reservoir", True, "Insert into the per-bin reservoir at every record (as after burn-in).")
+flags.DEFINE_integer("num_bins", 64, "Reservoir bins.")
+flags.DEFINE_integer("reservoir_capacity", 32, "Reservoir capacity per bin.")
+flags.DEFINE_integer("repeats", 7, "Timed blocks per line (interleaved across lines); the best is reported.")
+flags.DEFINE_boolean("compare_naive", True, "Add a kernel='naive' line (and speedup) for each gwg line.")
+flags.DEFINE_integer("peak_size", 2048, "Matrix size n of the n^3 float32 matmul that measures peak FLOP/s.")
+flags.DEFINE_float("beta_min", -1.0, "Lowest inverse temperature of the linear ladder.")
+flags.DEFINE_float("beta_max", 1.0, "Highest inverse temperature of the linear ladder.")
+flags.DEFINE_integer("seed", 0, "Seed.")
+
+
+# --------------------------------------------------------------------------------------------
+# NAIVE baseline, for the side-by-side comparison ONLY. Not part of omnijax.
+# It ignores the cached (z, grad) of the chain state and recomputes value_and_grad at the
+# current x every step: two value_and_grads per step instead of one. The chain's x and z stay
+# exact (z is what the swaps need); the `grad` field is left stale and never read.
+# --------------------------------------------------------------------------------------------
+def naive_mh_step(key, state, beta, value_and_grad, proposal):
+    import jax
+    import jax.numpy as jnp
+
+    from omnijax.kernels.mh import ChainState, MHInfo, is_finite_state
+
+    naive_mh_step.traced += 1
+    z, grad = value_and_grad(state.x)                      # NAIVE: recomputed, not cached
+    propose_key, accept_key = jax.random.split(key)
+    x_new, log_q_forward, move = proposal.propose(propose_key, state.x, grad, beta)
+    z_new, grad_new = value_and_grad(x_new)
+    log_q_reverse = proposal.log_reverse(x_new, grad_new, beta, move, state.x)
+    log_alpha = beta * (z_new - z) + log_q_reverse - log_q_forward
+    finite = is_finite_state(z_new, grad_new)
+    accepted = finite & (jnp.log(jax.random.uniform(accept_key)) < log_alpha)
+    new_state = ChainState(jnp.where(accepted, x_new, state.x), jnp.where(accepted, z_new, z), state.grad)
+    return new_state, MHInfo(accepted, ~finite)
+
+
+naive_mh_step.traced = 0
+
+
+@contextlib.contextmanager
+def naive_kernel():
+    """While tracing, tempering.mh_sweep (hence run._block_fn) uses `naive_mh_step`, so the
+    naive line runs exactly the production loop with only the MH step swapped."""
+    from omnijax.kernels import tempering
+
+    original = tempering.mh_step
+    tempering.mh_step = naive_mh_step
+    before = naive_mh_step.traced
+    try:
+        yield
+    finally:
+        tempering.mh_step = original
+    if naive_mh_step.traced == before:
+        raise RuntimeError("the naive MH step was not traced: tempering no longer calls mh_step by name")
+
+
+def _time(fn, repeats):
+    """Per-call seconds of fn() over `repeats` calls (fn blocks until its result is ready)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def peak_flops_per_s(n: int, repeats: int = 5) -> float:
+    """Best FLOP/s of an n x n x n float32 matmul under jit."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(2), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, b).block_until_ready()
+    return 2 * n**3 / min(_time(lambda: matmul(a, b).block_until_ready(), repeats))
+
+
+def flops_of(fn, *args) -> float:
+    """FLOPs of jit(fn)(*args) from XLA's cost analysis (a dict in this JAX; a list of dicts in old ones)."""
+    import jax
+
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0]
+    return float(cost["flops"])
+
+
+class Config:
+    """One benchmarked loop: a compiled run._block_fn block and its carried state."""
+
+    def __init__(self, model_name, proposal_name, prng, naive=False):
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+
+        from benchmarks.models import MODELS
+        from omnijax import reservoir as reservoir_lib
+        from omnijax import run as run_lib
+        from omnijax.kernels import tempering
+        from omnijax.proposals import make_proposal
+        from omnijax.spaces import InputSpace
+        from omnijax.targets import make_value_and_grad
+
+        space = InputSpace((28, 28), 2)
+        output_fn = MODELS[model_name](space, FLAGS.model_impl)
+        value_and_grad = make_value_and_grad(output_fn, space)
+        proposal = make_proposal(proposal_name, space)
+        num_groups, num_replicas = FLAGS.groups, FLAGS.replicas
+        self.num_walkers = num_groups * num_replicas
+        dim = space.num_positions
+
+        # The PRNG implementation travels with the key: every key below derives from this one.
+        key = jax.random.key(FLAGS.seed, impl=prng)
+        init_key, self.run_key = jax.random.split(key)
+        x0 = space.random_inputs(init_key, self.num_walkers).reshape(num_groups, num_replicas, dim)
+        self.flops = flops_of(value_and_grad, x0[0, 0])
+        self.betas = jnp.asarray(np.linspace(FLAGS.beta_min, FLAGS.beta_max, num_replicas), jnp.float32)
+        edges = np.linspace(-10.0, 10.0, FLAGS.num_bins + 1)
+        # burn_in decides whether the reservoir insert runs; num_steps only has to exceed it.
+        burn_in = 0 if FLAGS.reservoir else 2**30
+        schedule = run_lib.Schedule(num_steps=2**31 - 1, steps_per_block=FLAGS.steps_per_block,
+                                    record_every=FLAGS.record_every, swap_every=FLAGS.swap_every,
+                                    burn_in=burn_in)
+        multipliers = jnp.asarray(reservoir_lib.hash_multipliers(dim))
+        self.block = run_lib._block_fn(value_and_grad, proposal, schedule, edges, multipliers)
+        self.state = tempering.init(x0, value_and_grad)
+        self.reservoir = reservoir_lib.empty(FLAGS.num_bins, FLAGS.reservoir_capacity, dim)
+        self.blocks_done = 0
+        self.times = []
+        self.record = {
+            "model": model_name,
+            "proposal": proposal_name,
+            "prng": prng,
+            "kernel": "naive" if naive else "cached",
+            "chains": self.num_walkers,
+            "groups": num_groups,
+            "replicas": num_replicas,
+            "steps_per_block": FLAGS.steps_per_block,
+            "reservoir": FLAGS.reservoir,
+        }
+        start = time.perf_counter()
+        with naive_kernel() if naive else contextlib.nullcontext():
+            self.run_block()  # traces, compiles and runs once
+        self.record["compile_s"] = round(time.perf_counter() - start, 2)
+
+    def run_block(self):
+        import jax
+
+        key = jax.random.fold_in(self.run_key, self.blocks_done)
+        state, reservoir, records = self.block(self.state, self.reservoir, key, self.betas)
+        jax.block_until_ready((state, reservoir, records))
+        self.state, self.reservoir = state, reservoir
+        self.blocks_done += 1
+
+    def timed_block(self):
+        self.times.append(_time(self.run_block, 1)[0])
+
+    def result(self, peak):
+        import numpy as np
+
+        steps = self.num_walkers * FLAGS.steps_per_block
+        mh_rate = np.asarray(self.state.mh_accepts) / np.maximum(np.asarray(self.state.mh_attempts), 1)
+        rate = steps / min(self.times)
+        return dict(self.record,
+                    chain_steps_per_s=rate,
+                    chain_steps_per_s_median=steps / statistics.median(self.times),
+                    timing=f"best of {len(self.times)} blocks (interleaved with the other lines)",
+                    flops_per_value_and_grad=self.flops,
+                    peak_flops_per_s=peak,
+                    mfu=self.flops * rate / peak,
+                    mh_acceptance_mean=round(float(mh_rate.mean()), 3))
+
+
+def main(argv):
+    del argv
+    import jax
+
+    configs = []
+    for model_name in FLAGS.models:
+        for proposal_name in FLAGS.proposals:
+            for prng in FLAGS.prng:
+                configs.append(Config(model_name, proposal_name, prng))
+                if FLAGS.compare_naive and proposal_name == "gwg":
+                    configs.append(Config(model_name, proposal_name, prng, naive=True))
+    # Interleave: one block of every line per round, so that load from other processes on a
+    # shared machine hits all lines alike; the peak matmul is timed in every round too.
+    peaks = [peak_flops_per_s(FLAGS.peak_size)]
+    for _ in range(FLAGS.repeats):
+        for config in configs:
+            config.timed_block()
+        peaks.append(peak_flops_per_s(FLAGS.peak_size, repeats=2))
+    peak = max(peaks)
+    device = str(jax.devices()[0].device_kind)
+    results = [config.result(peak) for config in configs]
+    for i, result in enumerate(results):
+        if result["kernel"] == "naive":
+            cached = results[i - 1]
+            cached["speedup"] = result["speedup"] = cached["chain_steps_per_s"] / result["chain_steps_per_s"]
+    for result in results:
+        result["device"] = device
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

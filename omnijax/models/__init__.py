@@ -1,0 +1,1 @@
+"""Flax NNX models that take one-hot inputs, so the samplers' gradients are exact."""

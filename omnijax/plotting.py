@@ -1,0 +1,56 @@
+"""Pictures people look at: rho(z) with its error band, and grids of representative inputs."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_log_rho(path, bin_edges, log_rho, stderr=None, exact_log_rho=None, title="", xlabel="output z"):
+    """rho(z) per bin on a log axis, with a ±2 stderr band and, if given, the exact values."""
+    centers = (bin_edges[:-1] + bin_edges[1:]) / 2
+    finite = np.isfinite(log_rho)
+    log10 = np.log10(np.e)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(centers[finite], log_rho[finite] * log10, "o-", ms=3, label="sampled")
+    if stderr is not None:
+        band = finite & np.isfinite(stderr)
+        ax.fill_between(centers[band], (log_rho[band] - 2 * stderr[band]) * log10,
+                        (log_rho[band] + 2 * stderr[band]) * log10, alpha=0.3, label="±2 s.e.")
+    if exact_log_rho is not None:
+        known = np.isfinite(exact_log_rho)
+        ax.plot(centers[known], exact_log_rho[known] * log10, "k--", lw=1, label="exact")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("log10 ρ(z)  (fraction of all inputs)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_representative_images(path, rows, labels, image_shape, per_row=8, title=""):
+    """A grid: one row per bin (label at left), up to `per_row` distinct inputs each, as images.
+
+    rows: list of integer arrays (n_i, *image_shape); category 0 is drawn black.
+    """
+    num_rows = max(len(rows), 1)
+    fig, axes = plt.subplots(num_rows, per_row, figsize=(per_row * 0.9, num_rows * 0.9 + 0.4), squeeze=False)
+    for r, (images, label) in enumerate(zip(rows, labels)):
+        for c in range(per_row):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(np.asarray(images[c]).reshape(image_shape), cmap="gray", vmin=0,
+                          vmax=max(int(np.max(images)), 1), interpolation="nearest")
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

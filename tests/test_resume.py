@@ -1,0 +1,58 @@
+"""A run killed at any point resumes from its last checkpoint, bit-identical to an uninterrupted one."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests import resume_job
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def completed_checkpoints(directory):
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
+def test_killed_run_resumes_bit_identical(tmp_path, capfd):
+    ckpt = str(tmp_path / "ckpt")
+    job = subprocess.Popen([sys.executable, "-m", "tests.resume_job", ckpt, str(tmp_path / "unused.npz")],
+                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not completed_checkpoints(ckpt) and time.time() < deadline and job.poll() is None:
+        time.sleep(0.02)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    saved = completed_checkpoints(ckpt)
+    assert saved, "the job never wrote a checkpoint"
+    num_blocks = resume_job.OPTIONS["num_steps"] // resume_job.OPTIONS["steps_per_block"]
+    assert max(saved) < num_blocks - 1, "killed too late: the run had already finished"
+
+    resumed = resume_job.as_arrays(resume_job.run(ckpt, progress=True))
+    first_progress = capfd.readouterr().err.splitlines()
+    resumed_line = next(line for line in first_progress if line.startswith("replica exchange"))
+    assert f" {(max(saved) + 1) * resume_job.OPTIONS['steps_per_block']}/" in resumed_line, resumed_line
+
+    uninterrupted = resume_job.as_arrays(resume_job.run(str(tmp_path / "fresh")))
+    for name in uninterrupted:
+        np.testing.assert_array_equal(resumed[name], uninterrupted[name], err_msg=name)
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    ckpt = str(tmp_path / "ckpt")
+    resume_job.run(ckpt)
+    before = completed_checkpoints(ckpt)
+    import jax
+    import omnijax as oj
+    from tests.models import random_mlp
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        oj.estimate_output_distribution(random_mlp(resume_job.SPACE, seed=0, hidden=16, scale=2.0),
+                                        resume_job.SPACE, resume_job.EDGES, key=jax.random.key(8),
+                                        checkpoint_dir=ckpt, progress=False, **resume_job.OPTIONS)
+    assert completed_checkpoints(ckpt) == before
