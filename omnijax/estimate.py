@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any
 
 import jax
@@ -21,6 +22,7 @@ from omnijax.reweighting import bootstrap_log_rho
 from omnijax.run import Schedule, run_tempering
 from omnijax.spaces import InputSpace
 from omnijax.targets import check_output_fn, make_value_and_grad
+from omnijax.validation import check_key, check_positive_int
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -66,54 +68,65 @@ class OutputDistributionEstimate:
         return self.representative_z[b][order]
 
 
-def _check_key(key) -> jax.Array:
-    if not (isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-            and key.shape == ()):
-        raise ValueError(f"key must be one typed PRNG key from jax.random.key(seed), got {key!r}")
-    return key
-
-
-def _check_positive_int(name: str, value) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def estimate_output_distribution(
     output_fn, space: InputSpace, bin_edges, *, key: jax.Array, method: str = "pt",
-    betas=None, num_replicas: int | None = None, num_groups: int = 16, num_steps: int = 20_000,
-    burn_in: int | None = None, steps_per_block: int = 2_000, swap_every: int = 10,
-    record_every: int = 10, pilot_steps: int = 1_000, proposal: str = "gwg",
-    proposal_options: dict | None = None, reservoir_size: int = 32, num_bootstrap: int = 100,
-    checkpoint_dir: str | None = None, progress: bool = True, **method_options,
+    num_groups: int | None = None, num_steps: int | None = None, burn_in: int | None = None,
+    steps_per_block: int | None = None, record_every: int | None = None, proposal: str = "gwg",
+    proposal_options: dict | None = None, reservoir_size: int = 32, checkpoint_dir: str | None = None,
+    progress: bool = True, **method_options,
 ) -> OutputDistributionEstimate:
     """Estimate ln rho(z) over `bin_edges` for `output_fn` over every input of `space`.
 
     method="pt": replica exchange on a beta ladder (chosen from a pilot run unless `betas`
     is given), then bin-free multiple-histogram reweighting (MBAR) of all replicas, with
-    error bars from a bootstrap over the `num_groups` independent walker groups.
-    method="wang_landau": gradient Wang–Landau in the window spanned by `bin_edges`
-    (see `omnijax.wang_landau` for its options, passed as keywords).
-    Every knob is a keyword; the defaults are meant to work on small and medium spaces.
+    error bars from a bootstrap over the `num_groups` independent walker groups. Its own
+    keywords: betas, num_replicas, swap_every, pilot_steps, num_bootstrap (see `estimate_pt`).
+    method="wang_landau": gradient Wang–Landau in the window spanned by `bin_edges`; its own
+    keywords are those of `omnijax.wang_landau.estimate_wang_landau`.
+    Shared knobs left as None take the method's defaults; every knob is a keyword.
     """
     if not isinstance(space, InputSpace):
         raise ValueError(f"space must be an omnijax.InputSpace, got {type(space).__name__}")
     check_output_fn(output_fn, space)
     edges = validate_bin_edges(bin_edges)
-    key = _check_key(key)
+    key = check_key(key)
     if method == "wang_landau":
-        from omnijax.wang_landau import estimate_wang_landau
-        return estimate_wang_landau(
-            output_fn, space, edges, key=key, proposal=proposal, proposal_options=proposal_options,
-            reservoir_size=reservoir_size, checkpoint_dir=checkpoint_dir, progress=progress,
-            **method_options)
-    if method != "pt":
+        from omnijax.wang_landau import estimate_wang_landau as runner
+    elif method == "pt":
+        runner = estimate_pt
+    else:
         raise ValueError(f"method must be 'pt' or 'wang_landau', got {method!r}")
-    if method_options:
-        raise ValueError(f"unknown keyword(s) for method='pt': {sorted(method_options)}")
-    num_groups = _check_positive_int("num_groups", num_groups)
-    reservoir_size = _check_positive_int("reservoir_size", reservoir_size)
-    pilot_steps = _check_positive_int("pilot_steps", pilot_steps)
+    shared = dict(num_groups=num_groups, num_steps=num_steps, burn_in=burn_in,
+                  steps_per_block=steps_per_block, record_every=record_every)
+    shared = {name: value for name, value in shared.items() if value is not None}
+    _check_keywords(runner, method, {**shared, **method_options})
+    return runner(output_fn, space, edges, key=key, proposal=proposal, proposal_options=proposal_options,
+                  reservoir_size=reservoir_size, checkpoint_dir=checkpoint_dir, progress=progress,
+                  **shared, **method_options)
+
+
+def _check_keywords(runner, method: str, keywords: dict) -> None:
+    parameters = inspect.signature(runner).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # the runner validates its own extra keywords
+    unknown = sorted(set(keywords) - set(parameters))
+    if unknown:
+        raise ValueError(f"unknown keyword(s) for method={method!r}: {unknown}")
+
+
+def estimate_pt(
+    output_fn, space: InputSpace, edges: np.ndarray, *, key: jax.Array, betas=None,
+    num_replicas: int | None = None, num_groups: int = 16, num_steps: int = 10_000,
+    burn_in: int | None = None, steps_per_block: int = 1_000, swap_every: int = 10,
+    record_every: int = 10, pilot_steps: int = 1_000, proposal: str = "gwg",
+    proposal_options: dict | None = None, reservoir_size: int = 32, num_bootstrap: int = 100,
+    checkpoint_dir: str | None = None, progress: bool = True,
+) -> OutputDistributionEstimate:
+    """Replica exchange + MBAR (method="pt"); called by `estimate_output_distribution`, which
+    has validated output_fn, space, edges and key."""
+    num_groups = check_positive_int("num_groups", num_groups)
+    reservoir_size = check_positive_int("reservoir_size", reservoir_size)
+    pilot_steps = check_positive_int("pilot_steps", pilot_steps)
     schedule = Schedule(num_steps=num_steps, steps_per_block=min(steps_per_block, num_steps),
                         record_every=record_every, swap_every=swap_every,
                         burn_in=num_steps // 5 if burn_in is None else burn_in)
@@ -165,7 +178,7 @@ def estimate_output_distribution(
 
 def ladder_from_pilot_checked(pilot, edges, num_replicas):
     if num_replicas is not None:
-        num_replicas = _check_positive_int("num_replicas", num_replicas)
+        num_replicas = check_positive_int("num_replicas", num_replicas)
         if num_replicas < 2:
             raise ValueError(f"num_replicas must be >= 2, got {num_replicas}")
     return ladder_lib.ladder_from_pilot(pilot, edges, num_replicas)

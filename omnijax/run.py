@@ -31,11 +31,11 @@ class NonFiniteOutputError(ValueError):
 class Schedule:
     """How long to sample and how often to swap, record and checkpoint (all in MH steps per walker)."""
 
-    num_steps: int = 20_000
-    steps_per_block: int = 2_000
+    num_steps: int = 10_000
+    steps_per_block: int = 1_000
     record_every: int = 10
     swap_every: int = 10
-    burn_in: int = 4_000
+    burn_in: int = 2_000
     checkpoint_every_blocks: int = 1
 
     def __post_init__(self):
@@ -111,7 +111,7 @@ def _raise_if_nonfinite(state: tempering.TemperingState, betas: np.ndarray) -> N
             f"its numerics; nothing was binned")
 
 
-def _shard_over_groups(tree, num_groups: int):
+def shard_over_groups(tree, num_groups: int):
     """Lay the leading (group) axis of every (C, ...) leaf over all devices, when it divides evenly."""
     devices = jax.devices()
     if len(devices) == 1 or num_groups % len(devices):
@@ -156,7 +156,7 @@ def run_tempering(key: jax.Array, x0: jax.Array, betas, value_and_grad: Callable
         if restored is not None:
             done_block, run = restored
             first_block = done_block + 1
-    device_state = _shard_over_groups((run["state"], run["reservoir"]), num_groups)
+    device_state = shard_over_groups((run["state"], run["reservoir"]), num_groups)
 
     bar = Progress(label, schedule.num_blocks * schedule.steps_per_block, "steps", enabled=progress)
     bar.update(first_block * schedule.steps_per_block)

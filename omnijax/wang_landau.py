@@ -2,10 +2,10 @@
 
 G independent groups of W walkers (each group one shared ln g, see
 `omnijax.kernels.wang_landau`) run as one vmapped batch. One jitted call runs a block of
-steps (`lax.scan`; ln f is updated every `check_every` steps, the per-bin reservoir every
-`record_every` steps after `burn_in`); the host sees only block boundaries, where it checks
-for NaN/inf, reports progress and writes a checkpoint. Block b draws from fold_in(key, b),
-so a resumed run is bit-identical to an uninterrupted one.
+steps (`lax.scan`; flatness is checked every `check_every` steps, the per-bin reservoir
+fed every `record_every` steps after `burn_in`); the host sees only block boundaries, where
+it checks for NaN/inf, reports progress and writes a checkpoint. Block b draws from
+fold_in(key, b), so a resumed run is bit-identical to an uninterrupted one.
 
 ln g is known up to a constant per group. A few thousand uniformly random inputs estimate
 the fraction of the whole space inside the window; ln rho is normalised to sum to it, and
@@ -24,12 +24,13 @@ import numpy as np
 
 from omnijax import reservoir as reservoir_lib
 from omnijax.checkpoint import RunCheckpointer
-from omnijax.estimate import OutputDistributionEstimate, _check_positive_int
+from omnijax.estimate import OutputDistributionEstimate
+from omnijax.validation import check_positive_int
 from omnijax.kernels import wang_landau as kernel
 from omnijax.progress import Progress
 from omnijax.proposals import make_proposal
 from omnijax.proposals.base import Proposal, first_order_gain
-from omnijax.run import NonFiniteOutputError, _shard_over_groups
+from omnijax.run import NonFiniteOutputError, shard_over_groups
 from omnijax.spaces import InputSpace
 from omnijax.targets import make_value, make_value_and_grad
 
@@ -67,20 +68,21 @@ def estimate_wang_landau(
         raise ValueError(f"unknown keyword(s) for method='wang_landau': {sorted(unknown)}")
     edges = np.asarray(bin_edges, np.float64)
     num_bins = len(edges) - 1
-    num_groups = _check_positive_int("num_groups", num_groups)
-    walkers_per_group = _check_positive_int("walkers_per_group", walkers_per_group)
-    num_steps = _check_positive_int("num_steps", num_steps)
-    steps_per_block = min(_check_positive_int("steps_per_block", steps_per_block), num_steps)
-    check_every = _check_positive_int("check_every", check_every)
-    record_every = _check_positive_int("record_every", record_every)
-    num_probe = _check_positive_int("num_probe", num_probe)
-    reservoir_size = _check_positive_int("reservoir_size", reservoir_size)
+    num_groups = check_positive_int("num_groups", num_groups)
+    walkers_per_group = check_positive_int("walkers_per_group", walkers_per_group)
+    num_steps = check_positive_int("num_steps", num_steps)
+    steps_per_block = min(check_positive_int("steps_per_block", steps_per_block), num_steps)
+    check_every = check_positive_int("check_every", check_every)
+    record_every = check_positive_int("record_every", record_every)
+    num_probe = check_positive_int("num_probe", num_probe)
+    reservoir_size = check_positive_int("reservoir_size", reservoir_size)
     flatness = _check_real("flatness", flatness, low=0.0, high=1.0)
     log_f_initial = _check_real("log_f_initial", log_f_initial, low=0.0)
     if beta_clip is not None:
         beta_clip = _check_real("beta_clip", beta_clip, low=0.0)
     burn_in = num_steps // 5 if burn_in is None else burn_in
-    if not isinstance(burn_in, (int, np.integer)) or isinstance(burn_in, bool) or not 0 <= burn_in < num_steps:
+    is_int = isinstance(burn_in, (int, np.integer)) and not isinstance(burn_in, bool)
+    if not is_int or not 0 <= burn_in < num_steps:
         raise ValueError(f"burn_in must be an int in [0, num_steps={num_steps}), got {burn_in!r}")
     sampler = make_proposal(proposal, space, **(proposal_options or {}))
     value_and_grad = make_value_and_grad(output_fn, space)
@@ -159,7 +161,6 @@ def _check_real(name: str, value, low: float, high: float | None = None) -> floa
 def _probe(key: jax.Array, space: InputSpace, value: Callable, num: int):
     """`num` uniformly random inputs (flat), their outputs and uniform tie-break numbers
     (numpy); NaN/inf raises."""
-
     x_key, tie_key = jax.random.split(key)
     x = space.random_inputs(x_key, num).reshape(num, -1)  # jax.random's own jit cache is reused
     z = np.asarray(jax.jit(lambda x: jax.lax.map(value, x, batch_size=256))(x))
@@ -229,7 +230,7 @@ def _run(block, state, reservoir, key, num_steps, steps_per_block, checkpoint_di
         if restored is not None:
             done_block, run = restored
             first_block = done_block + 1
-    state = _shard_over_groups(run["state"], int(run["state"].step.shape[0]))
+    state = shard_over_groups(run["state"], int(run["state"].step.shape[0]))
     reservoir = run["reservoir"]
     bar = Progress("wang-landau", num_steps, "steps", enabled=progress)
     bar.update(min(first_block * steps_per_block, num_steps))
@@ -267,19 +268,25 @@ def _note(state: kernel.WangLandauState) -> str:
 def combine_groups(log_g: np.ndarray, visits: np.ndarray, log_fraction: float):
     """ln rho per bin from G groups' ln g (G, B), each known up to its own constant.
 
-    Each group is shifted so that its ln g sums (logsumexp) to 0 over the bins every group
-    that entered the window visited (its own visited bins if there are none), the groups are averaged per bin over
-    those that visited it, and one common shift makes the mean sum to `log_fraction`.
+    Each group is shifted so that its ln g sums (logsumexp) to 0 over the bins that every
+    group entering the window visited (its own visited bins if there are none), the groups
+    are averaged per bin over those that visited it, and one common shift makes the mean sum
+    to `log_fraction`.
     stderr is the std over the n groups that visited a bin / sqrt(n), widened by
     t_{n-1}(0.975) / 1.96 so that +-1.96 stderr is a Student-t 95% interval: with 4 groups
     the plain std / sqrt(n) would cover only ~86% at +-2.
     Returns (log_rho, stderr, per-group ln rho, note).
     """
     visited = visits > 0
-    common = visited[visited.any(axis=1)].all(axis=0)
+    entered = visited.any(axis=1)
+    common = visited[entered].all(axis=0) & entered.any()
     aligned_over = np.broadcast_to(common, visited.shape) if common.any() else visited
-    note = (f"groups aligned over the {int(common.sum())} bins all of them visited" if common.any() else
-            "no bin was visited by every group: each group normalised over its own visited bins")
+    if common.any():
+        note = f"groups aligned over the {int(common.sum())} bins all of them visited"
+    elif entered.any():
+        note = "no bin was visited by every group: each group normalised over its own visited bins"
+    else:
+        note = "no walker entered the window: nothing was estimated"
     per_group = np.where(visited, log_g, -np.inf)
     with np.errstate(invalid="ignore"):  # a group that never entered the window: its row is unused
         per_group = per_group - np.logaddexp.reduce(np.where(aligned_over, per_group, -np.inf), axis=1,
@@ -290,14 +297,14 @@ def combine_groups(log_g: np.ndarray, visits: np.ndarray, log_fraction: float):
     mean = np.where(anywhere, total / np.maximum(count, 1), -np.inf)
     shift = log_fraction - np.logaddexp.reduce(mean[anywhere]) if anywhere.any() else 0.0
     per_group, mean = np.where(visited, per_group + shift, -np.inf), mean + shift
-    deviation = np.where(visited, per_group - mean, 0.0)
+    deviation = np.where(visited, per_group - np.where(anywhere, mean, 0.0), 0.0)
     variance = (deviation**2).sum(axis=0) / np.maximum(count - 1, 1)
-    widen = student_t_975(np.maximum(count - 1, 1)) / 1.959964
+    widen = _student_t_975(np.maximum(count - 1, 1)) / 1.959964
     stderr = np.where(count >= 2, np.sqrt(variance / np.maximum(count, 1)) * widen, np.inf)
     return mean, stderr, per_group, note
 
 
-def student_t_975(dof) -> np.ndarray:
+def _student_t_975(dof) -> np.ndarray:
     """0.975 quantile of Student's t with `dof` (>= 1) degrees of freedom: where the
     integral of its density from 0 reaches 0.475 (trapezoid rule on a fine grid)."""
     t = np.linspace(0.0, 20.0, 40_001)  # dof = 1 (the widest) has its quantile at 12.7

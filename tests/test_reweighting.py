@@ -84,14 +84,15 @@ def test_empty_bins_are_minus_infinity():
     np.testing.assert_array_equal(log_rho[D + 1:], -np.inf)
 
 
-def test_replica_with_zero_multiplicity_drops_out():
+@pytest.mark.parametrize("dropped", [2, 4])  # 4 is beta = 0, the replica that fixes the gauge
+def test_replica_with_zero_multiplicity_drops_out(dropped):
     z, replica, _ = sample_outputs(BETAS, 2_000, np.random.default_rng(5))
-    multiplicity = np.where(replica == 2, 0.0, 1.0)
+    multiplicity = np.where(replica == dropped, 0.0, 1.0)
     log_w, free_energies = mbar_log_weights(z, replica, BETAS, multiplicity)
     assert np.all(np.isfinite(np.asarray(log_w))) and np.all(np.isfinite(np.asarray(free_energies)))
-    keep = replica != 2
-    kept_betas = np.delete(BETAS, 2)
-    kept_replica = replica[keep] - (replica[keep] > 2)
+    keep = replica != dropped
+    kept_betas = np.delete(BETAS, dropped)
+    kept_replica = replica[keep] - (replica[keep] > dropped)
     reference = np.asarray(log_rho_from_samples(z[keep], kept_replica, kept_betas, UNIT_EDGES))
     with_empty = np.asarray(log_rho_from_samples(z, replica, BETAS, UNIT_EDGES, multiplicity))
     np.testing.assert_allclose(with_empty, reference, atol=1e-4)

@@ -37,7 +37,7 @@ class WangLandauState(NamedTuple):
     chains: ChainState            # leaves (W, ...): the group's walkers
     log_g: jax.Array              # (B,) float32 running ln g, up to a constant
     log_g_carry: jax.Array        # (B,) float32 Kahan compensation: true ln g = log_g - log_g_carry
-    histogram: jax.Array          # (B,) int32 visits since ln f last changed by halving
+    histogram: jax.Array          # (B,) int32 visits since the last flat histogram (H)
     visits: jax.Array             # (B,) int32 visits over the whole run
     log_f: jax.Array              # () float32 current modification factor
     one_over_t: jax.Array         # () bool: ln f follows N/t
@@ -57,6 +57,7 @@ class Window(NamedTuple):
 
 
 def make_window(bin_edges, beta_clip: float, kappa: float) -> Window:
+    """Window over `bin_edges` (any float array) with the given beta bounds."""
     edges = jnp.asarray(bin_edges, jnp.float32)
     return Window(edges, (edges[:-1] + edges[1:]) / 2, jnp.float32(beta_clip), jnp.float32(kappa))
 
