@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", "mlp", ["mlp"], "Model architecture (cnn and resnet arrive with MNIST training).")
@@ -27,6 +27,7 @@ flags.DEFINE_integer("seed", 0, "Seed of the weights and of the sampler.")
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
     import jax
     import numpy as np
     from flax import nnx

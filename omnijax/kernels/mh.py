@@ -49,9 +49,11 @@ def mh_step(key: jax.Array, state: ChainState, beta, value_and_grad: Callable,
     log_alpha = beta * (z_new - state.z) + log_q_reverse - log_q_forward
     finite = is_finite_state(z_new, grad_new)
     accepted = finite & (jnp.log(jax.random.uniform(accept_key)) < log_alpha)
-    # Decide once per chain: without the barrier XLA fuses the whole accept test into the
-    # selects below and re-evaluates it for every entry of x and of the gradient table.
-    accepted = jax.lax.optimization_barrier(accepted)
+    # Decide once per chain. XLA treats the accept test as cheap and fuses it into each select
+    # below, re-evaluating it for every entry of x and of the gradient table (optimization
+    # barriers are gone by fusion time); routing it through exp, which XLA will not duplicate
+    # into several consumers, makes it one stored flag. exp(0) = 1 and exp(-inf) = 0 exactly.
+    accepted = jnp.exp(jnp.where(accepted, 0.0, -jnp.inf)) > 0.5
     new_state = jax.tree.map(lambda new, old: jnp.where(accepted, new, old),
                              ChainState(x_new, z_new, grad_new), state)
     return new_state, MHInfo(accepted, ~finite)

@@ -41,8 +41,8 @@ def sample_categorical(key: jax.Array, logits: jax.Array) -> tuple[jax.Array, ja
     which matters when the table has D*K entries. It runs in two levels, blocks of about
     sqrt(n) entries and then the entries of the chosen block: a cumulative sum over the whole
     table (a reduce_window on XLA:CPU) costs several exp passes, while the two levels cost
-    one exp-and-sum pass over the table plus O(sqrt(n)) cumulative sums. Entries with zero
-    mass are never drawn. Returns (flat index, log probability).
+    one exp-and-sum pass over the table plus O(sqrt(n)) cumulative sums. An entry without
+    mass is never drawn as a valid move (see the end). Returns (flat index, log probability).
     """
     flat = logits.reshape(-1)
     n = flat.shape[0]
@@ -51,8 +51,7 @@ def sample_categorical(key: jax.Array, logits: jax.Array) -> tuple[jax.Array, ja
     if num_blocks * block > n:
         flat = jnp.pad(flat, (0, num_blocks * block - n), constant_values=-jnp.inf)
     top = jnp.max(flat)
-    # Only the per-block masses are stored: XLA fuses the logits, the exp and the sums into one
-    # pass, and the chosen block's weights are recomputed below.
+    # Only the per-block masses are kept; the chosen block's weights are recomputed below.
     block_mass = jnp.sum(jnp.exp(flat.reshape(num_blocks, block) - top), axis=1)
     block_end = _inclusive_cumsum(block_mass)
     total = block_end[-1]

@@ -21,6 +21,7 @@ def gwg(space: InputSpace, num_flips: int = 1) -> Proposal:
     if not isinstance(num_flips, int) or num_flips < 1:
         raise ValueError(f"num_flips must be a positive int, got {num_flips!r}")
     free = jnp.asarray(~space.frozen_mask.reshape(-1))
+    any_frozen = bool(space.frozen_mask.any())
     num_categories = space.num_categories
 
     if num_categories == 2:
@@ -30,17 +31,16 @@ def gwg(space: InputSpace, num_flips: int = 1) -> Proposal:
         # (exactly), so a multi-flip path updates one entry instead of recomputing the table.
         def move_logits(y, grad, beta):
             gain = beta * ((grad[:, 1] - grad[:, 0]) * (1 - 2 * y).astype(grad.dtype))
-            return jnp.where(free, gain / 2, -jnp.inf)
+            return jnp.where(free, gain / 2, -jnp.inf) if any_frozen else gain / 2
 
         def index_of(site, new):
             del new
             return site
 
-        def decode(index):
-            return index, None
+        def decode(index, y):
+            return index, 1 - y[index]
 
-        def after_move(logits, y, site, new):
-            del y, new
+        def after_move(logits, site):
             return logits.at[site].set(-logits[site])
     else:
         categories = jnp.arange(num_categories)
@@ -53,30 +53,32 @@ def gwg(space: InputSpace, num_flips: int = 1) -> Proposal:
         def index_of(site, new):
             return site * num_categories + new
 
-        def decode(index):
+        def decode(index, y):
+            del y
             return index // num_categories, index % num_categories
 
         after_move = None  # the table is recomputed from the gradient after each move
+    incremental = after_move is not None
+    positions = jnp.arange(space.num_positions)
 
     def propose(key, x, grad, beta):
         def one_move(carry, step_key):
             y, logits, log_q = carry
-            if after_move is None:
-                logits = move_logits(y, grad, beta)
-            index, log_p = sample_categorical(step_key, logits)
-            site, new = decode(index)
-            old = y[site]
-            new = 1 - old if new is None else new
-            if after_move is not None:
-                logits = after_move(logits, y, site, new)
-            return (y.at[site].set(new), logits, log_q + log_p), (site, old)
+            table = logits if incremental else move_logits(y, grad, beta)
+            index, log_p = sample_categorical(step_key, table)
+            site, new = decode(index, y)
+            logits = after_move(table, site) if incremental else None
+            # An elementwise select rather than a scatter: XLA fuses it into the consumers of
+            # x_new instead of copying x for an in-place update.
+            y_new = jnp.where(positions == site, new, y)
+            return (y_new, logits, log_q + log_p), (site, y[site])
 
-        logits = move_logits(x, grad, beta)
-        if num_flips == 1:
-            (x_new, _, log_q), path = one_move((x, logits, jnp.float32(0.0)), key)
+        carry = (x, move_logits(x, grad, beta) if incremental else None, jnp.float32(0.0))
+        if num_flips == 1:  # no scan (and no key split) for the common single move
+            (x_new, _, log_q), path = one_move(carry, key)
             return x_new, log_q, jax.tree.map(lambda a: a[None], path)
         keys = jax.random.split(key, num_flips)
-        (x_new, _, log_q), path = jax.lax.scan(one_move, (x, logits, jnp.float32(0.0)), keys)
+        (x_new, _, log_q), path = jax.lax.scan(one_move, carry, keys)
         return x_new, log_q, path
 
     def log_reverse(x_new, grad_new, beta, path, x):
@@ -86,14 +88,12 @@ def gwg(space: InputSpace, num_flips: int = 1) -> Proposal:
         def undo(carry, step):
             y, logits, log_q = carry
             site, old = step
-            if after_move is None:
-                logits = move_logits(y, grad_new, beta)
-            log_p = log_softmax_at(logits, index_of(site, old))
-            if after_move is not None:
-                logits = after_move(logits, y, site, old)
+            table = logits if incremental else move_logits(y, grad_new, beta)
+            log_p = log_softmax_at(table, index_of(site, old))
+            logits = after_move(table, site) if incremental else None
             return (y.at[site].set(old), logits, log_q + log_p), None
 
-        carry = (x_new, move_logits(x_new, grad_new, beta), jnp.float32(0.0))
+        carry = (x_new, move_logits(x_new, grad_new, beta) if incremental else None, jnp.float32(0.0))
         if sites.shape[0] == 1:
             (_, _, log_q), _ = undo(carry, (sites[0], olds[0]))
             return log_q
