@@ -25,7 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from omnijax.histogram import bin_index, validate_bin_edges
 from omnijax.progress import Progress
 from omnijax.spaces import InputSpace
-from omnijax.targets import check_output_fn, make_value
+from omnijax.targets import check_output_fn, scalar_result, make_value
 
 MAX_SIZE = 2**40  # beyond this enumeration would take days even on a GPU.
 _MAX_CHUNK = 2**24  # per-chunk float32 sums of 0/1 statistics stay exact below 2**24.
@@ -159,21 +159,11 @@ def _check_space(space) -> None:
 
 def _check_statistic_fn(statistic_fn, space: InputSpace) -> None:
     """Raise ValueError unless `statistic_fn` maps one integer input of `space` to a real scalar."""
-    if not callable(statistic_fn):
-        raise ValueError(f"statistic_fn must be callable, got {type(statistic_fn).__name__}")
-    probe = jax.ShapeDtypeStruct(space.shape, jnp.int32)
-    try:
-        out = jax.eval_shape(statistic_fn, probe)
-    except Exception as err:  # the user's function rejected the shape: say what we passed.
-        raise ValueError(
-            f"statistic_fn could not be evaluated on one int32 input of shape {space.shape}: "
-            f"{type(err).__name__}: {err}") from err
-    if getattr(out, "shape", None) != () or not (
-            jnp.issubdtype(out.dtype, jnp.floating) or jnp.issubdtype(out.dtype, jnp.integer)
+    what = f"one int32 input of shape {space.shape}"
+    out = scalar_result(statistic_fn, jax.ShapeDtypeStruct(space.shape, jnp.int32), "statistic_fn", what)
+    if not (jnp.issubdtype(out.dtype, jnp.floating) or jnp.issubdtype(out.dtype, jnp.integer)
             or out.dtype == jnp.bool_):
-        raise ValueError(
-            f"statistic_fn must return a real scalar for one input of shape {space.shape}, "
-            f"got {getattr(out, 'shape', type(out).__name__)} {getattr(out, 'dtype', '')}")
+        raise ValueError(f"statistic_fn must return a real scalar for {what}, got dtype {out.dtype}")
 
 
 def _chunk_digits(space: InputSpace, chunk_size, num_devices: int, platform: str) -> int:

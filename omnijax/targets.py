@@ -16,22 +16,28 @@ from omnijax.spaces import InputSpace
 OutputFn = Callable[[jax.Array], jax.Array]
 
 
-def check_output_fn(output_fn: OutputFn, space: InputSpace, name: str = "output_fn") -> None:
-    """Raise ValueError unless `output_fn` maps one one-hot input of `space` to a real scalar."""
-    if not callable(output_fn):
-        raise ValueError(f"{name} must be callable, got {type(output_fn).__name__}")
-    probe = jax.ShapeDtypeStruct(space.onehot_shape, jnp.float32)
+def scalar_result(fn, probe: jax.ShapeDtypeStruct, name: str, what: str) -> jax.ShapeDtypeStruct:
+    """Abstract result of fn(probe); ValueError naming `name` unless it evaluates to a scalar.
+
+    `what` describes the probe for the message (e.g. "one one-hot input of shape (4, 4, 2)").
+    """
+    if not callable(fn):
+        raise ValueError(f"{name} must be callable, got {type(fn).__name__}")
     try:
-        out = jax.eval_shape(output_fn, probe)
+        out = jax.eval_shape(fn, probe)
     except Exception as err:  # the user's function rejected the shape: say what we passed.
-        raise ValueError(
-            f"{name} could not be evaluated on one one-hot input of shape {space.onehot_shape} "
-            f"(space.shape + (num_categories,)): {type(err).__name__}: {err}") from err
+        raise ValueError(f"{name} could not be evaluated on {what}: {type(err).__name__}: {err}") from err
     if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
         shape = getattr(out, "shape", type(out).__name__)
-        raise ValueError(
-            f"{name} must return a scalar for one input of shape {space.onehot_shape}, "
-            f"got output of shape {shape}; reduce it to one number (e.g. one logit)")
+        raise ValueError(f"{name} must return a scalar for {what}, got output of shape {shape}; "
+                         f"reduce it to one number (e.g. one logit)")
+    return out
+
+
+def check_output_fn(output_fn: OutputFn, space: InputSpace, name: str = "output_fn") -> None:
+    """Raise ValueError unless `output_fn` maps one one-hot input of `space` to a real scalar."""
+    what = f"one one-hot input of shape {space.onehot_shape} (space.shape + (num_categories,))"
+    out = scalar_result(output_fn, jax.ShapeDtypeStruct(space.onehot_shape, jnp.float32), name, what)
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise ValueError(f"{name} must return a floating-point scalar, got dtype {out.dtype}")
 
