@@ -56,4 +56,6 @@ def mlp_output_fn(space: InputSpace, hidden: int = 128, activation: str = "tanh"
 MODELS = {
     "mlp_tanh": lambda space, impl: mlp_output_fn(space, 128, "tanh", impl=impl),
     "mlp_relu": lambda space, impl: mlp_output_fn(space, 128, "relu", impl=impl),
+    # Wider, for seeing how the per-input sampler overhead weighs against a costlier model.
+    "mlp_tanh_h512": lambda space, impl: mlp_output_fn(space, 512, "tanh", impl=impl),
 }

@@ -1,22 +1,28 @@
 """Sampler throughput and model-FLOP utilisation (MFU) of the replica-exchange production loop.
 
-    python -m benchmarks.throughput
-    python -m benchmarks.throughput --models=mlp_tanh --proposals=gwg --prng=threefry2x32,rbg,unsafe_rbg
+    python -m benchmarks.throughput                      # mlp_tanh, mlp_relu x gwg, dlp, uniform
+    python -m benchmarks.throughput --prng=threefry2x32,rbg,unsafe_rbg
+    python -m benchmarks.throughput --models=mlp_tanh --proposals=gwg --groups=32 --replicas=8
 
-Prints one JSON object per line. Each measures `omnijax.run._block_fn` itself: one jitted
-block of `--steps_per_block` steps of replica exchange (tempering.mh_sweep every step, a swap
-attempt every `--swap_every` steps, the reservoir insert every `--record_every` steps) over
-`--groups` x `--replicas` walkers, timed with block_until_ready after a warm-up compile; the
-BEST of `--repeats` blocks is reported (`chain_steps_per_s_median` gives the median).
+Prints one JSON object per line (progress goes to stderr). Each line times `omnijax.run._block_fn`
+itself: one jitted block of `--steps_per_block` MH steps of replica exchange (tempering.mh_sweep
+every step, tempering.swap every `--swap_every` steps, the reservoir insert every
+`--record_every` steps, as after burn-in) over `--groups` x `--replicas` walkers. After a
+warm-up call that compiles, `--repeats` rounds each run one block of EVERY line in turn
+(interleaved, so load from other processes hits all lines alike) with block_until_ready;
+chain_steps_per_s is the BEST block (chain_steps_per_s_median the median).
 
   flops_per_value_and_grad  XLA cost analysis of jit(value_and_grad) for ONE input
-  peak_flops_per_s          best of a large float32 matmul (--peak_size^3) timed in this run
+  peak_flops_per_s          best float32 --peak_size^3 jnp matmul, timed before and in every round
   mfu                       flops_per_value_and_grad * chain_steps_per_s / peak_flops_per_s
+  chain_steps_per_cpu_s     steps per second of this process's CPU time (all threads): a
+                            diagnostic that moves less than wall time when the machine is shared
 
-With --compare_naive (default on), each gwg line gets a partner line with kernel="naive":
-the same loop with a NAIVE MH step (defined below) that recomputes value_and_grad at the
-current state every step, i.e. two value_and_grads per step instead of one; "speedup" is
-cached/naive. Absolute numbers on a shared CPU are noise; ratios within one run are not.
+With --compare_naive (default on) every gwg line gets a partner with kernel="naive": the same
+loop with the NAIVE MH step defined below, which recomputes value_and_grad at the current state
+every step (two per step instead of one); "speedup" is cached/naive in wall time and
+"speedup_cpu_time" the same in CPU time. The PRNG implementation is chosen per line through
+the key (jax.random.key(seed, impl=...)), equivalent to jax_default_prng_impl for this loop.
 """
 
 from __future__ import annotations
