@@ -53,19 +53,18 @@ class OutputDistributionEstimate:
             raise ValueError(f"bin_index must be an int in [0, {self.num_bins}), got {bin_index!r}")
         return int(bin_index)
 
+    def _held(self, bin_index) -> tuple[np.ndarray, np.ndarray]:
+        reservoir = reservoir_lib.Reservoir(self.representative_inputs, self.representative_z,
+                                            self.representative_priority, None)
+        return reservoir_lib.contents(reservoir, self._check_bin(bin_index))
+
     def representatives(self, bin_index: int) -> np.ndarray:
         """Distinct sampled inputs of one bin, int32 of shape (n, *space.shape)."""
-        b = self._check_bin(bin_index)
-        order = np.argsort(self.representative_priority[b], kind="stable")
-        order = order[np.isfinite(self.representative_priority[b][order])]
-        return self.representative_inputs[b][order].reshape((-1,) + self.space.shape)
+        return self._held(bin_index)[0].reshape((-1,) + self.space.shape)
 
     def representative_outputs(self, bin_index: int) -> np.ndarray:
         """Model outputs of `representatives(bin_index)`, same order."""
-        b = self._check_bin(bin_index)
-        order = np.argsort(self.representative_priority[b], kind="stable")
-        order = order[np.isfinite(self.representative_priority[b][order])]
-        return self.representative_z[b][order]
+        return self._held(bin_index)[1]
 
 
 def estimate_output_distribution(
@@ -138,7 +137,7 @@ def estimate_pt(
     pilot = _pilot(pilot_key, space, value_and_grad, sampler, edges, user_betas, pilot_steps,
                             record_every, swap_every, progress)
     if user_betas is None:
-        ladder = ladder_from_pilot_checked(pilot, edges, num_replicas)
+        ladder = _ladder_from_pilot(pilot, edges, num_replicas)
     else:
         ladder_lib.check_ladder_reaches(pilot, edges)
         ladder = user_betas
@@ -176,7 +175,7 @@ def estimate_pt(
         representative_z=np.asarray(run.reservoir.z))
 
 
-def ladder_from_pilot_checked(pilot, edges, num_replicas):
+def _ladder_from_pilot(pilot, edges, num_replicas):
     if num_replicas is not None:
         num_replicas = check_positive_int("num_replicas", num_replicas)
         if num_replicas < 2:

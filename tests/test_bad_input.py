@@ -85,3 +85,11 @@ def test_nan_from_model_names_chain_and_step():
 def test_nan_at_start_is_reported():
     with pytest.raises(oj.NonFiniteOutputError, match="NaN or inf"):
         estimate(output_fn=lambda onehot: jnp.log(onehot[0, 0, 1] - 2.0))
+
+
+def test_linear_ladder_spaces_betas_between_bounds():
+    np.testing.assert_allclose(oj.linear_ladder(-1.0, 2.0, 4), [-1.0, 0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="num_replicas"):
+        oj.linear_ladder(-1.0, 1.0, 1)
+    with pytest.raises(ValueError, match="beta_min"):
+        oj.linear_ladder(1.0, -1.0, 3)
