@@ -63,8 +63,8 @@ def ladder_from_pilot(pilot: PilotSummary, bin_edges: np.ndarray, num_replicas: 
     if num_replicas is None:
         num_replicas = int(np.clip(np.ceil(length[-1] / spacing) + 1, 4, max_replicas))
     targets = np.linspace(0.0, length[-1], num_replicas)
-    ladder = np.interp(targets, length, grid)
-    return np.unique(ladder) if len(np.unique(ladder)) >= 2 else np.array([beta_min, beta_max])
+    ladder = np.unique(np.interp(targets, length, grid))
+    return ladder if len(ladder) >= 2 else np.array([beta_min, beta_max])
 
 
 def _first_reaching(betas: np.ndarray, reached: np.ndarray) -> float:
