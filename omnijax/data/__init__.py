@@ -1,0 +1,1 @@
+"""Datasets the experiments use, with offline sources so defaults work without internet."""

@@ -1,0 +1,1 @@
+"""Training of the models that OmniInput evaluates: classifiers (optax) and energy-based models (PCD with our own GWG sampler)."""
