@@ -58,19 +58,21 @@ flags.DEFINE_integer("seed", 0, "Seed.")
 
 # --------------------------------------------------------------------------------------------
 # NAIVE baseline, for the side-by-side comparison ONLY. Not part of omnijax.
-# It does not trust the cached (z, grad) of the chain state: every step it recomputes
-# value_and_grad at the current x, then runs the production MH step from there, so it
-# evaluates the model TWICE per step instead of once. Everything else (proposal, accept
-# test, selects) is the production code; the state's `grad` field is never read or
-# updated (XLA drops the dead select), as in a kernel that keeps only x and z.
+# It does not trust the cached (z, grad, proposal summary) of the chain state: every step it
+# recomputes value_and_grad and the proposal summary at the current x, then runs the
+# production MH step from there, so it evaluates the model TWICE per step instead of once.
+# Everything else (proposal, accept test, selects) is the production code; the state's
+# `grad` and `summary` fields are never read or updated (XLA drops the dead selects), as in
+# a kernel that keeps only x and z.
 # --------------------------------------------------------------------------------------------
 def naive_mh_step(key, state, beta, value_and_grad, proposal):
     from omnijax.kernels.mh import ChainState, mh_step
 
     naive_mh_step.traced += 1
     z, grad = value_and_grad(state.x)  # NAIVE: recomputed every step instead of cached
-    new, info = mh_step(key, ChainState(state.x, z, grad), beta, value_and_grad, proposal)
-    return ChainState(new.x, new.z, state.grad), info
+    summary = proposal.summarize(state.x, grad, beta)
+    new, info = mh_step(key, ChainState(state.x, z, grad, summary), beta, value_and_grad, proposal)
+    return ChainState(new.x, new.z, state.grad, state.summary), info
 
 
 naive_mh_step.traced = 0
@@ -163,7 +165,7 @@ class Config:
                                     burn_in=burn_in)
         multipliers = jnp.asarray(reservoir_lib.hash_multipliers(dim))
         self.block = run_lib._block_fn(value_and_grad, proposal, schedule, edges, multipliers)
-        self.state = tempering.init(x0, value_and_grad)
+        self.state = tempering.init(x0, value_and_grad, proposal, self.betas)
         self.reservoir = reservoir_lib.empty(FLAGS.num_bins, FLAGS.reservoir_capacity, dim)
         self.blocks_done = 0
         self.times = []      # wall-clock seconds per timed block

@@ -74,7 +74,8 @@ def _block_fn(value_and_grad: Callable, proposal: Proposal, schedule: Schedule, 
         mh_key, swap_key = jax.random.split(key)
         state = tempering.mh_sweep(mh_key, state, betas, value_and_grad, proposal)
         return jax.lax.cond(state.step % schedule.swap_every == 0,
-                            lambda s: tempering.swap(swap_key, s, betas), lambda s: s, state)
+                            lambda s: tempering.refresh_summaries(tempering.swap(swap_key, s, betas), betas, proposal),
+                            lambda s: s, state)
 
     def one_record(carry, record_key, betas):
         state, reservoir = carry
@@ -141,7 +142,7 @@ def run_tempering(key: jax.Array, x0: jax.Array, betas, value_and_grad: Callable
     block = _block_fn(value_and_grad, proposal, schedule, bin_edges, multipliers)
 
     run = {
-        "state": tempering.init(x0, value_and_grad),
+        "state": tempering.init(x0, value_and_grad, proposal, betas_dev),
         "reservoir": reservoir_lib.empty(num_bins, reservoir_capacity, num_positions),
         "z": np.zeros((num_records, num_groups, num_replicas), np.float32),
         "slot": np.zeros((num_records, num_groups, num_replicas), np.int32),

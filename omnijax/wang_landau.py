@@ -91,7 +91,7 @@ def estimate_wang_landau(
     probe_x, probe_z, tie_break = _probe(probe_key, space, make_value(output_fn, space), num_probe)
     in_window = int(np.sum((probe_z >= np.float32(edges[0])) & (probe_z <= np.float32(edges[-1]))))
     x0 = _starting_inputs(probe_x, probe_z, tie_break, edges, num_groups * walkers_per_group)
-    init = jax.jit(jax.vmap(lambda x: kernel.init(x, value_and_grad, num_bins, log_f_initial)))
+    init = jax.jit(jax.vmap(lambda x: kernel.init(x, value_and_grad, sampler, num_bins, log_f_initial)))
     state = init(jnp.asarray(x0.reshape(num_groups, walkers_per_group, -1)))
     _raise_if_nonfinite(state)
     if beta_clip is None:

@@ -39,9 +39,9 @@ def move_log_prob(name, proposal, x_from, g_from, x_to):
     if name == "uniform":  # symmetric: one of num_free * (K - 1) neighbours
         return -jnp.log(proposal_size(x_from))
     if name == "dlp":
-        return proposal.log_reverse(x_from, g_from, BETA, None, x_to)
+        return proposal.log_reverse(x_from, g_from, BETA, None, x_to)[0]
     site = jnp.argmax(x_from != x_to)
-    return proposal.log_reverse(x_from, g_from, BETA, (site[None], x_to[site][None]), None)
+    return proposal.log_reverse(x_from, g_from, BETA, (site[None], x_to[site][None]), None)[0]
 
 
 @pytest.mark.parametrize("space_name", SPACES)
@@ -78,7 +78,7 @@ def test_exact_transition_matrix_preserves_target(space_name, name):
 def sample_final_states(space, output_fn, proposal, beta, num_chains, num_steps, seed, step=mh_step):
     vg = make_value_and_grad(output_fn, space)
     x0 = space.random_inputs(jax.random.key(seed), num_chains).reshape(num_chains, -1)
-    state = jax.vmap(init_chain, (0, None))(x0, vg)
+    state = jax.vmap(init_chain, (0, None, None, None))(x0, vg, proposal, beta)
 
     @jax.jit
     def run(key, state):
@@ -118,10 +118,10 @@ def test_chains_reach_exact_target(space_name, name):
 def mh_step_without_correction(key, state, beta, value_and_grad, proposal):
     """A deliberately wrong kernel: it ignores the proposal's asymmetry."""
     propose_key, accept_key = jax.random.split(key)
-    x_new, _, _ = proposal.propose(propose_key, state.x, state.grad, beta)
+    x_new, _, _ = proposal.propose(propose_key, state.x, state.grad, beta, state.summary)
     z_new, g_new = value_and_grad(x_new)
     accept = jnp.log(jax.random.uniform(accept_key)) < beta * (z_new - state.z)
-    new = ChainState(x_new, z_new, g_new)
+    new = ChainState(x_new, z_new, g_new, proposal.summarize(x_new, g_new, beta))
     return jax.tree.map(lambda a, b: jnp.where(accept, a, b), new, state), None
 
 
@@ -152,7 +152,7 @@ def test_proposal_draws_match_their_scored_probabilities(space_name, name):
     _, g = vg(x)
     num_draws = 400_000
     keys = jax.random.split(jax.random.key(7), num_draws)
-    drawn, log_q, _ = jax.jit(jax.vmap(lambda k: proposal.propose(k, x, g, BETA)))(keys)
+    drawn, log_q, _ = jax.jit(jax.vmap(lambda k: proposal.propose(k, x, g, BETA, proposal.summarize(x, g, BETA))))(keys)
     everything = jnp.asarray(all_inputs(space))
     scored = jax.jit(jax.vmap(lambda y: move_log_prob(name, proposal, x, g, y)))(everything)
     if name == "gwg":

@@ -80,7 +80,7 @@ def test_kernel_with_fixed_log_g_samples_its_target():
     @jax.jit
     def sample(key):
         init_key, run_key = jax.random.split(key)
-        state = kernel.init(space.random_inputs(init_key, num_walkers), vg, 8, log_f_initial=0.0)
+        state = kernel.init(space.random_inputs(init_key, num_walkers), vg, proposal, 8, log_f_initial=0.0)
         state = state._replace(log_g=jnp.asarray(log_g, jnp.float32), visits=jnp.ones(8, jnp.int32))
         step = lambda s, k: (kernel.step(k, s, window, vg, proposal)[0], None)
         return jax.lax.scan(step, state, jax.random.split(run_key, 300))[0]

@@ -3,7 +3,8 @@
 Walkers are laid out as (groups, replicas): each of the C independent groups holds R
 walkers that share the ladder `betas` (ascending; negative, zero and positive allowed).
 Swaps exchange the beta ASSIGNMENTS of two walkers, never their inputs, so every cached
-(x, z, grad) stays valid. Groups never interact, so they are the unit of a bootstrap.
+(x, z, grad) stays valid; only the proposal summaries, which depend on beta, are recomputed
+(`refresh_summaries`, once per swap round). Groups never interact, so they are the unit of a bootstrap.
 """
 
 from __future__ import annotations
@@ -56,10 +57,11 @@ def validate_betas(betas, name: str = "betas") -> np.ndarray:
     return ladder
 
 
-def init(x: jax.Array, value_and_grad: Callable) -> TemperingState:
+def init(x: jax.Array, value_and_grad: Callable, proposal: Proposal, betas: jax.Array) -> TemperingState:
     """Tempering state from flat inputs x of shape (C, R, D); walker r starts at ladder slot r."""
     num_groups, num_replicas = x.shape[:2]
-    chains = jax.vmap(jax.vmap(lambda xi: init_chain(xi, value_and_grad)))(x)
+    start = lambda xi, beta: init_chain(xi, value_and_grad, proposal, beta)
+    chains = jax.vmap(jax.vmap(start), (0, None))(x, jnp.asarray(betas, jnp.float32))
     slot = jnp.broadcast_to(jnp.arange(num_replicas, dtype=jnp.int32), (num_groups, num_replicas))
     zeros_cr = jnp.zeros((num_groups, num_replicas), jnp.int32)
     finite = jnp.isfinite(chains.z) & jnp.all(jnp.isfinite(chains.grad), axis=(-2, -1))
@@ -96,6 +98,13 @@ def mh_sweep(key: jax.Array, state: TemperingState, betas: jax.Array, value_and_
         step=state.step + 1,
         first_nonfinite_step=first_bad,
     )
+
+
+def refresh_summaries(state: TemperingState, betas: jax.Array, proposal: Proposal) -> TemperingState:
+    """Recompute every walker's proposal summary at its current beta (after swaps moved betas)."""
+    summarize = jax.vmap(jax.vmap(proposal.summarize))
+    chains = state.chains
+    return state._replace(chains=chains._replace(summary=summarize(chains.x, chains.grad, betas[state.slot])))
 
 
 def _swap_group(key, slot, z, betas, parity):

@@ -62,9 +62,11 @@ def make_window(bin_edges, beta_clip: float, kappa: float) -> Window:
     return Window(edges, (edges[:-1] + edges[1:]) / 2, jnp.float32(beta_clip), jnp.float32(kappa))
 
 
-def init(x: jax.Array, value_and_grad: Callable, num_bins: int, log_f_initial: float) -> WangLandauState:
-    """State of one group from flat inputs x (W, D); ln g starts flat at 0."""
-    chains = jax.vmap(lambda xi: init_chain(xi, value_and_grad))(x)
+def init(x: jax.Array, value_and_grad: Callable, proposal: Proposal, num_bins: int,
+         log_f_initial: float) -> WangLandauState:
+    """State of one group from flat inputs x (W, D); ln g starts flat at 0. (The chains'
+    proposal summaries are placeholders at beta 0: each step recomputes them at beta_eff.)"""
+    chains = jax.vmap(lambda xi: init_chain(xi, value_and_grad, proposal, 0.0))(x)
     finite = jax.vmap(is_finite_state)(chains.z, chains.grad)
     zeros = jnp.zeros(num_bins, jnp.int32)
     return WangLandauState(
@@ -120,16 +122,18 @@ def _walker_step(key, chain: ChainState, log_g, betas, window: Window, value_and
     num_bins = log_g.shape[0]
     propose_key, accept_key = jax.random.split(key)
     log_pi, beta, b = _target(chain.z, log_g, betas, window)
-    x_new, log_q_forward, move = proposal.propose(propose_key, chain.x, chain.grad, beta)
+    # beta_eff moves with ln g every step, so the proposal summary is never reused here.
+    summary = proposal.summarize(chain.x, chain.grad, beta)
+    x_new, log_q_forward, move = proposal.propose(propose_key, chain.x, chain.grad, beta, summary)
     z_new, grad_new = value_and_grad(x_new)
     log_pi_new, beta_new, b_new = _target(z_new, log_g, betas, window)
-    log_q_reverse = proposal.log_reverse(x_new, grad_new, beta_new, move, chain.x)
+    log_q_reverse, summary_new = proposal.log_reverse(x_new, grad_new, beta_new, move, chain.x)
     log_alpha = log_pi_new - log_pi + log_q_reverse - log_q_forward
     finite = is_finite_state(z_new, grad_new)
     leaves = (b >= 0) & (b < num_bins) & ~((b_new >= 0) & (b_new < num_bins))
     accepted = finite & ~leaves & (jnp.log(jax.random.uniform(accept_key)) < log_alpha)
     new_chain = jax.tree.map(lambda new, old: jnp.where(accepted, new, old),
-                             ChainState(x_new, z_new, grad_new), chain)
+                             ChainState(x_new, z_new, grad_new, summary_new), chain)
     return new_chain, MHInfo(accepted, ~finite)
 
 

@@ -1,14 +1,21 @@
 """The contract every proposal follows, and the categorical sampling they share.
 
 A proposal works on ONE chain with flat integer input x (D,) and the cached gradient
-grad (D, K) of the output at x. It is a pair of pure functions:
+grad (D, K) of the output at x. It is a triple of pure functions:
 
-  propose(key, x, grad, beta) -> (x_new, log_q_forward, move)
-  log_reverse(x_new, grad_new, beta, move, x) -> log q(x | x_new)
+  summarize(x, grad, beta) -> summary
+  propose(key, x, grad, beta, summary) -> (x_new, log_q_forward, move)
+  log_reverse(x_new, grad_new, beta, move, x) -> (log q(x | x_new), summary at x_new)
 
 `move` is whatever the proposal needs to score the way back (sites flipped, ...). The
 Metropolis–Hastings kernel calls `log_reverse` with the gradient at x_new, which it has to
 compute anyway for the next step, so one value_and_grad per step suffices.
+
+`summary` is what the forward draw needs beyond (x, grad, beta) and costs a pass over the
+move table to compute (for single-site GWG: the table's per-block masses). Scoring the way
+back computes exactly the summary at x_new, so the chain caches it next to (z, grad) and the
+forward draw of the next step skips that pass. It depends on beta: a replica exchange that
+changes a walker's beta recomputes it with `summarize`. Proposals without one use ().
 """
 
 from __future__ import annotations
@@ -24,7 +31,14 @@ class Proposal(NamedTuple):
     """A gradient-informed (or plain) proposal: see the module docstring for the contract."""
 
     propose: Callable[..., tuple[jax.Array, jax.Array, Any]]
-    log_reverse: Callable[..., jax.Array]
+    log_reverse: Callable[..., tuple[jax.Array, Any]]
+    summarize: Callable[..., Any]
+
+
+def no_summary(x, grad, beta) -> tuple:
+    """`summarize` of a proposal whose forward draw needs nothing cached."""
+    del x, grad, beta
+    return ()
 
 
 def first_order_gain(x: jax.Array, grad: jax.Array, beta) -> jax.Array:
@@ -34,25 +48,56 @@ def first_order_gain(x: jax.Array, grad: jax.Array, beta) -> jax.Array:
     return beta * (grad - current)
 
 
-def sample_categorical(key: jax.Array, logits: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One draw from softmax(logits) over ALL entries (any shape; -inf entries excluded).
+class CategoricalSummary(NamedTuple):
+    """What a draw from softmax(logits) needs beyond the logits: one exp-and-sum pass's worth."""
+
+    top: jax.Array         # () max of the logits
+    block_mass: jax.Array  # (num_blocks,) sum of exp(logit - top) over each block of entries
+
+
+def _blocks(n: int) -> tuple[int, int]:
+    """(block size, number of blocks): blocks of ceil(sqrt(n)) entries (static)."""
+    block = max(1, math.isqrt(n - 1) + 1)
+    return block, -(-n // block)
+
+
+def _padded(logits: jax.Array, block: int, num_blocks: int) -> jax.Array:
+    flat = logits.reshape(-1)
+    pad = num_blocks * block - flat.shape[0]
+    return jnp.pad(flat, (0, pad), constant_values=-jnp.inf) if pad else flat
+
+
+def categorical_summary(logits: jax.Array) -> CategoricalSummary:
+    """Per-block masses of softmax(logits) over ALL entries (any shape; -inf entries excluded)."""
+    block, num_blocks = _blocks(logits.size)
+    flat = _padded(logits, block, num_blocks)
+    top = jnp.max(flat)
+    return CategoricalSummary(top, jnp.sum(jnp.exp(flat.reshape(num_blocks, block) - top), axis=1))
+
+
+def log_normalizer(summary: CategoricalSummary) -> jax.Array:
+    """log sum exp(logits), from the summary."""
+    return summary.top + jnp.log(jnp.sum(summary.block_mass))
+
+
+def sample_categorical(key: jax.Array, logits: jax.Array,
+                       summary: CategoricalSummary | None = None) -> tuple[jax.Array, jax.Array]:
+    """One draw from softmax(logits) over ALL entries; returns (flat index, log probability).
 
     Inverse-CDF sampling needs one uniform number instead of one per entry (Gumbel-max),
     which matters when the table has D*K entries. It runs in two levels, blocks of about
     sqrt(n) entries and then the entries of the chosen block: a cumulative sum over the whole
     table (a reduce_window on XLA:CPU) costs several exp passes, while the two levels cost
-    one exp-and-sum pass over the table plus O(sqrt(n)) cumulative sums. An entry without
-    mass is never drawn as a valid move (see the end). Returns (flat index, log probability).
+    one exp-and-sum pass over the table (`categorical_summary`, skipped when the caller has
+    it cached) plus O(sqrt(n)) work: only the chosen block's logits are read, so XLA computes
+    just those when `logits` is an elementwise function of cached arrays. An entry without
+    mass is never drawn as a valid move (see the end).
     """
-    flat = logits.reshape(-1)
-    n = flat.shape[0]
-    block = max(1, math.isqrt(n - 1) + 1)  # ceil(sqrt(n)): static
-    num_blocks = -(-n // block)
-    if num_blocks * block > n:
-        flat = jnp.pad(flat, (0, num_blocks * block - n), constant_values=-jnp.inf)
-    top = jnp.max(flat)
-    # Only the per-block masses are kept; the chosen block's weights are recomputed below.
-    block_mass = jnp.sum(jnp.exp(flat.reshape(num_blocks, block) - top), axis=1)
+    if summary is None:
+        summary = categorical_summary(logits)
+    block, num_blocks = _blocks(logits.size)
+    flat = _padded(logits, block, num_blocks)
+    top, block_mass = summary
     block_end = _inclusive_cumsum(block_mass)
     total = block_end[-1]
     u = jax.random.uniform(key, dtype=flat.dtype) * total

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from omnijax.proposals.base import Proposal, first_order_gain
+from omnijax.proposals.base import Proposal, first_order_gain, no_summary
 from omnijax.spaces import InputSpace
 
 
@@ -34,7 +34,8 @@ def dlp(space: InputSpace, step_size: float = 0.2) -> Proposal:
         log_p = site_log_probs(x_from, grad_from, beta)
         return jnp.sum(jnp.take_along_axis(log_p, x_to[:, None], axis=1))
 
-    def propose(key, x, grad, beta):
+    def propose(key, x, grad, beta, summary):
+        del summary
         log_p = site_log_probs(x, grad, beta)
         # Per-site inverse-CDF draw: one uniform per site instead of one per (site, category).
         u = jax.random.uniform(key, x.shape + (1,), dtype=log_p.dtype)
@@ -47,9 +48,9 @@ def dlp(space: InputSpace, step_size: float = 0.2) -> Proposal:
 
     def log_reverse(x_new, grad_new, beta, move, x):
         del move
-        return log_prob_of(x_new, grad_new, beta, x)
+        return log_prob_of(x_new, grad_new, beta, x), ()
 
-    return Proposal(propose, log_reverse)
+    return Proposal(propose, log_reverse, no_summary)
 
 
 def _binary_dlp(free: jax.Array, step_size: float) -> Proposal:
@@ -72,7 +73,8 @@ def _binary_dlp(free: jax.Array, step_size: float) -> Proposal:
         per_site = jnp.where(flipped, logit, 0.0) - softplus
         return jnp.sum(jnp.where(free, per_site, jnp.where(flipped, -jnp.inf, 0.0)))
 
-    def propose(key, x, grad, beta):
+    def propose(key, x, grad, beta, summary):
+        del summary
         logit = flip_logits(x, grad, beta)
         e = jnp.exp(-jnp.abs(logit))
         p_flip = jnp.where(logit >= 0, 1, e) / (1 + e)  # sigmoid(logit)
@@ -85,6 +87,6 @@ def _binary_dlp(free: jax.Array, step_size: float) -> Proposal:
 
     def log_reverse(x_new, grad_new, beta, move, x):
         del move
-        return log_prob_of(x_new, grad_new, beta, x)
+        return log_prob_of(x_new, grad_new, beta, x), ()
 
-    return Proposal(propose, log_reverse)
+    return Proposal(propose, log_reverse, no_summary)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from omnijax.proposals.base import Proposal, first_order_gain, log_softmax_at, sample_categorical
+from omnijax.proposals.base import (Proposal, categorical_summary, first_order_gain, log_normalizer,
+                                   log_softmax_at, sample_categorical)
 from omnijax.spaces import InputSpace
 
 
@@ -61,29 +62,46 @@ def gwg(space: InputSpace, num_flips: int = 1) -> Proposal:
     incremental = after_move is not None
     positions = jnp.arange(space.num_positions)
 
-    def propose(key, x, grad, beta):
+    def summarize(x, grad, beta):
+        """The single move's table summary (see base); a multi-flip path caches nothing."""
+        return categorical_summary(move_logits(x, grad, beta)) if num_flips == 1 else ()
+
+    def move_to(x, site, new):
+        # An elementwise select rather than a scatter: XLA fuses it into the consumers of
+        # x_new instead of copying x for an in-place update.
+        return jnp.where(positions == site, new, x)
+
+    def propose_one(key, x, grad, beta, summary):
+        # Only the chosen block of the table is read (the summary covers the rest).
+        index, log_q = sample_categorical(key, move_logits(x, grad, beta), summary)
+        site, new = decode(index, x)
+        return move_to(x, site, new), log_q, (site[None], x[site][None])
+
+    def log_reverse_one(x_new, grad_new, beta, path, x):
+        del x  # the path determines the way back
+        sites, olds = path
+        table = move_logits(x_new, grad_new, beta)
+        summary = categorical_summary(table)
+        log_q = table.reshape(-1)[index_of(sites[0], olds[0])] - log_normalizer(summary)
+        return log_q, summary
+
+    def propose_path(key, x, grad, beta, summary):
+        del summary
+
         def one_move(carry, step_key):
             y, logits, log_q = carry
             table = logits if incremental else move_logits(y, grad, beta)
             index, log_p = sample_categorical(step_key, table)
             site, new = decode(index, y)
             logits = after_move(table, site) if incremental else None
-            # An elementwise select rather than a scatter: XLA fuses it into the consumers of
-            # x_new instead of copying x for an in-place update.
-            y_new = jnp.where(positions == site, new, y)
-            return (y_new, logits, log_q + log_p), (site, y[site])
+            return (move_to(y, site, new), logits, log_q + log_p), (site, y[site])
 
         carry = (x, move_logits(x, grad, beta) if incremental else None, jnp.float32(0.0))
-        if num_flips == 1:  # no scan (and no key split) for the common single move
-            (x_new, _, log_q), path = one_move(carry, key)
-            return x_new, log_q, jax.tree.map(lambda a: a[None], path)
-        keys = jax.random.split(key, num_flips)
-        (x_new, _, log_q), path = jax.lax.scan(one_move, carry, keys)
+        (x_new, _, log_q), path = jax.lax.scan(one_move, carry, jax.random.split(key, num_flips))
         return x_new, log_q, path
 
-    def log_reverse(x_new, grad_new, beta, path, x):
+    def log_reverse_path(x_new, grad_new, beta, path, x):
         del x  # the path determines the way back
-        sites, olds = path
 
         def undo(carry, step):
             y, logits, log_q = carry
@@ -94,10 +112,9 @@ def gwg(space: InputSpace, num_flips: int = 1) -> Proposal:
             return (y.at[site].set(old), logits, log_q + log_p), None
 
         carry = (x_new, move_logits(x_new, grad_new, beta) if incremental else None, jnp.float32(0.0))
-        if sites.shape[0] == 1:
-            (_, _, log_q), _ = undo(carry, (sites[0], olds[0]))
-            return log_q
-        (_, _, log_q), _ = jax.lax.scan(undo, carry, (sites, olds), reverse=True)
-        return log_q
+        (_, _, log_q), _ = jax.lax.scan(undo, carry, path, reverse=True)
+        return log_q, ()
 
-    return Proposal(propose, log_reverse)
+    if num_flips == 1:
+        return Proposal(propose_one, log_reverse_one, summarize)
+    return Proposal(propose_path, log_reverse_path, summarize)

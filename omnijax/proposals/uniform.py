@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from omnijax.proposals.base import Proposal
+from omnijax.proposals.base import Proposal, no_summary
 from omnijax.spaces import InputSpace
 
 
@@ -18,8 +18,8 @@ def uniform(space: InputSpace) -> Proposal:
     free_positions = jnp.asarray(space.free_positions)
     num_categories = space.num_categories
 
-    def propose(key, x, grad, beta):
-        del grad, beta
+    def propose(key, x, grad, beta, summary):
+        del grad, beta, summary
         site_key, shift_key = jax.random.split(key)
         site = free_positions[jax.random.randint(site_key, (), 0, free_positions.shape[0])]
         shift = jax.random.randint(shift_key, (), 1, num_categories)
@@ -28,6 +28,6 @@ def uniform(space: InputSpace) -> Proposal:
 
     def log_reverse(x_new, grad_new, beta, move, x):
         del x_new, grad_new, beta, move, x
-        return jnp.float32(0.0)
+        return jnp.float32(0.0), ()
 
-    return Proposal(propose, log_reverse)
+    return Proposal(propose, log_reverse, no_summary)
