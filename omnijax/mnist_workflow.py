@@ -1,0 +1,212 @@
+"""The MNIST experiment's steps (paper §4, Appendices E–H), so that experiments/mnist.py stays flags only.
+
+Tasks: "binary" classifies MNIST-0/1 (1 positive) with the models' scalar logit, or, with
+training "gen", models MNIST-1 as an energy-based model whose output is an unnormalised
+log-likelihood; "multiclass" classifies all ten digits and samples log softmax of one class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+
+import jax
+import numpy as np
+from flax import nnx
+
+from omnijax.data.mnist import ImageDataset, load_mnist, quantize, select_digits
+from omnijax.data.ood import DatasetUnavailable, load_ood
+from omnijax.dataset_metrics import ood_table_row
+from omnijax.training.checkpoint import ModelSpec, load_model, read_spec, save_model
+from omnijax.training.classifier import evaluate_accuracy, predict_outputs, train_classifier
+from omnijax.training.ebm import train_ebm_pcd
+
+TASKS = ("binary", "multiclass")
+TRAININGS = ("bce", "aug", "gen")
+OOD_SET_NAMES = ("fashion_mnist", "kmnist", "emnist_byclass", "qmnist")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """How much to train and sample. Per-model entries reflect their cost (per input on a CPU:
+    MLP ≈ 0.01 ms, ResNet ≈ 1 ms, CNN ≈ 4 ms per value_and_grad)."""
+
+    train_epochs: dict[str, int]
+    gen_updates: dict[str, int]
+    num_steps: dict[str, int]
+    num_bins: int
+    num_groups: int
+    pilot_steps: int
+    reservoir_size: int
+    train_limit: int | None = None   # at most this many training images (None: all)
+    eval_limit: int | None = None    # at most this many images per evaluation set
+
+
+PRESETS = {
+    # Minutes of CPU at most, for tests: every step runs, little is learned or sampled.
+    "smoke": Preset(train_epochs={"mlp": 3, "cnn": 1, "resnet": 1}, gen_updates={"mlp": 150, "cnn": 20, "resnet": 20},
+                    num_steps={"mlp": 400, "cnn": 40, "resnet": 60}, num_bins=10, num_groups=2,
+                    pilot_steps=40, reservoir_size=8, train_limit=2000, eval_limit=300),
+    # Laptop scale: the MLP end to end in minutes; CNN and ResNet take longer on a CPU.
+    "default": Preset(train_epochs={"mlp": 10, "cnn": 3, "resnet": 3}, gen_updates={"mlp": 2000, "cnn": 300, "resnet": 300},
+                      num_steps={"mlp": 10_000, "cnn": 1_000, "resnet": 2_000}, num_bins=30, num_groups=16,
+                      pilot_steps=1_000, reservoir_size=32),
+    # Paper scale (many bins, long chains, many representatives): meant for accelerators.
+    "paper": Preset(train_epochs={"mlp": 20, "cnn": 10, "resnet": 10}, gen_updates={"mlp": 10_000, "cnn": 5_000, "resnet": 5_000},
+                    num_steps={"mlp": 100_000, "cnn": 50_000, "resnet": 50_000}, num_bins=100, num_groups=64,
+                    pilot_steps=5_000, reservoir_size=64),
+}
+
+
+@dataclasses.dataclass
+class TaskData:
+    """Integer-pixel images of one task, and the test sets of the dataset-based comparison."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    positives: np.ndarray                 # test images of the positive class
+    negatives: dict[str, np.ndarray]      # name -> test images of a negative set
+    unavailable: dict[str, str]           # negative set name -> why it could not be had
+    source: str
+
+
+def check_task(task: str, training: str, target_class: int) -> None:
+    """ValueError naming the flags of an impossible combination."""
+    if task not in TASKS:
+        raise ValueError(f"--task must be one of {TASKS}, got {task!r}")
+    if training not in TRAININGS:
+        raise ValueError(f"--training must be one of {TRAININGS}, got {training!r}")
+    if task == "multiclass" and training == "gen":
+        raise ValueError("--training=gen trains an energy-based model of MNIST-1; it needs --task=binary")
+    if not 0 <= target_class <= 9:
+        raise ValueError(f"--target_class must be a digit 0..9, got {target_class}")
+
+
+def _limited(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int):
+    if limit is None or len(images) <= limit:
+        return images, labels
+    keep = np.sort(np.random.default_rng(seed).permutation(len(images))[:limit])
+    return images[keep], labels[keep]
+
+
+def load_task_data(task: str, training: str, target_class: int, *, levels: int, data_dir: str | None,
+                   fashion_data_dir: str | None, ood_sets, preset: Preset, seed: int = 0) -> TaskData:
+    """Training and test images of the task, quantised to `levels` grey levels (2: binary pixels).
+
+    Binary task: classifiers train on MNIST-0/1 (label 1 for the digit 1), "gen" on MNIST-1.
+    Dataset-based comparison: positives are test images of the positive digit; negatives the
+    test images of digit 0 (binary) or of the other digits (multiclass), then each OOD set.
+    """
+    train, test = load_mnist("train", data_dir), load_mnist("test", data_dir)
+    positive_digit = 1 if task == "binary" else target_class
+    if task == "binary":
+        digits = [1] if training == "gen" else [0, 1]
+        train, test_task = select_digits(train, digits), select_digits(test, [0, 1])
+        train_labels = (train.labels == 1).astype(np.int32)
+        test_labels = (test_task.labels == 1).astype(np.int32)
+        negatives = {"mnist_0": test_task.images[test_task.labels == 0]}
+    else:
+        test_task = test
+        train_labels, test_labels = train.labels.astype(np.int32), test.labels.astype(np.int32)
+        negatives = {"mnist_other_digits": test.images[test.labels != target_class]}
+    train_images, train_labels = _limited(train.images, train_labels, preset.train_limit, seed)
+    unavailable = {}
+    for name in ood_sets:
+        try:
+            negatives[name] = load_ood(name, fashion_data_dir if name == "fashion_mnist" else None).images
+        except DatasetUnavailable as err:
+            unavailable[name] = err.reason
+    positives = test.images[test.labels == positive_digit]
+    limit = preset.eval_limit
+    return TaskData(
+        train_images=quantize(train_images, levels), train_labels=train_labels,
+        test_images=quantize(test_task.images, levels), test_labels=test_labels,
+        positives=quantize(positives[:limit], levels),
+        negatives={name: quantize(images[:limit], levels) for name, images in negatives.items()},
+        unavailable=unavailable, source=train.source)
+
+
+def model_spec(model: str, task: str, training: str, levels: int, hyper: dict) -> ModelSpec:
+    return ModelSpec(name=model, input_shape=(28, 28), num_categories=levels,
+                     num_outputs=10 if task == "multiclass" else 1,
+                     training={"task": task, "training": training, **hyper})
+
+
+def train_or_load(directory: str, spec: ModelSpec, data: TaskData, *, preset: Preset, key: jax.Array,
+                  aug_severity: float, retrain: bool, progress: bool = True) -> tuple[nnx.Module, bool]:
+    """The model in `directory` if one is there (checked against `spec`), else a new one trained
+    and saved there; returns (model, trained_now). `retrain` trains anew and replaces it."""
+    if os.path.isfile(os.path.join(directory, "model.json")) and not retrain:
+        saved = read_spec(directory)
+        if saved.training.get("training") not in (None, spec.training["training"]):
+            raise ValueError(f"checkpoint in {directory} was trained with --training={saved.training['training']} "
+                             f"but --training={spec.training['training']} was requested")
+        return load_model(directory, spec), False
+    init_key, train_key = jax.random.split(key)
+    model = spec.build(seed=int(jax.random.randint(init_key, (), 0, 2**31 - 1)))
+    training, task = spec.training["training"], spec.training["task"]
+    if training == "gen":
+        from omnijax.spaces import InputSpace
+
+        space = InputSpace(spec.input_shape, spec.num_categories)
+        updates = preset.gen_updates[spec.name]
+        model, _ = train_ebm_pcd(model, data.train_images, space, steps=updates, batch_size=64, buffer_size=1_000,
+                                 mcmc_steps_per_update=5, learning_rate=1e-3, key=train_key, output_l2=1e-3,
+                                 log_every=max(1, updates // 10), progress=progress)
+    else:
+        model = train_classifier(model, data.train_images, data.train_labels, num_categories=spec.num_categories,
+                                 task=task, epochs=preset.train_epochs[spec.name], key=train_key,
+                                 augment_severity=aug_severity if training == "aug" else None, progress=progress)
+    save_model(directory, model, spec, overwrite=retrain)
+    return model, True
+
+
+def parameter_digest(model: nnx.Module) -> str:
+    """12 hex digits identifying the model's parameters (names sampling checkpoints after them)."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)):
+        digest.update(np.asarray(leaf).tobytes())
+    return digest.hexdigest()[:12]
+
+
+def scores(model: nnx.Module, images: np.ndarray, num_categories: int, task: str, target_class: int) -> np.ndarray:
+    """The sampled output z on a batch of images: the logit, log-likelihood, or class log-softmax."""
+    out = predict_outputs(model, images, num_categories)
+    if task == "multiclass":
+        return np.asarray(jax.nn.log_softmax(out, axis=-1))[:, target_class]
+    return np.asarray(out)
+
+
+def held_out_metrics(model: nnx.Module, data: TaskData, num_categories: int, task: str, training: str) -> dict:
+    """Test accuracy of a classifier; a generative model has none (its separation is in the table)."""
+    if training == "gen":
+        return {"test_accuracy": None, "note": "generative model: see traditional.csv for its separation of 1s"}
+    return {"test_accuracy": evaluate_accuracy(model, data.test_images, data.test_labels, num_categories, task),
+            "test_images": int(len(data.test_images))}
+
+
+def traditional_rows(score_fn, data: TaskData, label: str) -> list[dict]:
+    """Dataset-based AUPR/AUROC/FPR95 of `score_fn` (positives high) against every negative set."""
+    positive = score_fn(data.positives)
+    rows = []
+    for name, images in data.negatives.items():
+        rows.append({"model": label, "negatives": name, "status": "ok",
+                     **ood_table_row(positive, score_fn(images))})
+    for name, reason in data.unavailable.items():
+        rows.append({"model": label, "negatives": name, "status": f"unavailable: {reason}"})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """A text table shaped like the paper's Table 1 (one row per negative set)."""
+    lines = [f"{'model':<24} {'negatives':<20} {'AUPR':>7} {'AUROC':>7} {'FPR95':>7}"]
+    for row in rows:
+        if row["status"] == "ok":
+            lines.append(f"{row['model']:<24} {row['negatives']:<20} {100 * row['aupr']:7.2f} "
+                         f"{100 * row['auroc']:7.2f} {100 * row['fpr95']:7.2f}")
+        else:
+            lines.append(f"{row['model']:<24} {row['negatives']:<20} {'unavailable':>23}")
+    return "\n".join(lines)
