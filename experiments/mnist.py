@@ -95,7 +95,7 @@ def main(argv):
     label = f"{FLAGS.model}-{FLAGS.training}" + (f"-c{FLAGS.target_class}" if FLAGS.task == "multiclass" else "")
     levels = FLAGS.grey_levels
     try:
-        data = flow.load_task_data(FLAGS.task, FLAGS.training, FLAGS.target_class, levels=levels,
+        data = flow.load_task_data(FLAGS.task, FLAGS.training, FLAGS.target_class, FLAGS.model, levels=levels,
                                    data_dir=FLAGS.data_dir, fashion_data_dir=FLAGS.fashion_data_dir,
                                    ood_sets=FLAGS.ood_sets, preset=preset, seed=FLAGS.seed)
     except FileNotFoundError as err:
@@ -142,6 +142,8 @@ def main(argv):
                                    FLAGS.num_bins or preset.num_bins)
     low = edges[0] if FLAGS.z_min is None else FLAGS.z_min
     high = edges[-1] if FLAGS.z_max is None else FLAGS.z_max
+    if FLAGS.task == "multiclass" and FLAGS.z_max is None:
+        high = min(high, 0.0)  # a log-softmax never exceeds 0
     if not low < high:
         raise app.UsageError(f"the bin range [{low}, {high}] from --z_min/--z_max and the model is empty")
     edges = np.linspace(low, high, len(edges))
@@ -151,7 +153,7 @@ def main(argv):
     est = oj.estimate_output_distribution(
         output_fn, space, edges, key=sample_key, num_steps=num_steps, num_groups=preset.num_groups,
         steps_per_block=min(1_000, num_steps), pilot_steps=preset.pilot_steps,
-        reservoir_size=preset.reservoir_size, checkpoint_dir=sampling_dir)
+        num_replicas=preset.num_replicas, reservoir_size=preset.reservoir_size, checkpoint_dir=sampling_dir)
     sampling_seconds = time.perf_counter() - sample_start
     what = {"bce": "classifier", "aug": "classifier, noise-augmented", "gen": "energy-based, log-likelihood"}
     title = f"{label} ({what[FLAGS.training]}) over all {levels}^784 images"

@@ -39,15 +39,17 @@ class Preset:
     num_groups: int
     pilot_steps: int
     reservoir_size: int
-    train_limit: int | None = None   # at most this many training images (None: all)
+    num_replicas: int | None = None  # ladder size (None: chosen from the pilot run)
+    train_limit: dict[str, int] | None = None  # at most this many training images per model (None: all)
     eval_limit: int | None = None    # at most this many images per evaluation set
 
 
 PRESETS = {
     # Minutes of CPU at most, for tests: every step runs, little is learned or sampled.
-    "smoke": Preset(train_epochs={"mlp": 3, "cnn": 1, "resnet": 1}, gen_updates={"mlp": 150, "cnn": 20, "resnet": 20},
-                    num_steps={"mlp": 400, "cnn": 40, "resnet": 60}, num_bins=10, num_groups=2,
-                    pilot_steps=40, reservoir_size=8, train_limit=2000, eval_limit=300),
+    "smoke": Preset(train_epochs={"mlp": 3, "cnn": 1, "resnet": 1}, gen_updates={"mlp": 100, "cnn": 5, "resnet": 10},
+                    num_steps={"mlp": 400, "cnn": 20, "resnet": 40}, num_bins=10, num_groups=2,
+                    pilot_steps=20, reservoir_size=8, num_replicas=8,
+                    train_limit={"mlp": 2000, "cnn": 500, "resnet": 500}, eval_limit=300),
     # Laptop scale: the MLP end to end in minutes; CNN and ResNet take longer on a CPU.
     "default": Preset(train_epochs={"mlp": 10, "cnn": 3, "resnet": 3}, gen_updates={"mlp": 2000, "cnn": 300, "resnet": 300},
                       num_steps={"mlp": 10_000, "cnn": 1_000, "resnet": 2_000}, num_bins=30, num_groups=16,
@@ -92,7 +94,7 @@ def _limited(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: in
     return images[keep], labels[keep]
 
 
-def load_task_data(task: str, training: str, target_class: int, *, levels: int, data_dir: str | None,
+def load_task_data(task: str, training: str, target_class: int, model: str, *, levels: int, data_dir: str | None,
                    fashion_data_dir: str | None, ood_sets, preset: Preset, seed: int = 0) -> TaskData:
     """Training and test images of the task, quantised to `levels` grey levels (2: binary pixels).
 
@@ -112,7 +114,8 @@ def load_task_data(task: str, training: str, target_class: int, *, levels: int, 
         test_task = test
         train_labels, test_labels = train.labels.astype(np.int32), test.labels.astype(np.int32)
         negatives = {"mnist_other_digits": test.images[test.labels != target_class]}
-    train_images, train_labels = _limited(train.images, train_labels, preset.train_limit, seed)
+    limit = None if preset.train_limit is None else preset.train_limit[model]
+    train_images, train_labels = _limited(train.images, train_labels, limit, seed)
     unavailable = {}
     for name in ood_sets:
         try:
@@ -153,8 +156,10 @@ def train_or_load(directory: str, spec: ModelSpec, data: TaskData, *, preset: Pr
 
         space = InputSpace(spec.input_shape, spec.num_categories)
         updates = preset.gen_updates[spec.name]
+        # 40 GWG steps per update and a small learning rate, as in Gibbs-with-Gradients' PCD
+        # training; the output penalty keeps f from drifting while the negatives catch up.
         model, _ = train_ebm_pcd(model, data.train_images, space, steps=updates, batch_size=64, buffer_size=1_000,
-                                 mcmc_steps_per_update=5, learning_rate=1e-3, key=train_key, output_l2=1e-3,
+                                 mcmc_steps_per_update=40, learning_rate=1e-4, key=train_key, output_l2=1e-2,
                                  log_every=max(1, updates // 10), progress=progress)
     else:
         model = train_classifier(model, data.train_images, data.train_labels, num_categories=spec.num_categories,
