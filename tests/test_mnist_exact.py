@@ -1,9 +1,10 @@
 """The MNIST pipeline's rho(z) against a model whose output distribution is known exactly.
 
 A linear logit z = bias + scale * sum_i a_i x_i over binary 28x28 images, with integer pixel
-weights a_i in {1, 2, 3}: the fraction of all 2^784 images with each weighted pixel sum S
-follows from counting (p_i(S) = (p_{i-1}(S) + p_{i-1}(S - a_i)) / 2), so ln rho of every bin is
-exact. The pipeline's own steps run on it: the NNX model through as_output_fn, bins from its
+weights a_i in {-2, -1, 1, 2, 3}: the fraction of all 2^784 images with each weighted pixel sum
+S follows from counting (p_i(S) = (p_{i-1}(S) + p_{i-1}(S - a_i)) / 2), so ln rho of every bin
+is exact. (With these weights real digits score 4.5-9 standard deviations below the bulk of
+random images, so the bins span about 32 decades of rho.) The pipeline's own steps run on it: the NNX model through as_output_fn, bins from its
 outputs on noise and on real MNIST-0/1 images, replica exchange + reweighting.
 """
 
@@ -24,6 +25,7 @@ SCALE, BIAS = 0.05, -39.2371
 class LinearLogit(nnx.Module):
     """z = BIAS + SCALE * sum of a_i over the pixels that are on (a one-hot linear layer)."""
 
+
     def __init__(self, weights: np.ndarray):
         table = np.stack([np.zeros_like(weights), weights], axis=-1).astype(np.float32) * SCALE
         self.table = nnx.Param(jnp.asarray(table))
@@ -34,12 +36,17 @@ class LinearLogit(nnx.Module):
 
 def exact_log_rho(weights: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """ln(fraction of all images) per bin, by counting weighted pixel sums in float64."""
-    p = np.zeros(int(weights.sum()) + 1)
-    p[0] = 1.0
+    lowest = int(weights[weights < 0].sum())  # p[j] is the fraction with weighted sum lowest + j
+    p = np.zeros(int(np.abs(weights).sum()) + 1)
+    p[-lowest] = 1.0
     for a in weights.reshape(-1):
-        p[a:] = 0.5 * p[a:] + 0.5 * p[:-a].copy()
-        p[:a] *= 0.5
-    z = BIAS + SCALE * np.arange(len(p))
+        shifted = np.zeros_like(p)
+        if a > 0:
+            shifted[a:] = p[:-a]
+        else:
+            shifted[:a] = p[-a:]
+        p = 0.5 * (p + shifted)
+    z = BIAS + SCALE * (lowest + np.arange(len(p)))
     gap = np.min(np.abs(z[:, None] - edges[None, :]))
     assert gap > 1e-3, "a bin edge sits on an output value: float32 rounding would decide its bin"
     which = np.searchsorted(edges, z, side="right") - 1
@@ -49,7 +56,7 @@ def exact_log_rho(weights: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def test_pipeline_rho_matches_exact_counts_for_a_linear_logit():
-    weights = np.random.default_rng(0).integers(1, 4, size=(28, 28))
+    weights = np.random.default_rng(0).choice([-2, -1, 1, 2, 3], size=(28, 28))
     model = LinearLogit(weights)
     space = oj.InputSpace(shape=(28, 28), num_categories=2)
     digits = select_digits(load_mnist("train"), [0, 1])
@@ -66,7 +73,11 @@ def test_pipeline_rho_matches_exact_counts_for_a_linear_logit():
     assert not np.any(sampled & ~populated), "a sample landed in a bin that no input reaches"
     assert sampled.sum() >= populated.sum() - 2, f"only {sampled.sum()} of {populated.sum()} populated bins were reached"
     error = est.log_rho[sampled] - exact[sampled]
-    print("overall constant:", error.mean(), "max |ln rho error| after removing it:", np.abs(error - error.mean()).max())
-    error -= error.mean()  # as in the engine's accuracy tests
-    assert np.abs(error).max() <= 0.15
-    assert np.mean(np.abs(error) <= 2 * est.log_rho_stderr[sampled] + 1e-9) >= 0.8
+    error -= error.mean()  # the overall constant, as in the engine's accuracy tests
+    stderr = est.log_rho_stderr[sampled]
+    print("max |ln rho error|:", np.abs(error).max(), "worst error/stderr:", np.max(np.abs(error) / stderr))
+    # rho spans ~32 decades here (the engine's 0.15 applies to ~6): free-energy errors add up along
+    # the ~25-rung ladder (measured 0.45-0.5 at the ends over several seeds), so every bin must lie
+    # within its reported error bar (3 stderr plus 0.15) and no bin further than 0.75 from the truth.
+    assert np.all(np.abs(error) <= 0.15 + 3 * stderr)
+    assert np.abs(error).max() <= 0.75
