@@ -51,7 +51,7 @@ PRESETS = {
                     pilot_steps=20, reservoir_size=8, num_replicas=8,
                     train_limit={"mlp": 2000, "cnn": 500, "resnet": 500}, eval_limit=300),
     # Laptop scale: the MLP end to end in minutes; CNN and ResNet take longer on a CPU.
-    "default": Preset(train_epochs={"mlp": 10, "cnn": 3, "resnet": 3}, gen_updates={"mlp": 2000, "cnn": 300, "resnet": 300},
+    "default": Preset(train_epochs={"mlp": 10, "cnn": 3, "resnet": 15}, gen_updates={"mlp": 2000, "cnn": 300, "resnet": 300},
                       num_steps={"mlp": 10_000, "cnn": 1_000, "resnet": 2_000}, num_bins=30, num_groups=16,
                       pilot_steps=1_000, reservoir_size=32),
     # Paper scale (many bins, long chains, many representatives): meant for accelerators.
@@ -87,7 +87,8 @@ def check_task(task: str, training: str, target_class: int) -> None:
         raise ValueError(f"--target_class must be a digit 0..9, got {target_class}")
 
 
-def _limited(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int):
+def limit_examples(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int):
+    """At most `limit` (image, label) pairs, a seeded random subset kept in dataset order (None: all)."""
     if limit is None or len(images) <= limit:
         return images, labels
     keep = np.sort(np.random.default_rng(seed).permutation(len(images))[:limit])
@@ -115,7 +116,7 @@ def load_task_data(task: str, training: str, target_class: int, model: str, *, l
         train_labels, test_labels = train.labels.astype(np.int32), test.labels.astype(np.int32)
         negatives = {"mnist_other_digits": test.images[test.labels != target_class]}
     limit = None if preset.train_limit is None else preset.train_limit[model]
-    train_images, train_labels = _limited(train.images, train_labels, limit, seed)
+    train_images, train_labels = limit_examples(train.images, train_labels, limit, seed)
     unavailable = {}
     for name in ood_sets:
         try:

@@ -32,23 +32,29 @@ def plot_log_rho(path, bin_edges, log_rho, stderr=None, exact_log_rho=None, titl
     plt.close(fig)
 
 
-def plot_representative_images(path, rows, labels, image_shape, per_row=8, title=""):
+def plot_representative_images(path, rows, labels, image_shape, per_row=8, title="", num_categories=None):
     """A grid: one row per bin (label at left), up to `per_row` distinct inputs each, as images.
 
-    rows: list of integer arrays (n_i, *image_shape); category 0 is drawn black.
+    rows: list of integer arrays (n_i, *image_shape); category 0 is drawn black and category
+    num_categories - 1 (default: the row's largest value) full intensity. image_shape (H, W, 3)
+    is drawn in colour, each channel's level as that colour's intensity; (H, W) in grey.
     """
+    colour = len(image_shape) == 3 and image_shape[-1] == 3
     num_rows = max(len(rows), 1)
     fig, axes = plt.subplots(num_rows, per_row, figsize=(per_row * 0.9, num_rows * 0.9 + 0.4), squeeze=False)
     for r, (images, label) in enumerate(zip(rows, labels)):
+        top = max(int(np.max(images)), 1) if num_categories is None else num_categories - 1
         for c in range(per_row):
             ax = axes[r, c]
             ax.set_xticks([])
             ax.set_yticks([])
-            if c < len(images):
-                ax.imshow(np.asarray(images[c]).reshape(image_shape), cmap="gray", vmin=0,
-                          vmax=max(int(np.max(images)), 1), interpolation="nearest")
-            else:
+            if c >= len(images):
                 ax.axis("off")
+            elif colour:
+                ax.imshow(np.asarray(images[c]).reshape(image_shape) / top, interpolation="nearest")
+            else:
+                ax.imshow(np.asarray(images[c]).reshape(image_shape), cmap="gray", vmin=0, vmax=top,
+                          interpolation="nearest")
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()

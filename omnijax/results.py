@@ -35,7 +35,9 @@ def write_samples_npz(path, est) -> None:
 
 
 def write_run_outputs(workdir, est, title="", image_shape=None, max_rows=16) -> dict[str, str]:
-    """rho.csv, rho.png, samples.npz and (for image spaces) representatives.png in `workdir`."""
+    """rho.csv, rho.png, samples.npz and (for image spaces) representatives.png in `workdir`.
+
+    image_shape: (H, W) for grey images, (H, W, 3) for colour ones."""
     os.makedirs(workdir, exist_ok=True)
     paths = {name: os.path.join(workdir, name) for name in ("rho.csv", "rho.png", "samples.npz")}
     write_rho_csv(paths["rho.csv"], est)
@@ -47,5 +49,6 @@ def write_run_outputs(workdir, est, title="", image_shape=None, max_rows=16) -> 
         paths["representatives.png"] = os.path.join(workdir, "representatives.png")
         plot_representative_images(
             paths["representatives.png"], [est.representatives(b) for b in shown],
-            [f"z≈{(est.bin_edges[b] + est.bin_edges[b + 1]) / 2:.2f}" for b in shown], image_shape, title=title)
+            [f"z≈{(est.bin_edges[b] + est.bin_edges[b + 1]) / 2:.2f}" for b in shown], image_shape, title=title,
+            num_categories=est.space.num_categories)
     return paths

@@ -106,8 +106,10 @@ def _hub_unreachable_reason() -> str | None:
     return None
 
 
-def load_hub_split(repo_id: str, split: str, config: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images (N, H, W) and int64 labels of one split of a hub image data set.
+def load_hub_split(repo_id: str, split: str, config: str | None = None, *, image_column: str = "image",
+                   label_column: str = "label") -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (N, H, W), or (N, H, W, C) for colour, and int64 labels of one split of a hub
+    image data set, read from its columns `image_column` and `label_column`.
 
     Fails fast, never hangs: without `datasets`, or with the hub unreachable and offline mode
     not set, it raises DatasetUnavailable before any download is tried.
@@ -122,8 +124,8 @@ def load_hub_split(repo_id: str, split: str, config: str | None = None) -> tuple
             raise DatasetUnavailable(reason)
     try:
         table = datasets.load_dataset(repo_id, config, split=split)
-        images = np.stack([np.asarray(image, dtype=np.uint8) for image in table["image"]])
-        labels = np.asarray(list(table["label"]), dtype=np.int64)
+        images = np.stack([np.asarray(image, dtype=np.uint8) for image in table[image_column]])
+        labels = np.asarray(list(table[label_column]), dtype=np.int64)
     except Exception as error:  # the hub fails in many ways (HTTP, cache miss, schema); each means "not here"
         raise DatasetUnavailable(f"hub data set {repo_id} ({split}) could not be loaded: "
                                  f"{type(error).__name__}: {error}") from error

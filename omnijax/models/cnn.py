@@ -1,11 +1,14 @@
 """The paper's CNN (Appendix E): two 2-layer 3x3 conv blocks (32 and 128 channels) -> linear output.
 
-Our reading of the unstated details: the one-hot categories are the K input channels;
+Our reading of the unstated details: the one-hot categories are the K input channels (an
+image with its own channel axis, e.g. RGB (H, W, 3), gets 3K: every (channel, category) pair);
 convolutions use SAME padding and ReLU; each block ends with a 2x2 max-pool, so a 28x28
 image becomes 7x7x128 features, flattened into one fully-connected output layer.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax.numpy as jnp
 from flax import nnx
@@ -28,11 +31,11 @@ class ConvBlock(nnx.Module):
 class CNN(nnx.Module):
     """num_outputs=1: one scalar logit (binary task); num_outputs>1: a logit vector."""
 
-    def __init__(self, input_shape: tuple[int, int], num_categories: int, num_outputs: int = 1,
+    def __init__(self, input_shape: tuple[int, ...], num_categories: int, num_outputs: int = 1,
                  *, rngs: nnx.Rngs):
-        height, width = input_shape
+        height, width, *image_channels = input_shape
         self.num_outputs = num_outputs
-        blocks, channels = [], num_categories
+        blocks, channels = [], num_categories * math.prod(image_channels)
         for out_channels in BLOCK_CHANNELS:
             blocks.append(ConvBlock(channels, out_channels, rngs=rngs))
             channels, height, width = out_channels, height // 2, width // 2
@@ -40,8 +43,8 @@ class CNN(nnx.Module):
         self.out = nnx.Linear(height * width * channels, num_outputs, rngs=rngs)
 
     def __call__(self, onehot: jnp.ndarray) -> jnp.ndarray:
-        """ONE image's one-hot (H, W, K) -> scalar or (num_outputs,); vmap for batches."""
-        h = onehot
+        """ONE image's one-hot (H, W, [C,] K) -> scalar or (num_outputs,); vmap for batches."""
+        h = onehot.reshape(onehot.shape[:2] + (-1,))  # fold image channels and categories together
         for block in self.blocks:
             h = block(h)
         z = self.out(h.reshape(-1))

@@ -1,7 +1,8 @@
 """A small ResNet after the Gibbs-with-Gradients EBM ResNet (Grathwohl et al. 2021), on one-hot pixels.
 
-Layout: a 3x3 conv maps the K one-hot channels to 3 channels (the paper's Appendix E), a 3x3
-stem conv to `channels`, two stride-2 residual blocks (28x28 -> 14x14 -> 7x7), then
+Layout: a 3x3 conv maps the K one-hot channels to 3 channels (the paper's Appendix E; an
+image with its own channel axis, e.g. RGB (H, W, 3), has 3K: every (channel, category) pair),
+a 3x3 stem conv to `channels`, two stride-2 residual blocks (28x28 -> 14x14 -> 7x7), then
 `num_plain_blocks` stride-1 residual blocks, a global mean pool and a linear output.
 Residual blocks are two 3x3 SAME convs with Swish, as in GWG; a block that downsamples
 takes its shortcut through a strided 1x1 conv. GWG uses 64 channels and 6 plain blocks
@@ -11,6 +12,8 @@ its input gradient for many steps.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax.numpy as jnp
 from flax import nnx
@@ -35,19 +38,21 @@ class ResidualBlock(nnx.Module):
 class ResNet(nnx.Module):
     """num_outputs=1: one scalar (logit or negative energy); num_outputs>1: a logit vector."""
 
-    def __init__(self, input_shape: tuple[int, int], num_categories: int, num_outputs: int = 1,
+    def __init__(self, input_shape: tuple[int, ...], num_categories: int, num_outputs: int = 1,
                  channels: int = 24, num_plain_blocks: int = 2, *, rngs: nnx.Rngs):
-        del input_shape  # convolutions and the global pool work for any image size
+        # Convolutions and the global pool work for any height and width; only channels matter.
+        in_channels = num_categories * math.prod(input_shape[2:])
         self.num_outputs = num_outputs
-        self.embed = nnx.Conv(num_categories, EMBED_CHANNELS, (3, 3), padding="SAME", rngs=rngs)
+        self.embed = nnx.Conv(in_channels, EMBED_CHANNELS, (3, 3), padding="SAME", rngs=rngs)
         self.stem = nnx.Conv(EMBED_CHANNELS, channels, (3, 3), padding="SAME", rngs=rngs)
         strides = [2, 2] + [1] * num_plain_blocks
         self.blocks = nnx.List([ResidualBlock(channels, s, rngs=rngs) for s in strides])
         self.out = nnx.Linear(channels, num_outputs, rngs=rngs)
 
     def __call__(self, onehot: jnp.ndarray) -> jnp.ndarray:
-        """ONE image's one-hot (H, W, K) -> scalar or (num_outputs,); vmap for batches."""
-        h = self.stem(self.embed(onehot))
+        """ONE image's one-hot (H, W, [C,] K) -> scalar or (num_outputs,); vmap for batches."""
+        h = onehot.reshape(onehot.shape[:2] + (-1,))  # fold image channels and categories together
+        h = self.stem(self.embed(h))
         for block in self.blocks:
             h = block(h)
         z = self.out(h.mean(axis=(0, 1)))
