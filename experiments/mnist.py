@@ -113,7 +113,8 @@ def main(argv):
         model, trained_now = flow.train_or_load(model_dir, spec, data, preset=preset, key=train_key,
                                                 aug_severity=FLAGS.aug_severity, retrain=FLAGS.retrain)
     except ValueError as err:  # a checkpoint of another architecture or training
-        raise app.UsageError(f"{err}; use another --workdir, or --retrain to replace it")
+        raise app.UsageError(f"{err} (num_categories is --grey_levels; num_outputs follows --task); "
+                             "use another --workdir, or --retrain to replace it")
     print(f"model: {'trained and saved' if trained_now else 'loaded'} in {model_dir}", file=sys.stderr)
     metrics = {"model": FLAGS.model, "training": FLAGS.training, "task": FLAGS.task, "preset": FLAGS.preset,
                "data_source": data.source, "grey_levels": levels,
