@@ -1,0 +1,432 @@
+"""Annotation store: one SQLite file holding a run's samples, its annotators and every score given.
+
+Each score is its own committed transaction in a write-ahead log, so a closed browser or a killed
+server loses nothing that was acknowledged. Scores are never overwritten: a new score for the same
+(sample, annotator) is appended and the latest one counts, so corrections keep their history.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import numbers
+import os
+import sqlite3
+import threading
+import time
+
+import numpy as np
+
+KINDS = ("person", "oracle", "judge")
+CSV_FIELDS = ["run", "run_name", "index", "bin", "z", "annotator", "kind", "score", "time", "superseded"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,                  -- the run directory's name
+    digest TEXT NOT NULL UNIQUE,         -- sha256 of samples.npz's arrays: the run's identity
+    shape TEXT NOT NULL,                 -- JSON list, the shape of one input
+    num_categories INTEGER NOT NULL,
+    bin_edges TEXT NOT NULL,             -- JSON list
+    vocab TEXT,                          -- JSON list of token strings, or NULL
+    imported REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL REFERENCES runs(id),
+    idx INTEGER NOT NULL,                -- position in samples.npz
+    bin INTEGER NOT NULL,
+    z REAL NOT NULL,
+    input BLOB NOT NULL,                 -- little-endian int32, C order
+    shape TEXT NOT NULL,                 -- JSON list
+    UNIQUE (run, idx)
+);
+CREATE INDEX IF NOT EXISTS samples_by_bin ON samples (run, bin);
+CREATE TABLE IF NOT EXISTS annotators (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('person', 'oracle', 'judge'))
+);
+CREATE TABLE IF NOT EXISTS scores (
+    id INTEGER PRIMARY KEY,
+    sample INTEGER NOT NULL REFERENCES samples(id),
+    annotator INTEGER NOT NULL REFERENCES annotators(id),
+    score REAL NOT NULL CHECK (score >= 0 AND score <= 1),
+    time REAL NOT NULL,                  -- unix seconds
+    UNIQUE (sample, annotator, time)
+);
+CREATE VIEW IF NOT EXISTS current_scores AS
+    SELECT * FROM scores s WHERE NOT EXISTS (
+        SELECT 1 FROM scores t WHERE t.sample = s.sample AND t.annotator = s.annotator
+        AND (t.time > s.time OR (t.time = s.time AND t.id > s.id)));
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    id: int
+    name: str
+    digest: str
+    shape: tuple[int, ...]
+    num_categories: int
+    bin_edges: tuple[float, ...]
+    vocab: list[str] | None
+
+    @property
+    def num_bins(self) -> int:
+        return len(self.bin_edges) - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    id: int
+    run: int
+    index: int
+    bin: int
+    z: float
+    input: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+    sample: int
+    annotator: str
+    kind: str
+    score: float
+    time: float
+
+
+@dataclasses.dataclass(frozen=True)
+class BinPrecision:
+    """r(z) of one bin: the mean over its scored samples of each sample's mean score across annotators."""
+    bin: int
+    lo: float
+    hi: float
+    r: float
+    stderr: float          # standard error over samples; NaN with fewer than two
+    n_scored: int          # samples with at least one score
+    n_samples: int         # samples of the bin in the run
+    n_scores: int          # current scores counted (one per sample and annotator)
+    n_judge_scores: int    # of those, scores from a model used as judge
+
+
+@dataclasses.dataclass(frozen=True)
+class PrecisionTable:
+    """Precision per bin. Bins nobody scored are listed apart: their r(z) is unknown, not 0."""
+    rows: list[BinPrecision]
+    unannotated: list[int]   # bins with samples but no score
+    empty: list[int]         # bins without samples
+    num_bins: int
+
+    def r(self) -> np.ndarray:
+        """r(z) per bin, NaN where unknown."""
+        out = np.full(self.num_bins, np.nan)
+        for row in self.rows:
+            out[row.bin] = row.r
+        return out
+
+    @property
+    def n_judge_scores(self) -> int:
+        return sum(row.n_judge_scores for row in self.rows)
+
+
+def check_score(score) -> float:
+    """The score as a float, or a ValueError unless it is a real number in [0, 1]."""
+    if isinstance(score, bool) or not isinstance(score, numbers.Real):
+        raise ValueError(f"score must be a number in [0, 1], got {score!r}")
+    if not 0.0 <= float(score) <= 1.0:
+        raise ValueError(f"score must lie in [0, 1], got {score!r}")
+    return float(score)
+
+
+def check_name(name) -> str:
+    """The annotator name, or a ValueError unless it is 1 to 64 characters without surrounding spaces."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 64 or name != name.strip():
+        raise ValueError(f"annotator name must be 1 to 64 characters without surrounding spaces, got {name!r}")
+    return name
+
+
+def load_samples(workdir: str) -> dict:
+    """samples.npz of a run directory, checked, with num_categories (metrics.json) and vocab (vocab.json)."""
+    path = os.path.join(workdir, "samples.npz")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{workdir} has no samples.npz (a sampling run writes it, "
+                                f"e.g. python -m experiments.mnist --workdir={workdir})")
+    with np.load(path) as npz:
+        missing = sorted({"bin", "z", "inputs", "bin_edges"} - set(npz.files))
+        if missing:
+            raise ValueError(f"{path} lacks the arrays {missing}")
+        arrays = {k: npz[k] for k in ("bin", "z", "inputs", "bin_edges")}
+    n = len(arrays["inputs"])
+    if n == 0:
+        raise ValueError(f"{path} holds no samples: there is nothing to annotate")
+    if len(arrays["bin"]) != n or len(arrays["z"]) != n:
+        raise ValueError(f"{path}: bin, z and inputs must have the same length, got "
+                         f"{len(arrays['bin'])}, {len(arrays['z'])}, {n}")
+    if not np.issubdtype(arrays["inputs"].dtype, np.integer):
+        raise ValueError(f"{path}: inputs must be integer categories, got {arrays['inputs'].dtype}")
+    num_bins = len(arrays["bin_edges"]) - 1
+    if arrays["bin"].min() < 0 or arrays["bin"].max() >= num_bins:
+        raise ValueError(f"{path}: bin indices must lie in [0, {num_bins}), got {arrays['bin'].min()}.."
+                         f"{arrays['bin'].max()}")
+    arrays["num_categories"] = int(max(2, arrays["inputs"].max() + 1))
+    metrics_path = os.path.join(workdir, "metrics.json")
+    if os.path.isfile(metrics_path):
+        with open(metrics_path) as f:
+            metrics = json.load(f)
+        arrays["num_categories"] = int(metrics.get("grey_levels", metrics.get("levels", arrays["num_categories"])))
+    vocab_path = os.path.join(workdir, "vocab.json")
+    arrays["vocab"] = None
+    if os.path.isfile(vocab_path):
+        with open(vocab_path) as f:
+            arrays["vocab"] = [str(token) for token in json.load(f)]
+    return arrays
+
+
+def _digest(arrays: dict) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps(list(arrays["inputs"].shape)).encode())
+    for key, dtype in (("bin", "<i4"), ("z", "<f4"), ("inputs", "<i4"), ("bin_edges", "<f8")):
+        h.update(np.ascontiguousarray(arrays[key], dtype).tobytes())
+    return h.hexdigest()
+
+
+class Store:
+    """One SQLite database of runs, samples, annotators and scores; safe to share between threads."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._db:
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _query(self, sql: str, args=()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # Runs and samples.
+
+    def import_run(self, workdir: str) -> Run:
+        """Adds the samples of a run directory; importing the same samples again changes nothing."""
+        arrays = load_samples(workdir)
+        digest = _digest(arrays)
+        shape = json.dumps([int(d) for d in arrays["inputs"].shape[1:]])
+        with self._lock, self._db:
+            found = self._db.execute("SELECT id FROM runs WHERE digest = ?", (digest,)).fetchone()
+            if found:
+                return self.run(found[0])
+            cur = self._db.execute(
+                "INSERT INTO runs (name, digest, shape, num_categories, bin_edges, vocab, imported) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (os.path.basename(os.path.abspath(workdir)), digest, shape, arrays["num_categories"],
+                 json.dumps([float(e) for e in arrays["bin_edges"]]),
+                 None if arrays["vocab"] is None else json.dumps(arrays["vocab"]), time.time()))
+            run_id = cur.lastrowid
+            self._db.executemany(
+                "INSERT INTO samples (run, idx, bin, z, input, shape) VALUES (?, ?, ?, ?, ?, ?)",
+                ((run_id, i, int(b), float(z), np.ascontiguousarray(x, "<i4").tobytes(), shape)
+                 for i, (b, z, x) in enumerate(zip(arrays["bin"], arrays["z"], arrays["inputs"]))))
+        return self.run(run_id)
+
+    def run(self, run_id: int) -> Run:
+        rows = self._query("SELECT id, name, digest, shape, num_categories, bin_edges, vocab FROM runs WHERE id = ?",
+                           (run_id,))
+        if not rows:
+            raise ValueError(f"unknown run id {run_id!r} in {self.path}")
+        i, name, digest, shape, k, edges, vocab = rows[0]
+        return Run(i, name, digest, tuple(json.loads(shape)), k, tuple(json.loads(edges)),
+                   None if vocab is None else json.loads(vocab))
+
+    def runs(self) -> list[Run]:
+        return [self.run(i) for (i,) in self._query("SELECT id FROM runs ORDER BY id")]
+
+    def samples(self, run_id: int, bin: int | None = None) -> list[Sample]:
+        """Samples of a run (of one bin), in file order."""
+        sql = "SELECT id, run, idx, bin, z, input, shape FROM samples WHERE run = ?"
+        args = (run_id,) if bin is None else (run_id, bin)
+        rows = self._query(sql + ("" if bin is None else " AND bin = ?") + " ORDER BY idx", args)
+        return [_sample(row) for row in rows]
+
+    def sample(self, sample_id: int) -> Sample:
+        rows = self._query("SELECT id, run, idx, bin, z, input, shape FROM samples WHERE id = ?", (sample_id,))
+        if not rows:
+            raise ValueError(f"unknown sample id {sample_id!r}: no such sample in {self.path}")
+        return _sample(rows[0])
+
+    # Annotators and scores.
+
+    def add_annotator(self, name: str, kind: str = "person") -> None:
+        """Registers an annotator; a name keeps its kind for good, so a judge can never pass as a person."""
+        if kind not in KINDS:
+            raise ValueError(f"annotator kind must be one of {KINDS}, got {kind!r}")
+        check_name(name)
+        with self._lock, self._db:
+            self._db.execute("INSERT OR IGNORE INTO annotators (name, kind) VALUES (?, ?)", (name, kind))
+            (stored,) = self._db.execute("SELECT kind FROM annotators WHERE name = ?", (name,)).fetchone()
+        if stored != kind:
+            raise ValueError(f"annotator {name!r} is of kind {stored!r}, not {kind!r}; choose another name")
+
+    def annotators(self) -> dict[str, str]:
+        """Name -> kind of every annotator."""
+        return dict(self._query("SELECT name, kind FROM annotators ORDER BY id"))
+
+    def add_score(self, sample_id: int, annotator: str, score) -> float:
+        """Stores one score, committed before returning."""
+        return self.add_scores(annotator, [(sample_id, score)])[0]
+
+    def add_scores(self, annotator: str, scores) -> list[float]:
+        """Stores (sample id, score) pairs in one transaction: all of them or, on a bad one, none."""
+        rows = [(sample_id, check_score(score)) for sample_id, score in scores]
+        with self._lock, self._db:
+            found = self._db.execute("SELECT id FROM annotators WHERE name = ?", (annotator,)).fetchone()
+            if found is None:
+                raise ValueError(f"unknown annotator {annotator!r}; add it with add_annotator first")
+            for sample_id, score in rows:
+                if isinstance(sample_id, bool) or not isinstance(sample_id, numbers.Integral) or self._db.execute(
+                        "SELECT 1 FROM samples WHERE id = ?", (int(sample_id),)).fetchone() is None:
+                    raise ValueError(f"unknown sample id {sample_id!r}: no such sample in {self.path}")
+                self._db.execute("INSERT INTO scores (sample, annotator, score, time) VALUES (?, ?, ?, ?)",
+                                 (int(sample_id), found[0], score, _unique_time(self._db, sample_id, found[0])))
+        return [score for _, score in rows]
+
+    def current_scores(self, run_id: int, annotator: str | None = None, bin: int | None = None) -> list[Score]:
+        """The score that counts for each (sample, annotator): the latest one given."""
+        sql = ("SELECT c.sample, a.name, a.kind, c.score, c.time FROM current_scores c "
+               "JOIN samples s ON c.sample = s.id JOIN annotators a ON c.annotator = a.id WHERE s.run = ?")
+        args = [run_id]
+        if annotator is not None:
+            sql += " AND a.name = ?"
+            args.append(annotator)
+        if bin is not None:
+            sql += " AND s.bin = ?"
+            args.append(bin)
+        return [Score(*row) for row in self._query(sql + " ORDER BY s.idx, a.id", args)]
+
+    def scores_for_bin(self, run_id: int, bin: int) -> list[Score]:
+        return self.current_scores(run_id, bin=bin)
+
+    def bin_precision_table(self, run_id: int, annotators: list[str] | None = None) -> PrecisionTable:
+        """r(z) per bin from the current scores (of `annotators`, default all), weighting samples equally."""
+        run = self.run(run_id)
+        known = self.annotators()
+        unknown = sorted(set(annotators or ()) - set(known))
+        if unknown:
+            raise ValueError(f"unknown annotators {unknown}; known: {sorted(known)}")
+        per_sample: dict[int, list[Score]] = {}
+        for s in self.current_scores(run_id):
+            if annotators is None or s.annotator in annotators:
+                per_sample.setdefault(s.sample, []).append(s)
+        sizes = dict(self._query("SELECT bin, COUNT(*) FROM samples WHERE run = ? GROUP BY bin", (run_id,)))
+        bin_of = dict(self._query("SELECT id, bin FROM samples WHERE run = ?", (run_id,)))
+        by_bin: dict[int, list[list[Score]]] = {}
+        for sample_id, scores in per_sample.items():
+            by_bin.setdefault(bin_of[sample_id], []).append(scores)
+        rows = []
+        for b in sorted(by_bin):
+            means = np.array([np.mean([s.score for s in scores]) for scores in by_bin[b]])
+            flat = [s for scores in by_bin[b] for s in scores]
+            rows.append(BinPrecision(
+                bin=b, lo=run.bin_edges[b], hi=run.bin_edges[b + 1], r=float(means.mean()),
+                stderr=float(means.std(ddof=1) / math.sqrt(len(means))) if len(means) > 1 else math.nan,
+                n_scored=len(means), n_samples=sizes[b], n_scores=len(flat),
+                n_judge_scores=sum(s.kind == "judge" for s in flat)))
+        return PrecisionTable(rows=rows, unannotated=sorted(set(sizes) - set(by_bin)),
+                              empty=sorted(set(range(run.num_bins)) - set(sizes)), num_bins=run.num_bins)
+
+    # CSV.
+
+    def export_csv(self, path: str, run_id: int | None = None) -> int:
+        """Writes every score ever given (of one run, default all) with its sample's run digest and index,
+        annotator kind ("judge" marks a model's score) and whether a later score superseded it."""
+        sql = ("SELECT r.digest, r.name, s.idx, s.bin, s.z, a.name, a.kind, c.score, c.time, "
+               "c.id NOT IN (SELECT id FROM current_scores) "
+               "FROM scores c JOIN samples s ON c.sample = s.id JOIN runs r ON s.run = r.id "
+               "JOIN annotators a ON c.annotator = a.id")
+        args = ()
+        if run_id is not None:
+            self.run(run_id)
+            sql, args = sql + " WHERE r.id = ?", (run_id,)
+        rows = self._query(sql + " ORDER BY c.time, c.id", args)
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(CSV_FIELDS)
+            for digest, name, idx, b, z, annotator, kind, score, t, superseded in rows:
+                writer.writerow([digest, name, idx, b, repr(z), annotator, kind, repr(score), repr(t), int(superseded)])
+        return len(rows)
+
+    def import_csv(self, path: str) -> int:
+        """Reads scores written by export_csv into this store (whose runs must be imported already); rows
+        already present are skipped. One transaction: a bad row names its line and nothing is imported."""
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = sorted(set(CSV_FIELDS) - set(reader.fieldnames or ()))
+            if missing:
+                raise ValueError(f"{path}: missing columns {missing}; expected {CSV_FIELDS}")
+            records = list(reader)
+        added = 0
+        with self._lock, self._db:
+            for line, rec in enumerate(records, start=2):
+                try:
+                    added += _import_row(self._db, rec)
+                except ValueError as err:
+                    raise ValueError(f"{path} line {line}: {err}; nothing was imported") from None
+        return added
+
+
+def _sample(row) -> Sample:
+    i, run, idx, b, z, blob, shape = row
+    return Sample(i, run, idx, b, z, np.frombuffer(blob, "<i4").reshape(json.loads(shape)).astype(np.int32))
+
+
+def _unique_time(db, sample_id, annotator_id) -> float:
+    """Now, nudged past the latest score of this (sample, annotator) so that the newest always counts."""
+    (latest,) = db.execute("SELECT MAX(time) FROM scores WHERE sample = ? AND annotator = ?",
+                           (int(sample_id), annotator_id)).fetchone()
+    now = time.time()
+    return now if latest is None or now > latest else math.nextafter(latest, math.inf)
+
+
+def _import_row(db, rec: dict) -> int:
+    """Adds one CSV record; 1 if added, 0 if the store already had it."""
+    try:
+        score, t, idx = float(rec["score"]), float(rec["time"]), int(rec["index"])
+    except ValueError:
+        raise ValueError(f"score, time and index must be numbers, got {rec['score']!r}, {rec['time']!r}, "
+                         f"{rec['index']!r}") from None
+    score = check_score(score)
+    if rec["kind"] not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {rec['kind']!r}")
+    found = db.execute("SELECT s.id FROM samples s JOIN runs r ON s.run = r.id WHERE r.digest = ? AND s.idx = ?",
+                       (rec["run"], idx)).fetchone()
+    if found is None:
+        raise ValueError(f"unknown sample: run {rec['run'][:12]}... ({rec['run_name']}) index {idx} is not in "
+                         "this store; import that run's samples.npz first")
+    db.execute("INSERT OR IGNORE INTO annotators (name, kind) VALUES (?, ?)", (rec["annotator"], rec["kind"]))
+    annotator_id, kind = db.execute("SELECT id, kind FROM annotators WHERE name = ?", (rec["annotator"],)).fetchone()
+    if kind != rec["kind"]:
+        raise ValueError(f"annotator {rec['annotator']!r} is of kind {kind!r} in this store, not {rec['kind']!r}")
+    same = db.execute("SELECT score FROM scores WHERE sample = ? AND annotator = ? AND time = ?",
+                      (found[0], annotator_id, t)).fetchone()
+    if same is not None:
+        if same[0] != score:
+            raise ValueError(f"conflicts with the stored score {same[0]} of {rec['annotator']!r} at time {t!r}")
+        return 0
+    db.execute("INSERT INTO scores (sample, annotator, score, time) VALUES (?, ?, ?, ?)",
+               (found[0], annotator_id, score, t))
+    return 1

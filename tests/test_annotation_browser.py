@@ -1,0 +1,219 @@
+"""The annotation page end to end in headless Chromium: two annotators score a bin with the keyboard
+(and a slider), the server is SIGKILLed and restarted, every score is there and r(z) is right; a score
+given while the server is down reaches the store once it is back; the page never shows z.
+
+Needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver) and the
+selenium package; .ci/run installs them. Missing, the test fails and says what to install."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from omnijax.annotation import Store
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+# Outputs and bin edges with digits that cannot appear in the page by chance.
+Z = {0: [-2.7182818, -3.1415926], 1: [0.5772156, 1.4142135, 1.7320508, 0.6931471], 3: [6.2831853, 7.3890561, 5.4365636]}
+EDGES = [-4.1234567, -1.0987654, 2.2468013, 5.1357913, 8.9753197]
+TARGET = 1  # the bin both annotators score
+
+
+def require_browser():
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
+    if missing:
+        pytest.fail(f"{' and '.join(missing)} missing: `apt-get install -y chromium chromium-driver` installs "
+                    "Debian's chromium and chromedriver (.ci/run does this)")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        pytest.fail("the selenium package is missing: pip install -e '.[test]' (or pip install selenium)")
+
+
+def make_run(directory):
+    rng = np.random.default_rng(0)
+    bins = [b for b, zs in Z.items() for _ in zs]
+    np.savez_compressed(os.path.join(directory, "samples.npz"), bin=np.asarray(bins, np.int32),
+                        z=np.asarray([z for zs in Z.values() for z in zs], np.float32),
+                        inputs=rng.integers(0, 2, (len(bins), 28, 28)).astype(np.int32), bin_edges=np.asarray(EDGES))
+    with open(os.path.join(directory, "metrics.json"), "w") as f:
+        json.dump({"grey_levels": 2}, f)
+
+
+def keys_of(obj) -> set[str]:
+    """Every key of every object inside a JSON value."""
+    if isinstance(obj, dict):
+        return set(obj).union(*map(keys_of, obj.values()))
+    return set().union(*map(keys_of, obj)) if isinstance(obj, list) else set()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(workdir, port, log):
+    server = subprocess.Popen([sys.executable, "-m", "omnijax.annotate", "serve", f"--run={workdir}", f"--port={port}"],
+                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if server.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"the server exited with {server.returncode}:\n{log.read()}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/meta", timeout=2).read()
+            return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    pytest.fail("the server did not answer within 120 s")
+
+
+def start_browser(profile):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+class Page:
+    """The annotation page as a person uses it: typing, keys, a slider."""
+
+    def __init__(self, driver, url):
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self.driver, self.url = driver, url
+        self.wait = WebDriverWait(driver, 60, poll_frequency=0.1)
+
+    def find(self, css):
+        from selenium.webdriver.common.by import By
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def keys(self, *keys):
+        from selenium.webdriver.common.action_chains import ActionChains
+        for key in keys:
+            ActionChains(self.driver).send_keys(key).perform()
+
+    def login(self, name):
+        self.wait.until(lambda d: self.find("#name")[0].is_displayed())
+        assert not self.find("#work")[0].is_displayed()
+        self.find("#name")[0].send_keys(name + "\n")
+        self.wait.until(lambda d: self.find("#grid .cell"))
+
+    def shown(self) -> list[int]:
+        return [int(c.get_attribute("data-sample")) for c in self.find("#grid .cell")]
+
+    def open_group_of(self, sample_ids):
+        """Steps through the groups with ] until the one holding these samples is shown."""
+        self.keys("[" * 10)
+        for _ in range(10):
+            if set(self.shown()) == set(sample_ids):
+                return
+            before = self.shown()
+            self.keys("]")
+            self.wait.until(lambda d: self.shown() != before)
+        pytest.fail(f"no group shows samples {sample_ids}")
+
+    def all_sent(self):
+        self.wait.until(lambda d: self.find("#pending")[0].text == "0" and not self.find(".cell.unsaved"))
+
+    def scores(self) -> dict[int, float]:
+        return {int(c.get_attribute("data-sample")): float(c.get_attribute("data-score"))
+                for c in self.find("#grid .cell") if c.get_attribute("data-score")}
+
+
+def test_two_annotators_server_killed_and_restarted(tmp_path):
+    require_browser()
+    from selenium.webdriver.common.keys import Keys
+
+    workdir = str(tmp_path / "run")
+    os.makedirs(workdir)
+    make_run(workdir)
+    port, log = free_port(), open(tmp_path / "server.log", "w+")
+    url = f"http://127.0.0.1:{port}/"
+    server = start_server(workdir, port, log)
+    driver = None
+    try:
+        with Store(os.path.join(workdir, "annotations.sqlite")) as store:
+            (run,) = store.runs()
+            target = [s.id for s in store.samples(run.id, bin=TARGET)]
+        driver = start_browser(tmp_path / "profile")
+        driver.get(url)
+        page = Page(driver, url)
+
+        page.login("alice")
+        page.open_group_of(target)
+        alice_order = page.shown()
+        page.keys("1", "0", "1", "1")
+        page.all_sent()
+        alice = dict(zip(alice_order, [1.0, 0.0, 1.0, 1.0]))
+        assert page.scores() == alice
+
+        page.find("#switch")[0].click()
+        page.login("bob")
+        page.open_group_of(target)
+        bob_order = page.shown()
+        assert bob_order != alice_order  # each annotator has an order of their own
+        page.keys("0", "1", "1")
+        slider = page.find("#grid .cell")[3].find_element("css selector", "input[type=range]")
+        slider.send_keys(Keys.END, Keys.ARROW_LEFT, Keys.ARROW_LEFT)   # 1, 0.95, 0.9: the last counts
+        page.all_sent()
+        bob = dict(zip(bob_order, [0.0, 1.0, 1.0, 0.9]))
+        assert page.scores() == pytest.approx(bob)
+        progress = {r.get_attribute("data-annotator"): r.text for r in page.find("#annotators tr[data-annotator]")}
+        assert progress == {"alice": "alice person 4/9", "bob": "bob person 4/9"}
+        assert "4/4" in page.find("#groups button.current")[0].text
+
+        # Blind: neither the page nor any answer of the API carries z, bin edges or bin indices.
+        texts = [driver.page_source, driver.find_element("tag name", "body").text]
+        for query in ("meta", "progress?annotator=bob", "group?annotator=bob&group=0", "group?annotator=bob&group=2"):
+            texts.append(urllib.request.urlopen(url + "api/" + query).read().decode())
+            assert not {"z", "bin", "bin_edges", "lo", "hi"} & keys_of(json.loads(texts[-1]))
+        for value in [z for zs in Z.values() for z in zs] + EDGES:
+            for digits in (f"{abs(value):.3f}", f"{abs(value):.4f}"[:-1]):
+                assert not [text for text in texts if digits in text], digits
+
+        server.kill()  # SIGKILL
+        server.wait()
+        page.find("#grid .cell canvas")[0].click()
+        page.keys("1")                                   # bob changes his mind while the server is down
+        bob[bob_order[0]] = 1.0
+        page.wait.until(lambda d: "unreachable" in page.find("#status")[0].text)
+        assert page.find(".cell.unsaved") and page.find("#pending")[0].text == "1"
+
+        server = start_server(workdir, port, log)
+        page.all_sent()                                  # the page resends what it kept
+        driver.refresh()
+        page.wait.until(lambda d: len(page.scores()) == 4)
+        assert page.scores() == pytest.approx(bob)
+
+        with Store(os.path.join(workdir, "annotations.sqlite")) as store:
+            given = {(s.annotator, s.sample): s.score for s in store.current_scores(run.id)}
+            assert given == pytest.approx({**{("alice", i): v for i, v in alice.items()},
+                                           **{("bob", i): v for i, v in bob.items()}})
+            assert store.annotators() == {"alice": "person", "bob": "person"}
+            table = store.bin_precision_table(run.id)
+        expected = np.mean([(alice[i] + bob[i]) / 2 for i in target])
+        assert [row.bin for row in table.rows] == [TARGET]
+        assert table.rows[0].r == pytest.approx(expected) and (table.rows[0].n_scores, table.rows[0].n_scored) == (8, 4)
+        assert table.unannotated == [0, 3] and table.empty == [2]
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.kill()
+        server.wait()
+        log.close()
