@@ -1,0 +1,485 @@
+"""Precision, recall, ROC and AUPR over the input space, from per-bin ρ and r (paper §2.2, §2.3,
+§3.2, Appendices A and B).
+
+Every metric is a sum over output bins b of ρ_b (the fraction of ALL inputs whose output falls
+in b, given as ln ρ_b because the interesting bins hold tiny fractions) weighted by r_b (the
+precision of bin b: the mean annotation score in [0, 1] of its representative inputs):
+
+    precision(λ) = Σ_{b positive} r_b ρ_b / Σ_{b positive} ρ_b              (Eq. 3)
+    recall(λ)    ∝ Σ_{b positive} r_b ρ_b, reported as ln Σ r_b ρ_b         (Eq. 4)
+
+"b positive" means the bin lies on the predicted-positive side of the threshold λ: z ≥ λ with
+positive="high" (a logit), z ≤ λ with positive="low" (an NLL). Thresholds sit at bin edges.
+
+Missing annotations: a bin with ρ_b > 0 and r_b = NaN has no annotated inputs; it is left out
+of every sum (numerator and denominator), named in `excluded_bins` and in a
+MissingAnnotationWarning. It is never scored 0: that would claim its inputs are all wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from omnijax.histogram import validate_bin_edges
+from omnijax.validation import check_positive_int
+
+
+class MissingAnnotationWarning(UserWarning):
+    """Some populated bins have no annotation (r = NaN) and were left out of the sums."""
+
+
+class PrecisionRecall(NamedTuple):
+    """A PR curve over the input space, one entry per threshold, strictest threshold first.
+
+    thresholds: λ, a bin edge; the predicted positives are the bins on the positive side.
+    precision: Eq. 3; NaN where no annotated, populated bin is predicted positive yet.
+    log_recall: ln Σ r ρ over the predicted-positive bins (Eq. 4, unnormalised); -inf until
+      some true positive weight is included. Non-decreasing along the array.
+    log_predicted_positive: ln Σ ρ over the same bins (the denominator of Eq. 3).
+    excluded_bins: indices of populated bins with r = NaN, left out of every sum.
+    positive: "high" (z ≥ λ is positive) or "low" (z ≤ λ).
+    """
+
+    thresholds: np.ndarray
+    precision: np.ndarray
+    log_recall: np.ndarray
+    log_predicted_positive: np.ndarray
+    excluded_bins: np.ndarray
+    positive: str
+
+
+class ROC(NamedTuple):
+    """ROC over the input space (Appendix A), strictest threshold first, from (0, 0) to (1, 1).
+
+    thresholds: the B + 1 bin edges, from the one that predicts no bin positive to the one
+      that predicts every bin positive.
+    fpr: Σ (1 - r) ρ over predicted positives / the same sum over every bin.
+    tpr: Σ r ρ over predicted positives / the same sum over every bin.
+    excluded_bins: as in PrecisionRecall.
+    """
+
+    thresholds: np.ndarray
+    fpr: np.ndarray
+    tpr: np.ndarray
+    excluded_bins: np.ndarray
+
+
+class BinPrecision(NamedTuple):
+    """r(z) per bin with a two-way bootstrap percentile interval (see `bin_precision`)."""
+
+    r: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    n_scores: np.ndarray
+    n_samples: np.ndarray
+
+
+class CrossModelNormalisation(NamedTuple):
+    """Cross-model normalisation of two models' sampled output distributions (Eq. 5, 6).
+
+    z_range: Z = [z-, z+]; X is the set of inputs that BOTH models map into Z.
+    num_in_range: (2,) for each model, the (weighted) number of its samples with its own output
+      in Z: Σ_z H_Mi(z) over Z.
+    num_shared: (2,) of those, the (weighted) number that the other model also maps into Z:
+      |X_Mi|.
+    sampled_proportion: (2,) num_in_range / num_shared, Eq. 5 and 6 summed over Z: it
+      estimates (number of inputs model i maps into Z) / |X|, a count in units of |X|.
+    log_ratio: ln(sampled_proportion[0] / sampled_proportion[1]), model 1's count in Z
+      relative to model 2's.
+    """
+
+    z_range: tuple[float, float]
+    num_in_range: np.ndarray
+    num_shared: np.ndarray
+    sampled_proportion: np.ndarray
+    log_ratio: float
+
+
+class PRConvergence(NamedTuple):
+    """PR curves from the first n annotated samples per bin, one row per n (Fig. 5).
+
+    sample_counts: (N,) the n used, in the order given.
+    thresholds: (T,) as in PrecisionRecall.
+    precision, log_recall: (N, T).
+    aupr: (N,) AUPR of each curve over `log_recall_range`, the log-recall range common to
+      all N curves, so the numbers are comparable.
+    """
+
+    sample_counts: np.ndarray
+    thresholds: np.ndarray
+    precision: np.ndarray
+    log_recall: np.ndarray
+    aupr: np.ndarray
+    log_recall_range: tuple[float, float]
+
+
+# --------------------------------------------------------------------------------------------
+# Precision, recall and ROC.
+
+
+def precision_recall(bin_edges, log_rho, r, positive: str = "high") -> PrecisionRecall:
+    """Precision (Eq. 3) and log unnormalised recall (Eq. 4) at every bin edge.
+
+    Args:
+      bin_edges: (B + 1,) strictly increasing edges.
+      log_rho: (B,) ln of the fraction of all inputs in each bin; -inf for an empty bin.
+      r: (B,) precision per bin in [0, 1]; NaN where a bin has no annotations (excluded, with
+        a MissingAnnotationWarning when the bin is populated).
+      positive: "high" if inputs with z ≥ λ are predicted positive, "low" if z ≤ λ.
+
+    Returns a PrecisionRecall with B thresholds, from the strictest (one bin predicted positive)
+    to the loosest (all bins): edges[B-1] … edges[0] for "high", edges[1] … edges[B] for "low".
+    Raises ValueError naming the argument on bad input.
+    """
+    thresholds, log_rho_o, r_o, excluded = _prepare(bin_edges, log_rho, r, positive)
+    log_tp, log_pp = _cumulative_log_sums(log_rho_o, r_o)
+    with np.errstate(invalid="ignore"):
+        precision = np.where(np.isfinite(log_pp), np.exp(np.minimum(log_tp - log_pp, 0.0)), np.nan)
+    return PrecisionRecall(thresholds[1:], precision, log_tp, log_pp, excluded, positive)
+
+
+def roc_input_space(bin_edges, log_rho, r, positive: str = "high") -> ROC:
+    """ROC over the input space (Appendix A): true positives weigh r ρ, false positives (1 - r) ρ.
+
+    Both rates are normalised by their totals over all bins given (the sampled range): the
+    input space's totals are unknown constants, so this is the ROC restricted to that range.
+    A rate is NaN when its total is 0 (r ≡ 0 leaves no positives, r ≡ 1 no negatives).
+    Arguments as for `precision_recall`.
+    """
+    thresholds, log_rho_o, r_o, excluded = _prepare(bin_edges, log_rho, r, positive)
+    log_tp, _ = _cumulative_log_sums(log_rho_o, r_o)
+    log_fp, _ = _cumulative_log_sums(log_rho_o, 1.0 - r_o)
+    return ROC(thresholds, _rate(log_fp), _rate(log_tp), excluded)
+
+
+def _rate(log_cumulative: np.ndarray) -> np.ndarray:
+    """exp(cumulative - total), with a leading 0 for the threshold that predicts nothing."""
+    total = log_cumulative[-1]
+    if not np.isfinite(total):
+        return np.full(len(log_cumulative) + 1, np.nan)
+    return np.concatenate([[0.0], np.exp(np.minimum(log_cumulative - total, 0.0))])
+
+
+def _prepare(bin_edges, log_rho, r, positive):
+    """Validate; return the B + 1 thresholds and ln ρ, r ordered strictest bin first, with
+    excluded bins' ln ρ set to -inf, and the excluded bin indices (after warning about them)."""
+    edges = validate_bin_edges(bin_edges, "bin_edges")
+    num_bins = len(edges) - 1
+    log_rho = _vector("log_rho", log_rho, num_bins)
+    r = _vector("r", r, num_bins)
+    if np.isnan(log_rho).any():
+        raise ValueError(f"log_rho must not be NaN; NaN in bins {_indices(np.isnan(log_rho))}")
+    if (log_rho > 0).any():
+        bad = log_rho > 0
+        raise ValueError(f"log_rho must be <= 0 (ln of a fraction of all inputs); bins "
+                         f"{_indices(bad)} hold {log_rho[bad].tolist()}")
+    bad = ~np.isnan(r) & ~((r >= 0) & (r <= 1))
+    if bad.any():
+        raise ValueError(f"r must lie in [0, 1] (NaN for an unannotated bin); bins {_indices(bad)} "
+                         f"hold {r[bad].tolist()}")
+    if positive not in ("high", "low"):
+        raise ValueError(f"positive must be 'high' or 'low', got {positive!r}")
+    excluded = np.flatnonzero(np.isnan(r) & np.isfinite(log_rho))
+    if excluded.size:
+        warnings.warn(f"r is NaN (no annotations) in populated bins {excluded.tolist()}: they are "
+                      f"excluded from precision and recall, not scored 0",
+                      MissingAnnotationWarning, stacklevel=3)
+    log_rho = np.where(np.isnan(r), -np.inf, log_rho)
+    r = np.where(np.isnan(r), 0.0, r)
+    if positive == "high":
+        return edges[::-1], log_rho[::-1], r[::-1], excluded
+    return edges, log_rho, r, excluded
+
+
+def _vector(name: str, value, length: int) -> np.ndarray:
+    a = np.asarray(value, dtype=np.float64)
+    if a.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},), one value per bin "
+                         f"(len(bin_edges) - 1), got shape {a.shape}")
+    return a
+
+
+def _indices(mask: np.ndarray) -> list[int]:
+    return np.flatnonzero(mask).tolist()
+
+
+def _cumulative_log_sums(log_rho: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Running ln Σ weight·ρ and ln Σ ρ along the bins, in log space (no underflow)."""
+    with np.errstate(divide="ignore"):
+        log_weighted = np.log(weight) + log_rho
+    return np.logaddexp.accumulate(log_weighted), np.logaddexp.accumulate(log_rho)
+
+
+# --------------------------------------------------------------------------------------------
+# AUPR.
+
+
+def aupr(pr: PrecisionRecall, log_recall_range=None) -> float:
+    """Area under precision plotted against natural-log recall (§3.2).
+
+    The paper integrates the PR curve "for the (log-scale) recall (x-axis)", with precision
+    linearly interpolated at each recall. So the x-axis is ln recall: precision is interpolated
+    linearly in ln recall between thresholds and the area is the exact integral of that
+    piecewise-linear curve (the trapezoid rule). On this axis the unknown normalisation of the
+    recall (Eq. 4) is a shift, which leaves the area unchanged; on a linear axis it would scale
+    it. Units are nats of recall: divide by ln 10 for decades.
+
+    Points with log_recall = -inf (no true positive yet) are not on the curve. A curve with
+    fewer than two points has area 0. `log_recall_range` (lo, hi) restricts the integral; it
+    must lie inside the curve's log-recall span.
+    """
+    x, y = _curve(pr)
+    if log_recall_range is None:
+        if len(x) < 2:
+            return 0.0
+        lo, hi = x[0], x[-1]
+    else:
+        lo, hi = (float(v) for v in log_recall_range)
+        if not lo <= hi:
+            raise ValueError(f"log_recall_range must be (lo, hi) with lo <= hi, got {log_recall_range}")
+        if len(x) == 0 or lo < x[0] or hi > x[-1]:
+            span = (x[0], x[-1]) if len(x) else "empty"
+            raise ValueError(f"log_recall_range {log_recall_range} is outside the curve's "
+                             f"log-recall span {span}")
+    return _area(x, y, lo, hi)
+
+
+def aupr_ratio(pr_a: PrecisionRecall, pr_b: PrecisionRecall) -> float:
+    """AUPR of model a / AUPR of model b over their common log-recall range (§3.2).
+
+    The range runs from the larger of the two minimum recalls to the smaller of the two
+    maximum recalls; both areas are taken as in `aupr`. The recalls must be on one scale:
+    both ρ's absolute fractions of the same input space, or put on one scale with
+    `cross_model_log_offsets`. inf or NaN when model b's area is 0.
+    """
+    lo, hi = common_log_recall_range([pr_a, pr_b])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.divide(aupr(pr_a, (lo, hi)), aupr(pr_b, (lo, hi))))
+
+
+def common_log_recall_range(curves: Sequence[PrecisionRecall]) -> tuple[float, float]:
+    """(largest minimum, smallest maximum) finite log-recall of the curves; ValueError if empty."""
+    spans = [_curve(pr)[0] for pr in curves]
+    if any(len(x) == 0 for x in spans):
+        raise ValueError("a curve has no point with recall > 0, so there is no common recall range")
+    lo, hi = max(x[0] for x in spans), min(x[-1] for x in spans)
+    if lo > hi:
+        raise ValueError(f"the curves share no log-recall range: largest minimum {lo} > "
+                         f"smallest maximum {hi}")
+    return float(lo), float(hi)
+
+
+def _curve(pr: PrecisionRecall) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.isfinite(pr.log_recall)
+    return np.asarray(pr.log_recall)[keep], np.asarray(pr.precision)[keep]
+
+
+def _area(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
+    """Integral over [lo, hi] of the piecewise-linear curve through (x, y), x non-decreasing.
+
+    Each segment is clipped to [lo, hi] with y interpolated at the cut; vertical segments
+    (equal x: a bin that adds no true positives) have no width and add nothing.
+    """
+    x0, x1, y0, y1 = x[:-1], x[1:], y[:-1], y[1:]
+    a, b = np.clip(x0, lo, hi), np.clip(x1, lo, hi)
+    width = x1 - x0
+    safe = np.where(width > 0, width, 1.0)
+    ya = y0 + (y1 - y0) * (a - x0) / safe
+    yb = y0 + (y1 - y0) * (b - x0) / safe
+    return float(np.sum((b - a) * (ya + yb) / 2))
+
+
+# --------------------------------------------------------------------------------------------
+# Precision per bin from annotation scores.
+
+
+def bin_precision(scores_per_bin, *, num_bootstrap: int = 1000, seed=0,
+                  confidence: float = 0.95) -> BinPrecision:
+    """r(z) per bin with a bootstrap interval over samples AND annotators (Fig. 6).
+
+    Args:
+      scores_per_bin: a sequence, one entry per bin, each a 2-D array (samples, annotators)
+        of scores in [0, 1], NaN where an annotator did not score a sample. A 1-D array is
+        one annotator. A bin with no samples (shape (0,) or (0, A)) gets r = NaN.
+      num_bootstrap: bootstrap replicates.
+      seed: int or numpy Generator for the resampling.
+      confidence: level of the percentile interval.
+
+    r_b is the mean of all the bin's scores (each score counts once; with complete scores
+    it is the mean over annotators of each annotator's precision). The interval is a two-way
+    percentile bootstrap: each replicate resamples the bin's samples and, independently,
+    the annotators, both with replacement, so it carries both the sampling error of a finite
+    set of representative inputs and the disagreement between annotators. Replicates that
+    draw no score are dropped. Bins with no score get NaN (r, ci_low, ci_high).
+    """
+    bins = _check_scores_per_bin(scores_per_bin)
+    num_bootstrap = check_positive_int("num_bootstrap", num_bootstrap)
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    rng = np.random.default_rng(seed)
+    tail = 100 * (1 - confidence) / 2
+    n = len(bins)
+    r, low, high = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    n_scores = np.array([int(np.sum(~np.isnan(s))) for s in bins])
+    for b, s in enumerate(bins):
+        if n_scores[b] == 0:
+            continue
+        r[b] = np.nanmean(s)
+        means = _two_way_bootstrap_means(s, num_bootstrap, rng)
+        low[b], high[b] = np.nanpercentile(means, [tail, 100 - tail])
+    return BinPrecision(r, low, high, n_scores, np.array([s.shape[0] for s in bins]))
+
+
+def _two_way_bootstrap_means(scores: np.ndarray, num_bootstrap: int, rng) -> np.ndarray:
+    """Pooled mean score of each replicate; rows and columns are drawn as multiplicities, so a
+    replicate's sum is c_rows · S · c_cols (NaN → 0) and its count the same with the mask."""
+    n, a = scores.shape
+    rows = rng.multinomial(n, np.full(n, 1 / n), size=num_bootstrap).astype(np.float64)
+    cols = rng.multinomial(a, np.full(a, 1 / a), size=num_bootstrap).astype(np.float64)
+    known = ~np.isnan(scores)
+    total = np.einsum("ki,ij,kj->k", rows, np.where(known, scores, 0.0), cols)
+    count = np.einsum("ki,ij,kj->k", rows, known.astype(np.float64), cols)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def _check_scores_per_bin(scores_per_bin) -> list[np.ndarray]:
+    """Each bin's scores as a float (samples, annotators) array; ValueError naming the bin."""
+    if isinstance(scores_per_bin, np.ndarray) and scores_per_bin.ndim < 2:
+        raise ValueError("scores_per_bin must be a sequence with one (samples, annotators) "
+                         f"array per bin, got an array of shape {scores_per_bin.shape}")
+    bins = []
+    for b, scores in enumerate(scores_per_bin):
+        s = np.asarray(scores, dtype=np.float64)
+        if s.ndim == 1:
+            s = s[:, None]
+        if s.ndim != 2:
+            raise ValueError(f"scores_per_bin[{b}] must be 1-D (samples) or 2-D (samples, "
+                             f"annotators), got shape {s.shape}")
+        bad = ~np.isnan(s) & ~((s >= 0) & (s <= 1))
+        if bad.any():
+            raise ValueError(f"scores_per_bin[{b}] must hold scores in [0, 1] or NaN; got "
+                             f"{s[bad][:5].tolist()}")
+        bins.append(s)
+    return bins
+
+
+def pr_convergence(bin_edges, log_rho, scores_per_bin, sample_counts, *,
+                   positive: str = "high") -> PRConvergence:
+    """PR curves as the number of annotated samples per bin grows (Fig. 5).
+
+    For each n in `sample_counts`, r_b is the mean score of bin b's first n samples (all
+    annotators; a bin with fewer than n samples uses all it has) and the PR curve follows
+    from `precision_recall`. Scores are given as in `bin_precision`; a bin with no scores
+    is excluded as usual. Each curve's AUPR is taken over the log-recall range common to all
+    curves.
+    """
+    bins = _check_scores_per_bin(scores_per_bin)
+    counts = np.asarray(sample_counts)
+    if (counts.ndim != 1 or counts.size == 0 or not np.issubdtype(counts.dtype, np.integer)
+            or (counts < 1).any()):
+        raise ValueError(f"sample_counts must be a non-empty list of positive ints, got {sample_counts!r}")
+    curves = []
+    for n in counts:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # mean of an all-NaN bin → NaN
+            r = np.array([np.nanmean(s[:n]) if s.size else np.nan for s in bins])
+        curves.append(precision_recall(bin_edges, log_rho, r, positive))
+    lo, hi = common_log_recall_range(curves)
+    return PRConvergence(counts, curves[0].thresholds, np.stack([c.precision for c in curves]),
+                         np.stack([c.log_recall for c in curves]),
+                         np.array([aupr(c, (lo, hi)) for c in curves]), (lo, hi))
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-model normalisation (Eq. 5, 6; Appendix B).
+
+
+def cross_model_normalisation(outputs_1, outputs_2, z_range, *, weights_1=None,
+                              weights_2=None) -> CrossModelNormalisation:
+    """Relative normalisation of two models' output distributions over a shared range Z (§2.3).
+
+    Args:
+      outputs_1: (n1, 2) model 1's samples evaluated by both models: column 0 is model 1's
+        output, column 1 model 2's. Rows whose model-1 output is outside Z are ignored.
+      outputs_2: (n2, 2) model 2's samples, same columns (model 1's output, then model 2's).
+        Rows whose model-2 output is outside Z are ignored.
+      z_range: (z-, z+), the closed range Z shared by both models.
+      weights_1, weights_2: optional non-negative weight per sample. The paper's samples are
+        uniform over the inputs a model maps into Z (weight 1, the default). Representatives
+        kept per bin instead of in proportion to ρ need weight ρ_b / (samples of bin b).
+
+    Each model's samples in Z estimate which fraction of its inputs in Z lie in X (both models
+    in Z); its inverse, Eq. 5/6 summed over Z, is the model's count in Z in units of |X|. X is
+    the same set for both models, so the two proportions compare like the true counts.
+    """
+    lo, hi = _check_z_range(z_range)
+    counted, shared = [], []
+    for i, (outputs, weights) in enumerate([(outputs_1, weights_1), (outputs_2, weights_2)]):
+        name = f"outputs_{i + 1}"
+        z = np.asarray(outputs, dtype=np.float64)
+        if z.ndim != 2 or z.shape[1] != 2:
+            raise ValueError(f"{name} must have shape (n, 2): (model 1's output, model 2's), got {z.shape}")
+        if np.isnan(z).any():
+            raise ValueError(f"{name} must not hold NaN")
+        w = np.ones(len(z)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(z),) or not np.all(w >= 0):
+            raise ValueError(f"weights_{i + 1} must be {len(z)} non-negative numbers, one per row of {name}")
+        inside = (z >= lo) & (z <= hi)
+        own, both = inside[:, i], inside.all(axis=1)
+        counted.append(w[own].sum())
+        shared.append(w[both].sum())
+        if shared[-1] == 0:
+            raise ValueError(f"no sample in {name} is mapped into z_range {(lo, hi)} by both models, "
+                             f"so the models cannot be normalised against each other; sample more "
+                             f"or widen z_range")
+    counted, shared = np.array(counted), np.array(shared)
+    proportion = counted / shared
+    return CrossModelNormalisation((lo, hi), counted, shared, proportion,
+                                   float(np.log(proportion[0]) - np.log(proportion[1])))
+
+
+def cross_model_log_offsets(norm: CrossModelNormalisation, bin_edges_1, log_rho_1, bin_edges_2,
+                            log_rho_2) -> np.ndarray:
+    """Offsets (2,) that put both models' ln ρ, and so their log-recalls, in units of |X|.
+
+    ln ρ̂_i = ln ρ_i + offset_i is Eq. 5/6 per bin: ρ_i rescaled so that its sum over Z equals
+    norm.sampled_proportion[i]. Each ln ρ_i may carry any constant of its own (a sampler that
+    does not know the absolute fraction); the offsets remove both. Compare models with
+    `pr_i._replace(log_recall=pr_i.log_recall + offset_i)`. Z must start and end on bin edges
+    of each model; the bins between them are the ones summed.
+    """
+    offsets = []
+    for i, (edges, log_rho) in enumerate([(bin_edges_1, log_rho_1), (bin_edges_2, log_rho_2)]):
+        edges = validate_bin_edges(edges, f"bin_edges_{i + 1}")
+        log_rho = np.asarray(log_rho, dtype=np.float64)
+        if log_rho.shape != (len(edges) - 1,) or np.isnan(log_rho).any():
+            raise ValueError(f"log_rho_{i + 1} must be {len(edges) - 1} non-NaN values, one per bin")
+        first, last = (_edge_at(edges, z, norm.z_range, i) for z in norm.z_range)
+        log_in_z = np.logaddexp.reduce(log_rho[first:last])
+        if not np.isfinite(log_in_z):
+            raise ValueError(f"log_rho_{i + 1} has no weight inside z_range {norm.z_range}")
+        offsets.append(math.log(norm.sampled_proportion[i]) - log_in_z)
+    return np.array(offsets)
+
+
+def _edge_at(edges: np.ndarray, z: float, z_range, model: int) -> int:
+    hit = np.flatnonzero(np.isclose(edges, z, rtol=1e-9, atol=1e-12))
+    if hit.size == 0:
+        raise ValueError(f"z_range {z_range} must start and end on bin edges; {z} is not an edge "
+                         f"of bin_edges_{model + 1}")
+    return int(hit[0])
+
+
+def _check_z_range(z_range) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in z_range)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"z_range must be (z-, z+), got {z_range!r}") from err
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"z_range must be finite with z- < z+, got {z_range!r}")
+    return lo, hi

@@ -1,0 +1,84 @@
+"""Figures for the input-space evaluation: PR curves of several models (Figs. 3, 4), r(z) with its
+interval (Fig. 6) and PR convergence with the annotated samples per bin (Fig. 5).
+
+Recall axes show log10 of the unnormalised recall (decades read more easily than nats); the
+AUPR numbers of `omnijax.evaluation` are in nats (divide by ln 10 for decades).
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from omnijax.evaluation import PRConvergence, PrecisionRecall  # noqa: E402
+
+_LOG10_E = np.log10(np.e)
+
+
+def plot_pr_curves(path, curves: dict[str, PrecisionRecall], title: str = "") -> None:
+    """Precision against log10 recall for each named model, on one figure."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, pr in curves.items():
+        keep = np.isfinite(pr.log_recall)
+        ax.plot(pr.log_recall[keep] * _LOG10_E, pr.precision[keep], "o-", ms=3, label=name)
+    ax.set_xlabel("log10 recall (unnormalised)")
+    ax.set_ylabel("precision")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title(title)
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_bin_precision(path, bin_edges, r, ci_low, ci_high, log_rho=None, title: str = "",
+                       xlabel: str = "output z") -> None:
+    """r(z) per bin with its confidence band (Fig. 6); with log_rho, log10 ρ(z) on a second axis.
+
+    Bins with r = NaN (no annotations) are left as gaps.
+    """
+    edges = np.asarray(bin_edges, dtype=np.float64)
+    centers = (edges[:-1] + edges[1:]) / 2
+    r, ci_low, ci_high = (np.asarray(a, dtype=np.float64) for a in (r, ci_low, ci_high))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(centers, r, "o-", ms=3, color="C0", label="r(z)")
+    ax.fill_between(centers, ci_low, ci_high, color="C0", alpha=0.25, label="confidence interval")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("precision per bin r(z)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.legend(loc="upper left")
+    if log_rho is not None:
+        log_rho = np.asarray(log_rho, dtype=np.float64)
+        twin = ax.twinx()
+        finite = np.isfinite(log_rho)
+        twin.plot(centers[finite], log_rho[finite] * _LOG10_E, "s--", ms=3, color="C1")
+        twin.set_ylabel("log10 ρ(z)", color="C1")
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_convergence(path, convergence: PRConvergence, title: str = "") -> None:
+    """Left: the PR curve for each number of annotated samples per bin; right: AUPR against it."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    colours = plt.cm.viridis(np.linspace(0, 0.9, len(convergence.sample_counts)))
+    for n, precision, log_recall, colour in zip(convergence.sample_counts, convergence.precision,
+                                                convergence.log_recall, colours):
+        keep = np.isfinite(log_recall)
+        left.plot(log_recall[keep] * _LOG10_E, precision[keep], "o-", ms=2, color=colour,
+                  label=f"{n} per bin")
+    left.set_xlabel("log10 recall (unnormalised)")
+    left.set_ylabel("precision")
+    left.set_ylim(-0.03, 1.03)
+    left.legend(fontsize=8)
+    right.plot(convergence.sample_counts, convergence.aupr, "o-")
+    right.set_xlabel("annotated samples per bin")
+    right.set_ylabel("AUPR over the common recall range (nats)")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def _save(fig, path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
