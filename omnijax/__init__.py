@@ -2,8 +2,11 @@
 
 Estimate the output distribution rho(z) of a model by replica exchange with gradient
 proposals and reweighting, count it exactly on small spaces, and keep representative
-inputs per output bin for annotation.
+inputs per output bin for annotation; `omnijax.evaluation` turns annotations into precision
+and recall over the input space.
 """
+
+from omnijax import evaluation
 
 from omnijax.enumerate import ExactOutputDistribution, enumerate_output_distribution
 from omnijax.estimate import OutputDistributionEstimate, estimate_output_distribution
@@ -18,5 +21,6 @@ __all__ = [
     "OutputDistributionEstimate",
     "enumerate_output_distribution",
     "estimate_output_distribution",
+    "evaluation",
     "linear_ladder",
 ]
