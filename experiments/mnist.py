@@ -113,8 +113,9 @@ def main(argv):
         model, trained_now = flow.train_or_load(model_dir, spec, data, preset=preset, key=train_key,
                                                 aug_severity=FLAGS.aug_severity, retrain=FLAGS.retrain)
     except ValueError as err:  # a checkpoint of another architecture or training
-        raise app.UsageError(f"{err} (num_categories is --grey_levels; num_outputs follows --task); "
-                             "use another --workdir, or --retrain to replace it")
+        raise app.UsageError(f"{err} (num_categories is --grey_levels; num_outputs follows --task); use another "
+                             f"--workdir, --retrain to replace a finished model, or delete "
+                             f"{flow.training_checkpoint_dir(model_dir)} to discard an unfinished training")
     print(f"model: {'trained and saved' if trained_now else 'loaded'} in {model_dir}", file=sys.stderr)
     metrics = {"model": FLAGS.model, "training": FLAGS.training, "task": FLAGS.task, "preset": FLAGS.preset,
                "data_source": data.source, "grey_levels": levels,
@@ -171,8 +172,10 @@ def main(argv):
         json.dump(metrics, f, indent=2)
     print(f"done in {metrics['seconds']:.0f} s; wrote " + ", ".join(sorted(paths.values()))
           + f", {workdir}/traditional.csv, {workdir}/metrics.json")
-    print(f"next: score the representative inputs in {paths['samples.npz']} (one row of "
-          f"representatives.png per bin) to get precision per bin, r(z)")
+    print(f"next: score the representative inputs (one row of representatives.png per bin), then get "
+          f"precision and recall over all inputs:\n"
+          f"  python -m omnijax.annotate serve --run={workdir} --port=8000\n"
+          f"  python -m experiments.pr --runs={workdir}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -142,7 +143,12 @@ def model_spec(model: str, task: str, training: str, levels: int, hyper: dict) -
 def train_or_load(directory: str, spec: ModelSpec, data: TaskData, *, preset: Preset, key: jax.Array,
                   aug_severity: float, retrain: bool, progress: bool = True) -> tuple[nnx.Module, bool]:
     """The model in `directory` if one is there (checked against `spec`), else a new one trained
-    and saved there; returns (model, trained_now). `retrain` trains anew and replaces it."""
+    and saved there; returns (model, trained_now). `retrain` trains anew and replaces it.
+
+    Training checkpoints go to the sibling directory `training_checkpoint_dir(directory)`
+    (save_model wants an empty model directory), so a killed run resumes its training where
+    it stopped; that directory is removed once the final model is saved.
+    """
     if os.path.isfile(os.path.join(directory, "model.json")) and not retrain:
         saved = read_spec(directory)
         if saved.training.get("training") not in (None, spec.training["training"]):
@@ -152,6 +158,7 @@ def train_or_load(directory: str, spec: ModelSpec, data: TaskData, *, preset: Pr
     init_key, train_key = jax.random.split(key)
     model = spec.build(seed=int(jax.random.randint(init_key, (), 0, 2**31 - 1)))
     training, task = spec.training["training"], spec.training["task"]
+    checkpoint_dir = training_checkpoint_dir(directory)
     if training == "gen":
         from omnijax.spaces import InputSpace
 
@@ -161,13 +168,21 @@ def train_or_load(directory: str, spec: ModelSpec, data: TaskData, *, preset: Pr
         # training; the output penalty keeps f from drifting while the negatives catch up.
         model, _ = train_ebm_pcd(model, data.train_images, space, steps=updates, batch_size=64, buffer_size=1_000,
                                  mcmc_steps_per_update=40, learning_rate=1e-4, key=train_key, output_l2=1e-2,
-                                 log_every=max(1, updates // 10), progress=progress)
+                                 log_every=max(1, updates // 10), progress=progress,
+                                 checkpoint_dir=checkpoint_dir, checkpoint_every=max(1, updates // 20))
     else:
         model = train_classifier(model, data.train_images, data.train_labels, num_categories=spec.num_categories,
                                  task=task, epochs=preset.train_epochs[spec.name], key=train_key,
-                                 augment_severity=aug_severity if training == "aug" else None, progress=progress)
+                                 augment_severity=aug_severity if training == "aug" else None, progress=progress,
+                                 checkpoint_dir=checkpoint_dir)
     save_model(directory, model, spec, overwrite=retrain)
+    shutil.rmtree(checkpoint_dir)
     return model, True
+
+
+def training_checkpoint_dir(directory: str) -> str:
+    """Where `train_or_load` keeps the checkpoints of an unfinished training of the model in `directory`."""
+    return os.path.normpath(os.path.abspath(directory)) + "-training"
 
 
 def parameter_digest(model: nnx.Module) -> str:

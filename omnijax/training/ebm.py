@@ -8,11 +8,15 @@ parameters (Tieleman, 2008; Grathwohl et al., 2021). As in the GWG paper's EBM t
 fraction `reinit_prob` of the chains drawn from the buffer restart from uniform noise at each
 update, so the buffer keeps exploring instead of collapsing onto a few modes.
 
-The MH kernel caches (z, grad) of the model at each chain's input, and the proposal's summary
-derived from them. Those belong to the parameters that produced them, so after every
+The MH kernel caches z and the proposal's form of the gradient (kept) of the model at each
+chain's input, and the proposal's summary derived from them. Those belong to the parameters that produced them, so after every
 parameter update the cache is stale; each update therefore re-evaluates the drawn chains
 under the new parameters before sampling: one extra value_and_grad per chain per update on
 top of one per MH step.
+
+With a checkpoint directory, the whole training state (parameters, optimiser state,
+persistent buffer and the metrics so far) is saved every few updates; every update draws
+from its own key, so a restarted run continues bit-identically to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from omnijax.progress import Progress
 from omnijax.proposals import make_proposal
 from omnijax.spaces import InputSpace
 from omnijax.targets import check_output_fn, make_value_and_grad
+from omnijax.training.resume import digest, learning_rate_fingerprint, model_fingerprint, resume, resume_note
 
 
 class UpdateMetrics(NamedTuple):
@@ -44,7 +49,8 @@ def train_ebm_pcd(model: nnx.Module, data, space: InputSpace, *, steps: int, bat
                   buffer_size: int, mcmc_steps_per_update: int,
                   learning_rate: float | optax.Schedule, key: jax.Array,
                   reinit_prob: float = 0.05, output_l2: float = 0.0, num_flips: int = 1,
-                  log_every: int = 100, progress: bool = True) -> tuple[nnx.Module, dict[str, np.ndarray]]:
+                  log_every: int = 100, progress: bool = True, checkpoint_dir: str | None = None,
+                  checkpoint_every: int = 100) -> tuple[nnx.Module, dict[str, np.ndarray]]:
     """Train `model` (ONE one-hot input -> scalar f) as an EBM on `data` by PCD with GWG negatives.
 
     Each of the `steps` updates draws `batch_size` data inputs (with replacement) and
@@ -65,6 +71,10 @@ def train_ebm_pcd(model: nnx.Module, data, space: InputSpace, *, steps: int, bat
       learning_rate: Adam's step size, a positive float or an optax schedule of the update count.
       key: a jax.random key; the run is a deterministic function of it.
       log_every: updates between progress lines (on stderr, when `progress`).
+      checkpoint_dir: if set, the training state is saved there every `checkpoint_every`
+        updates and after the last, and a checkpoint of the same run found there is resumed
+        from the next update (bit-identical to an uninterrupted run). A checkpoint of another
+        run (other settings, data, initial model or key) raises ValueError naming checkpoint_dir.
 
     Returns:
       (model, stats): the same model with its trained parameters, and numpy arrays
@@ -77,6 +87,7 @@ def train_ebm_pcd(model: nnx.Module, data, space: InputSpace, *, steps: int, bat
     _check_int("buffer_size", buffer_size, batch_size)
     _check_int("mcmc_steps_per_update", mcmc_steps_per_update, 1)
     _check_int("log_every", log_every, 1)
+    _check_int("checkpoint_every", checkpoint_every, 1)
     if not callable(learning_rate) and not learning_rate > 0:
         raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
     if not 0.0 <= reinit_prob <= 1.0:
@@ -134,31 +145,59 @@ def train_ebm_pcd(model: nnx.Module, data, space: InputSpace, *, steps: int, bat
         params = optax.apply_updates(params, updates)
         return params, opt_state, buffer, UpdateMetrics(loss, f_data, f_negative, acceptance, nonfinite)
 
-    init_key, key = jax.random.split(key)
-    buffer = space.random_inputs(init_key, buffer_size).reshape(buffer_size, -1)
-    opt_state = optimizer.init(params)
+    init_key, chain_key = jax.random.split(key)
+    step_keys = jax.random.split(chain_key, steps)
+    state = {"params": params, "opt_state": optimizer.init(params),
+             "buffer": space.random_inputs(init_key, buffer_size).reshape(buffer_size, -1),
+             "history": {name: np.zeros(steps, np.float32) for name in UpdateMetrics._fields}}
+    checkpointer, done = None, 0
+    if checkpoint_dir is not None:
+        fingerprint = {"space": {"shape": space.shape, "num_categories": space.num_categories,
+                                 "frozen": digest(space.frozen_mask, space.frozen_values)},
+                       "steps": steps, "batch_size": batch_size, "buffer_size": buffer_size,
+                       "mcmc_steps_per_update": mcmc_steps_per_update,
+                       "learning_rate": learning_rate_fingerprint(learning_rate, steps),
+                       "reinit_prob": reinit_prob, "output_l2": output_l2, "num_flips": num_flips,
+                       "data_shape": data_flat.shape, "data": digest(data_flat),
+                       "model": model_fingerprint(model), "key": digest(key)}
+        checkpointer, done, state = resume(checkpoint_dir, fingerprint, state)
+    params, opt_state, buffer = state["params"], state["opt_state"], state["buffer"]
+    history = {name: np.array(values) for name, values in state["history"].items()}
+    unrecorded = []  # metrics (device scalars) of updates not yet copied into `history`
     data_device = jnp.asarray(data_flat)
-    history = []
     bar = Progress("ebm-pcd", steps, "updates", enabled=progress, min_interval=0.0)
-    for step, step_key in enumerate(jax.random.split(key, steps), start=1):
-        params, opt_state, buffer, metrics = update(params, opt_state, buffer, data_device, step_key)
-        history.append(metrics)
-        if progress and (step % log_every == 0 or step == steps):
-            recent = _stack(history[-log_every:])
-            bar.update(step, f"loss {recent['loss'].mean():+.4f} | f data {recent['f_data'].mean():+.3f} "
-                             f"vs negatives {recent['f_negative'].mean():+.3f} | "
-                             f"MH accept {recent['acceptance'].mean():.3f}")
-
+    if done:
+        bar.update(done, f"{resume_note('update', done, steps)} from {checkpoint_dir}")
+    try:
+        for step in range(done + 1, steps + 1):
+            params, opt_state, buffer, metrics = update(params, opt_state, buffer, data_device, step_keys[step - 1])
+            unrecorded.append(metrics)
+            log_now = progress and (step % log_every == 0 or step == steps)
+            save_now = checkpointer is not None and (step % checkpoint_every == 0 or step == steps)
+            if log_now or save_now:
+                _record(history, unrecorded, step)
+            if log_now:
+                recent = {name: values[max(0, step - log_every):step] for name, values in history.items()}
+                bar.update(step, f"loss {recent['loss'].mean():+.4f} | f data {recent['f_data'].mean():+.3f} "
+                                 f"vs negatives {recent['f_negative'].mean():+.3f} | "
+                                 f"MH accept {recent['acceptance'].mean():.3f}")
+            if save_now:
+                checkpointer.save(step, {"params": params, "opt_state": opt_state, "buffer": buffer,
+                                         "history": history})
+    finally:
+        if checkpointer is not None:
+            checkpointer.close()
+    _record(history, unrecorded, steps)
     nnx.update(model, params)
-    stats = _stack(history)
-    stats["buffer"] = np.asarray(buffer).reshape((buffer_size,) + space.shape)
-    return model, stats
+    return model, {**history, "buffer": np.asarray(buffer).reshape((buffer_size,) + space.shape)}
 
 
-def _stack(history: list[UpdateMetrics]) -> dict[str, np.ndarray]:
-    """Per-update metrics (device scalars) -> one numpy array per field, fetched together."""
-    history = jax.device_get(history)
-    return {name: np.array([getattr(m, name) for m in history]) for name in UpdateMetrics._fields}
+def _record(history: dict[str, np.ndarray], unrecorded: list[UpdateMetrics], step: int) -> None:
+    """Copy the metrics of the updates up to `step` still on the device into `history` (one fetch)."""
+    fetched = jax.device_get(unrecorded)
+    for name in UpdateMetrics._fields:
+        history[name][step - len(fetched):step] = [getattr(m, name) for m in fetched]
+    unrecorded.clear()
 
 
 def _check_data(data, space: InputSpace) -> np.ndarray:
