@@ -244,6 +244,11 @@ class Store:
                  for i, (b, z, x) in enumerate(zip(arrays["bin"], arrays["z"], arrays["inputs"]))))
         return self.run(run_id)
 
+    def find_run(self, workdir: str) -> Run | None:
+        """The imported run holding exactly this directory's samples.npz, or None; imports nothing."""
+        found = self._query("SELECT id FROM runs WHERE digest = ?", (_digest(load_samples(workdir)),))
+        return self.run(found[0][0]) if found else None
+
     def run(self, run_id: int) -> Run:
         rows = self._query("SELECT id, name, digest, shape, num_categories, bin_edges, vocab FROM runs WHERE id = ?",
                            (run_id,))

@@ -1,0 +1,59 @@
+"""Precision and recall over the input space of one or more sampling runs, from their annotations
+(paper §3.2, Figs. 3-6).
+
+    python -m experiments.pr --runs=runs/mnist-mlp-bce
+    python -m experiments.pr --runs=runs/mnist-mlp-bce,runs/mnist-resnet-aug --cross_normalise
+
+Each run directory needs rho.csv and samples.npz (python -m experiments.mnist) and scores of its
+samples in annotations.sqlite (python -m omnijax.annotate serve --run=DIR). Writes to --out:
+pr.csv (run,threshold,precision,log_recall), pr.png (every run's PR curve), r_<run>.png (r(z) with
+its bootstrap interval), convergence_<run>.png and summary.json (AUPR per run, the AUPR ratio of the
+first two runs over their common recall range, the recall scale, excluded bins, judge use), and
+prints the AUPR ratio. --out defaults to the run's own directory for one run, and for several to
+a directory beside the first run named for the comparison, e.g. runs/pr-mnist-mlp-bce-vs-mnist-resnet-aug.
+On any error it exits non-zero and writes nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("runs", None, "Run directories, comma-separated; the AUPR ratio is the first over the second.")
+flags.DEFINE_string("out", None, "Output directory (default: the run's directory for one run; for several, "
+                    "pr-<run1>-vs-<run2>... beside the first run).")
+flags.DEFINE_enum("positive", "high", ["high", "low"],
+                  "high: z >= threshold is predicted positive (a classifier's logit or log-softmax; an "
+                  "energy-based model's log-likelihood, --training=gen); low: z <= threshold (an NLL or energy).")
+flags.DEFINE_list("annotators", None, "Only these annotators' scores (default: everyone's); each must be an "
+                  "annotator of every run.")
+flags.DEFINE_boolean("cross_normalise", False,
+                     "Put the runs' recalls on the first run's scale by cross-model normalisation (paper §2.3): "
+                     "needs model/ in each run and one input space; otherwise each run's own ln rho is used "
+                     "and the output says why.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; give the runs as --runs=A,B")
+    if not FLAGS.runs:
+        raise app.UsageError("--runs is required: one or more run directories, comma-separated")
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every model it restores at INFO
+    from omnijax import pr_report
+
+    try:
+        runs = pr_report.load_runs(FLAGS.runs, FLAGS.annotators)
+        norms = pr_report.normalisations(runs, FLAGS.cross_normalise)
+        report = pr_report.build_report(runs, norms, FLAGS.positive)
+        paths = pr_report.write_report(report, FLAGS.out or pr_report.default_out(FLAGS.runs))
+    except pr_report.ReportError as err:
+        raise app.UsageError(str(err))
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    print(pr_report.format_report(report, paths))
+
+
+if __name__ == "__main__":
+    app.run(main)

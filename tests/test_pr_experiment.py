@@ -1,0 +1,202 @@
+"""`python -m experiments.pr` on two runs over all 4x4 binary images, counted exactly: the files it
+writes, its AUPRs against omnijax.evaluation on the same inputs, cross-model normalisation against
+a known offset, and its errors. Each command is a subprocess, as a user runs it."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import types
+import warnings
+
+import numpy as np
+import pytest
+
+from omnijax import evaluation as ev
+from omnijax.annotation import Judge, Oracle, Store, annotate
+from omnijax.mnist_workflow import scores
+from omnijax.results import write_rho_csv
+from omnijax.training.checkpoint import ModelSpec, save_model
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PER_BIN = 12      # representatives kept per bin
+SHIFT_B = -2.0    # run B's ln ρ is off by this constant, as a sampler that does not know it would be
+SKIPPED_BIN = 5   # run A: nobody scores this bin's samples
+
+ALL = ((np.arange(2**16)[:, None] >> np.arange(16)) & 1).astype(np.int32).reshape(-1, 4, 4)
+
+
+def truth(x):
+    """The oracle: more pixels on than off."""
+    return bool(x.sum() > 8)
+
+
+def corner(inputs):
+    """The judge: the top-left pixel is on."""
+    return inputs[:, 0, 0].astype(np.float64)
+
+
+def write_run(workdir, seed, edges, shift, rng):
+    """A run directory like experiments.mnist leaves, from exact counts: model/, rho.csv, samples.npz."""
+    spec = ModelSpec("mlp", (4, 4), 2, training={"task": "binary", "training": "bce"})
+    model = spec.build(seed)
+    save_model(os.path.join(workdir, "model"), model, spec)
+    z = scores(model, ALL, 2, "binary", 0)
+    counts = np.histogram(z, edges)[0]
+    with np.errstate(divide="ignore"):
+        log_rho = np.log(counts / len(ALL)) + shift
+    write_rho_csv(os.path.join(workdir, "rho.csv"), types.SimpleNamespace(
+        num_bins=len(counts), bin_edges=edges, log_rho=log_rho, log_rho_stderr=np.zeros(len(counts)),
+        n_samples=counts))
+    bins = np.digitize(z, edges) - 1
+    picked = np.concatenate([rng.permutation(np.flatnonzero(bins == b))[:PER_BIN] for b in range(len(counts))])
+    np.savez_compressed(os.path.join(workdir, "samples.npz"), bin=bins[picked].astype(np.int32),
+                        z=z[picked].astype(np.float32), inputs=ALL[picked], bin_edges=edges)
+    return z
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Runs A and B of two random MLPs on one set of bins. A: the oracle scores all but one populated
+    bin; B: the oracle and a judge score everything. C: B without its model; D: B unannotated."""
+    root = tmp_path_factory.mktemp("pr")
+    a, b = str(root / "a"), str(root / "b")
+    rng = np.random.default_rng(0)
+    probe = [scores(ModelSpec("mlp", (4, 4), 2).build(s), ALL, 2, "binary", 0) for s in (0, 1)]
+    edges = np.linspace(np.quantile(np.concatenate(probe), 0.3), max(p.max() for p in probe) + 1e-3, 17)
+    write_run(a, 0, edges, 0.0, rng)
+    write_run(b, 1, edges, SHIFT_B, rng)
+    oracle = Oracle("truth", truth)
+    with Store(os.path.join(a, "annotations.sqlite")) as store:
+        run = store.import_run(a)
+        store.add_annotator(oracle.name, oracle.kind)
+        kept = [s for s in store.samples(run.id) if s.bin != SKIPPED_BIN]
+        store.add_scores(oracle.name, zip([s.id for s in kept], oracle.score(np.stack([s.input for s in kept]))))
+    with Store(os.path.join(b, "annotations.sqlite")) as store:
+        run = store.import_run(b)
+        annotate(store, run.id, oracle)
+        annotate(store, run.id, Judge("corner", corner))
+    c, d = str(root / "c"), str(root / "d")
+    shutil.copytree(b, c, ignore=shutil.ignore_patterns("model"))
+    shutil.copytree(b, d, ignore=shutil.ignore_patterns("annotations.sqlite*"))
+    return types.SimpleNamespace(root=root, a=a, b=b, c=c, d=d)
+
+
+def run_pr(*flags):
+    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, "-m", "experiments.pr", *flags], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def direct_pr(workdir, judge: bool, skipped=None):
+    """The PR curve by omnijax.evaluation from rho.csv, samples.npz and the annotators' rules."""
+    with open(os.path.join(workdir, "rho.csv")) as f:
+        log_rho = np.array([float(row["log_rho"]) for row in csv.DictReader(f)])
+    samples = np.load(os.path.join(workdir, "samples.npz"))
+    per_sample = np.array([truth(x) for x in samples["inputs"]], np.float64)
+    if judge:
+        per_sample = (per_sample + corner(samples["inputs"])) / 2
+    r = np.array([per_sample[samples["bin"] == b].mean() if b != skipped and (samples["bin"] == b).any()
+                  else np.nan for b in range(len(log_rho))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ev.MissingAnnotationWarning)
+        return ev.precision_recall(samples["bin_edges"], log_rho, r, "high")
+
+
+def read_pr_csv(path):
+    with open(path) as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["run", "threshold", "precision", "log_recall"]
+        rows = list(reader)
+    curves = {}
+    for row in rows:
+        curves.setdefault(row["run"], []).append([float(row[k]) for k in ("threshold", "precision", "log_recall")])
+    return {name: np.array(values) for name, values in curves.items()}
+
+
+def test_two_runs_match_the_evaluation_library(runs, tmp_path):
+    out = str(tmp_path / "out")
+    result = run_pr(f"--runs={runs.a},{runs.c}", f"--out={out}", "--cross_normalise")
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = ["pr.csv", "pr.png", "r_a.png", "r_c.png", "convergence_a.png", "convergence_c.png", "summary.json"]
+    assert sorted(os.listdir(out)) == sorted(names)
+    for name in names:
+        if name.endswith(".png"):
+            with open(os.path.join(out, name), "rb") as f:
+                assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+
+    pr_a, pr_c = direct_pr(runs.a, judge=False, skipped=SKIPPED_BIN), direct_pr(runs.c, judge=True)
+    assert [r["run"] for r in summary["runs"]] == ["a", "c"]
+    assert summary["runs"][0]["aupr"] == pytest.approx(ev.aupr(pr_a), rel=1e-9)
+    assert summary["runs"][1]["aupr"] == pytest.approx(ev.aupr(pr_c), rel=1e-9)
+    ratio = ev.aupr_ratio(pr_a, pr_c)
+    assert summary["aupr_ratio"]["value"] == pytest.approx(ratio, rel=1e-9)
+    assert summary["aupr_ratio"]["runs"] == ["a", "c"]
+    assert summary["aupr_ratio"]["log_recall_range"] == pytest.approx(ev.common_log_recall_range([pr_a, pr_c]))
+    assert f"AUPR ratio a / c = {ratio:.4g}" in result.stdout
+
+    curves = read_pr_csv(os.path.join(out, "pr.csv"))
+    for name, pr in (("a", pr_a), ("c", pr_c)):
+        np.testing.assert_allclose(curves[name], np.column_stack([pr.thresholds, pr.precision, pr.log_recall]),
+                                   rtol=1e-12, atol=0)
+
+    # Run c has no model/, so its recall keeps its own ln ρ, and the output says so.
+    assert summary["normalisation"] == "absolute"
+    assert [r["normalisation"]["method"] for r in summary["runs"]] == ["absolute", "absolute"]
+    assert "has no model/" in summary["runs"][1]["normalisation"]["note"]
+    assert "cross-normalisation impossible" in result.stdout
+    # The bin nobody scored is excluded and reported, never scored 0; the judge is flagged.
+    assert [b["bin"] for b in summary["runs"][0]["excluded_bins"]] == [SKIPPED_BIN]
+    assert summary["runs"][1]["excluded_bins"] == []
+    assert f"bins [{SKIPPED_BIN}]" in result.stderr and "not scored 0" in result.stderr
+    assert summary["judge_scores_used"] and summary["runs"][1]["n_judge_scores"] > 0
+    assert summary["runs"][1]["annotators"] == {"truth": "oracle", "corner": "judge"}
+    assert "judge" in result.stderr
+
+
+def test_cross_normalisation_recovers_the_unknown_constant(runs, tmp_path):
+    out = str(tmp_path / "out")
+    result = run_pr(f"--runs={runs.a},{runs.b}", f"--out={out}", "--cross_normalise", "--annotators=truth")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["normalisation"] == "cross-model" and not summary["judge_scores_used"]
+    norm = summary["runs"][1]["normalisation"]
+    assert norm["method"] == "cross-model"
+    assert norm["log_offset"] == pytest.approx(-SHIFT_B, abs=0.3)  # B's ln ρ was off by SHIFT_B
+    pr_a, pr_b = direct_pr(runs.a, judge=False, skipped=SKIPPED_BIN), direct_pr(runs.b, judge=False)
+    shifted = pr_b._replace(log_recall=pr_b.log_recall + norm["log_offset"])
+    assert summary["aupr_ratio"]["value"] == pytest.approx(ev.aupr_ratio(pr_a, shifted), rel=1e-9)
+    np.testing.assert_allclose(read_pr_csv(os.path.join(out, "pr.csv"))["b"][:, 2], shifted.log_recall, rtol=1e-12)
+
+
+def test_run_without_annotations_fails_naming_it(runs, tmp_path):
+    out = tmp_path / "out"
+    result = run_pr(f"--runs={runs.a},{runs.d}", f"--out={out}")
+    assert result.returncode != 0
+    assert f"run d ({runs.d}) has no annotations" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case, named", [
+    ("missing_dir", "--runs: {root}/nowhere is not a directory"),
+    ("no_samples", "--runs: {root}/empty has no samples.npz"),
+    ("unknown_annotator", "--annotators: ['nobody'] have not annotated run a"),
+])
+def test_bad_input_fails_and_overwrites_nothing(runs, case, named):
+    os.makedirs(runs.root / "empty", exist_ok=True)
+    shutil.copy(os.path.join(runs.a, "rho.csv"), runs.root / "empty")
+    flags = {"missing_dir": [f"--runs={runs.a},{runs.root}/nowhere"],
+             "no_samples": [f"--runs={runs.root}/empty"],
+             "unknown_annotator": [f"--runs={runs.a},{runs.b}", "--annotators=truth,nobody"]}[case]
+    out = runs.root / "kept"
+    out.mkdir(exist_ok=True)
+    (out / "pr.csv").write_text("earlier result\n")
+    result = run_pr(*flags, f"--out={out}")
+    assert result.returncode != 0
+    assert named.format(root=runs.root) in result.stderr
+    assert os.listdir(out) == ["pr.csv"] and (out / "pr.csv").read_text() == "earlier result\n"
