@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -13,8 +14,10 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_mnist(*flags, timeout=600):
-    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+def run_mnist(*flags, timeout=600, cache=os.path.join(tempfile.gettempdir(), f"omnijax-test-jax-cache-{os.getpid()}")):
+    # One JAX compilation cache for this test session: a rerun of the same job compiles nothing.
+    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=cache,
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     return subprocess.run([sys.executable, "-m", "experiments.mnist", "--preset=smoke", *flags],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
