@@ -12,9 +12,11 @@ warm-up call that compiles, `--repeats` rounds each run one block of EVERY line 
 (interleaved, so load from other processes hits all lines alike) with block_until_ready;
 chain_steps_per_s is the BEST block (chain_steps_per_s_median the median).
 
-  flops_per_value_and_grad  XLA cost analysis of jit(value_and_grad) for ONE input
+  model_flops_per_step      XLA cost analysis of the model evaluation one MH step runs, for ONE
+                            input: jit(value_and_grad), or the forward pass alone for a proposal
+                            that keeps no gradient (uniform: XLA drops the backward pass)
   peak_flops_per_s          best float32 --peak_size^3 jnp matmul, timed before and in every round
-  mfu                       flops_per_value_and_grad * chain_steps_per_s / peak_flops_per_s
+  mfu                       model_flops_per_step * chain_steps_per_s / peak_flops_per_s
   chain_steps_per_cpu_s     steps per second of this process's CPU time (all threads): a
                             diagnostic that moves less than wall time when the machine is shared
 
@@ -58,21 +60,21 @@ flags.DEFINE_integer("seed", 0, "Seed.")
 
 # --------------------------------------------------------------------------------------------
 # NAIVE baseline, for the side-by-side comparison ONLY. Not part of omnijax.
-# It does not trust the cached (z, grad, proposal summary) of the chain state: every step it
-# recomputes value_and_grad and the proposal summary at the current x, then runs the
-# production MH step from there, so it evaluates the model TWICE per step instead of once.
-# Everything else (proposal, accept test, selects) is the production code; the state's
-# `grad` and `summary` fields are never read or updated (XLA drops the dead selects), as in
-# a kernel that keeps only x and z.
+# It does not trust the cached (z, kept, proposal summary) of the chain state: every step it
+# recomputes value_and_grad, the proposal's kept form of the gradient and the proposal summary
+# at the current x, then runs the production MH step from there, so it evaluates the model
+# TWICE per step instead of once. Everything else (proposal, accept test, selects) is the
+# production code; the state's `kept` and `summary` fields are never read or updated (XLA
+# drops the dead selects), as in a kernel that keeps only x and z.
 # --------------------------------------------------------------------------------------------
 def naive_mh_step(key, state, beta, value_and_grad, proposal):
-    from omnijax.kernels.mh import ChainState, mh_step
+    from omnijax.kernels.mh import ChainState, evaluate, mh_step
 
     naive_mh_step.traced += 1
-    z, grad = value_and_grad(state.x)  # NAIVE: recomputed every step instead of cached
-    summary = proposal.summarize(state.x, grad, beta)
-    new, info = mh_step(key, ChainState(state.x, z, grad, summary), beta, value_and_grad, proposal)
-    return ChainState(new.x, new.z, state.grad, state.summary), info
+    z, kept = evaluate(state.x, value_and_grad, proposal)  # NAIVE: recomputed every step instead of cached
+    summary = proposal.summarize(state.x, kept, beta)
+    new, info = mh_step(key, ChainState(state.x, z, kept, summary), beta, value_and_grad, proposal)
+    return ChainState(new.x, new.z, state.kept, state.summary), info
 
 
 naive_mh_step.traced = 0
@@ -127,6 +129,15 @@ def flops_of(fn, *args) -> float:
     return float(cost["flops"])
 
 
+def model_evaluation(value_and_grad, proposal, x):
+    """What one MH step evaluates of the model: value_and_grad, or the value alone when the
+    proposal keeps nothing of the gradient (XLA then drops the backward pass)."""
+    import jax
+
+    kept = jax.eval_shape(lambda y: proposal.compress(y, value_and_grad(y)[1]), x)
+    return value_and_grad if jax.tree.leaves(kept) else (lambda y: value_and_grad(y)[0])
+
+
 class Config:
     """One benchmarked loop: a compiled run._block_fn block and its carried state."""
 
@@ -155,7 +166,7 @@ class Config:
         key = jax.random.key(FLAGS.seed, impl=prng)
         init_key, self.run_key = jax.random.split(key)
         x0 = space.random_inputs(init_key, self.num_walkers).reshape(num_groups, num_replicas, dim)
-        self.flops = flops_of(value_and_grad, x0[0, 0])
+        self.flops = flops_of(model_evaluation(value_and_grad, proposal, x0[0, 0]), x0[0, 0])
         self.betas = jnp.asarray(np.linspace(FLAGS.beta_min, FLAGS.beta_max, num_replicas), jnp.float32)
         edges = np.linspace(-10.0, 10.0, FLAGS.num_bins + 1)
         # burn_in decides whether the reservoir insert runs; num_steps only has to exceed it.
@@ -214,7 +225,7 @@ class Config:
                     # Diagnostic for shared machines: throughput per second of CPU time used by
                     # this process (all its threads), less sensitive to other processes' load.
                     chain_steps_per_cpu_s=steps / min(self.cpu_times),
-                    flops_per_value_and_grad=self.flops,
+                    model_flops_per_step=self.flops,
                     peak_flops_per_s=peak,
                     mfu=self.flops * rate / peak,
                     mh_acceptance_mean=round(float(mh_rate.mean()), 3))

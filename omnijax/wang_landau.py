@@ -95,7 +95,7 @@ def estimate_wang_landau(
     state = init(jnp.asarray(x0.reshape(num_groups, walkers_per_group, -1)))
     _raise_if_nonfinite(state)
     if beta_clip is None:
-        beta_clip = 2.0 / _flip_scale(state.chains, space)
+        beta_clip = 2.0 / _flip_scale(x0, value_and_grad, space)
 
     fingerprint = {
         "method": "wang_landau", "key": np.asarray(jax.random.key_data(key)).tolist(),
@@ -180,11 +180,12 @@ def _starting_inputs(x: np.ndarray, z: np.ndarray, tie_break: np.ndarray, edges:
     return x[np.resize(np.lexsort((tie_break, distance)), num)]
 
 
-def _flip_scale(chains, space: InputSpace) -> float:
-    """Median over walkers of the mean |first-order change of z| over their single-site moves."""
-    x = np.asarray(chains.x).reshape(-1, space.num_positions)
-    grad = jnp.reshape(chains.grad, x.shape + (space.num_categories,))
-    gain = np.abs(np.asarray(jax.jit(jax.vmap(lambda xi, g: first_order_gain(xi, g, 1.0)))(x, grad)))
+def _flip_scale(x: np.ndarray, value_and_grad: Callable, space: InputSpace) -> float:
+    """Median over the starting inputs x (N, D) of the mean |first-order change of z| over their
+    single-site moves. (The chains keep only the proposal's form of the gradient, so the
+    gradient is evaluated here once more.)"""
+    gain_at = lambda xi: first_order_gain(xi, value_and_grad(xi)[1], 1.0)
+    gain = np.abs(np.asarray(jax.jit(jax.vmap(gain_at))(jnp.asarray(x))))
     moves = ~space.frozen_mask.reshape(1, -1, 1) & (np.arange(space.num_categories) != x[..., None])
     scale = float(np.median((gain * moves).sum(axis=(1, 2)) / moves.sum(axis=(1, 2))))
     return scale if scale > 0 else 1.0  # flat at every start: no scale to go by

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from omnijax.kernels.mh import ChainState, init_chain, mh_step
+from omnijax.kernels.mh import ChainState, evaluate, init_chain, is_finite_state, mh_step
 from omnijax.proposals import dlp, gwg, uniform
 from omnijax.spaces import InputSpace
 from omnijax.targets import make_value_and_grad
@@ -34,14 +34,14 @@ def proposal_size(x):
     return float(space.num_free * (space.num_categories - 1))
 
 
-def move_log_prob(name, proposal, x_from, g_from, x_to):
+def move_log_prob(name, proposal, x_from, kept_from, x_to):
     """log q(x_to | x_from) through the proposal's own scoring function."""
     if name == "uniform":  # symmetric: one of num_free * (K - 1) neighbours
         return -jnp.log(proposal_size(x_from))
     if name == "dlp":
-        return proposal.log_reverse(x_from, g_from, BETA, None, x_to)[0]
+        return proposal.log_reverse(x_from, kept_from, BETA, None, x_to)[0]
     site = jnp.argmax(x_from != x_to)
-    return proposal.log_reverse(x_from, g_from, BETA, (site[None], x_to[site][None]), None)[0]
+    return proposal.log_reverse(x_from, kept_from, BETA, (site[None], x_to[site][None]), None)[0]
 
 
 @pytest.mark.parametrize("space_name", SPACES)
@@ -53,7 +53,8 @@ def test_exact_transition_matrix_preserves_target(space_name, name):
     proposal = PROPOSALS[name](space)
     x, pi = exact_target(space, output_fn, BETA)
     n = len(x)
-    z, g = jax.vmap(vg)(jnp.asarray(x))
+    z, kept = jax.vmap(lambda xi: evaluate(xi, vg, proposal))(jnp.asarray(x))
+    kept_at = lambda i: jax.tree.map(lambda a: a[i], kept)
     if name == "dlp":
         targets = np.broadcast_to(np.arange(n), (n, n))
     else:  # single-site moves: every neighbour at Hamming distance 1 among free sites
@@ -62,8 +63,8 @@ def test_exact_transition_matrix_preserves_target(space_name, name):
     xi, to = jnp.asarray(x), jnp.asarray(targets)
 
     def row(i):
-        fwd = jax.vmap(lambda j: move_log_prob(name, proposal, xi[i], g[i], xi[j]))(to[i])
-        rev = jax.vmap(lambda j: move_log_prob(name, proposal, xi[j], g[j], xi[i]))(to[i])
+        fwd = jax.vmap(lambda j: move_log_prob(name, proposal, xi[i], kept_at(i), xi[j]))(to[i])
+        rev = jax.vmap(lambda j: move_log_prob(name, proposal, xi[j], kept_at(j), xi[i]))(to[i])
         log_alpha = BETA * (z[to[i]] - z[i]) + (rev - fwd)
         return jnp.exp(fwd + jnp.minimum(log_alpha, 0.0))
 
@@ -118,10 +119,10 @@ def test_chains_reach_exact_target(space_name, name):
 def mh_step_without_correction(key, state, beta, value_and_grad, proposal):
     """A deliberately wrong kernel: it ignores the proposal's asymmetry."""
     propose_key, accept_key = jax.random.split(key)
-    x_new, _, _ = proposal.propose(propose_key, state.x, state.grad, beta, state.summary)
-    z_new, g_new = value_and_grad(x_new)
+    x_new, _, _ = proposal.propose(propose_key, state.x, state.kept, beta, state.summary)
+    z_new, kept_new = evaluate(x_new, value_and_grad, proposal)
     accept = jnp.log(jax.random.uniform(accept_key)) < beta * (z_new - state.z)
-    new = ChainState(x_new, z_new, g_new, proposal.summarize(x_new, g_new, beta))
+    new = ChainState(x_new, z_new, kept_new, proposal.summarize(x_new, kept_new, beta))
     return jax.tree.map(lambda a, b: jnp.where(accept, a, b), new, state), None
 
 
@@ -149,12 +150,13 @@ def test_proposal_draws_match_their_scored_probabilities(space_name, name):
     vg = make_value_and_grad(output_fn, space)
     proposal = PROPOSALS[name](space)
     x = jnp.asarray(all_inputs(space)[len(all_inputs(space)) // 3])
-    _, g = vg(x)
+    _, kept = evaluate(x, vg, proposal)
     num_draws = 400_000
     keys = jax.random.split(jax.random.key(7), num_draws)
-    drawn, log_q, _ = jax.jit(jax.vmap(lambda k: proposal.propose(k, x, g, BETA, proposal.summarize(x, g, BETA))))(keys)
+    summary = proposal.summarize(x, kept, BETA)
+    drawn, log_q, _ = jax.jit(jax.vmap(lambda k: proposal.propose(k, x, kept, BETA, summary)))(keys)
     everything = jnp.asarray(all_inputs(space))
-    scored = jax.jit(jax.vmap(lambda y: move_log_prob(name, proposal, x, g, y)))(everything)
+    scored = jax.jit(jax.vmap(lambda y: move_log_prob(name, proposal, x, kept, y)))(everything)
     if name == "gwg":
         scored = jnp.where((everything != x).sum(-1) == 1, scored, -jnp.inf)
     probs = np.exp(np.asarray(scored, np.float64))
@@ -168,3 +170,41 @@ def test_proposal_draws_match_their_scored_probabilities(space_name, name):
     assert np.all(np.abs(counts[big] - expected) <= 5 * np.sqrt(expected)), "draw frequencies differ from scores"
     # The forward log-probability reported with each draw is the scored one.
     np.testing.assert_allclose(np.asarray(log_q), np.asarray(scored)[drawn_index], atol=1e-4)
+
+
+@pytest.mark.parametrize("space_name", list(SPACES))
+@pytest.mark.parametrize("name", list(PROPOSALS))
+def test_nonfinite_gradient_anywhere_is_reported(space_name, name):
+    """The kernel takes the gradient's finiteness from log q of the reverse move (see
+    proposals.base): a NaN or inf at ANY entry of the gradient at the proposal, frozen sites
+    included, at any beta, must make the step report `nonfinite` and reject. The uniform
+    proposal never looks at the gradient, so only a non-finite output counts there."""
+    space = SPACES[space_name]
+    proposal = PROPOSALS[name](space)
+    vg = make_value_and_grad(random_mlp(space, seed=6), space)
+    x = jnp.asarray(all_inputs(space)[7])
+    entries = [(i, k) for i in range(space.num_positions) for k in range(space.num_categories)]
+    grid = [(i, k, bad, beta) for i, k in entries for bad in (jnp.nan, jnp.inf, -jnp.inf)
+            for beta in (BETA, 0.0, -BETA)]
+    site, category, bad, beta = (jnp.asarray(v) for v in zip(*grid))
+
+    def step(site, category, bad, beta, poison_output):
+        def poisoned(y):
+            z, grad = vg(y)
+            if poison_output:
+                return jnp.where(True, bad, z), grad
+            return z, grad.at[site, category].set(bad)
+
+        state = init_chain(x, vg, proposal, beta)
+        new, info = mh_step(jax.random.key(0), state, beta, poisoned, proposal)
+        z0, kept0 = evaluate(x, poisoned, proposal)
+        return info.nonfinite, info.accepted, jnp.all(new.x == x), is_finite_state(z0, kept0)
+
+    for poison_output in (False, True):
+        nonfinite, accepted, stayed, finite_at_start = jax.jit(jax.vmap(
+            lambda *a: step(*a, poison_output)))(site, category, bad, beta)
+        expect = poison_output or name != "uniform"
+        assert np.all(np.asarray(nonfinite) == expect)
+        assert np.all(np.asarray(finite_at_start) != expect)
+        if expect:
+            assert not np.any(accepted) and np.all(stayed)

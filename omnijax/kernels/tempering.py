@@ -3,7 +3,7 @@
 Walkers are laid out as (groups, replicas): each of the C independent groups holds R
 walkers that share the ladder `betas` (ascending; negative, zero and positive allowed).
 Swaps exchange the beta ASSIGNMENTS of two walkers, never their inputs, so every cached
-(x, z, grad) stays valid; only the proposal summaries, which depend on beta, are recomputed
+(x, z, kept) stays valid; only the proposal summaries, which depend on beta, are recomputed
 (`refresh_summaries`, once per swap round). Groups never interact, so they are the unit of a bootstrap.
 """
 
@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from omnijax.kernels.mh import ChainState, init_chain, mh_step
+from omnijax.kernels.mh import ChainState, init_chain, is_finite_state, mh_step
 from omnijax.proposals.base import Proposal
 
 # Trip labels: which end of the ladder a walker touched last.
@@ -64,7 +64,7 @@ def init(x: jax.Array, value_and_grad: Callable, proposal: Proposal, betas: jax.
     chains = jax.vmap(jax.vmap(start), (0, None))(x, jnp.asarray(betas, jnp.float32))
     slot = jnp.broadcast_to(jnp.arange(num_replicas, dtype=jnp.int32), (num_groups, num_replicas))
     zeros_cr = jnp.zeros((num_groups, num_replicas), jnp.int32)
-    finite = jnp.isfinite(chains.z) & jnp.all(jnp.isfinite(chains.grad), axis=(-2, -1))
+    finite = jax.vmap(jax.vmap(is_finite_state))(chains.z, chains.kept)
     return TemperingState(
         chains=chains,
         slot=slot,
@@ -104,7 +104,7 @@ def refresh_summaries(state: TemperingState, betas: jax.Array, proposal: Proposa
     """Recompute every walker's proposal summary at its current beta (after swaps moved betas)."""
     summarize = jax.vmap(jax.vmap(proposal.summarize))
     chains = state.chains
-    return state._replace(chains=chains._replace(summary=summarize(chains.x, chains.grad, betas[state.slot])))
+    return state._replace(chains=chains._replace(summary=summarize(chains.x, chains.kept, betas[state.slot])))
 
 
 def _swap_group(key, slot, z, betas, parity):

@@ -13,11 +13,12 @@ forward proposal and at x' for the reverse one (paper appendix H), so
 
   log alpha = ln g(b) - ln g(b') + log q(x | x'; beta(x')) - log q(x' | x; beta(x)).
 
-The state caches (x, z, grad) per walker: one value_and_grad per walker per step. ln g is
-float32 with a compensated (Kahan) sum, so late increments ln f ~ 1e-5 are not lost to
-rounding against ln g ~ 1e3. Schedule: ln f halves whenever H is flat over the bins visited
-so far; once a halving would take ln f below N/t (N bins visited, t ln g updates so far)
-ln f follows N/t from then on (Belardinelli & Pereyra, 2007).
+The state caches (x, z, kept) per walker (kept: the proposal's form of the gradient, see
+proposals.base): one value_and_grad per walker per step. ln g is float32 with a compensated
+(Kahan) sum, so late increments ln f ~ 1e-5 are not lost to rounding against ln g ~ 1e3.
+Schedule: ln f halves whenever H is flat over the bins visited so far; once a halving would
+take ln f below N/t (N bins visited, t ln g updates so far) ln f follows N/t from then on
+(Belardinelli & Pereyra, 2007).
 Groups never interact; a run vmaps these functions over a leading group axis.
 """
 
@@ -29,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from omnijax.histogram import bin_index
-from omnijax.kernels.mh import ChainState, MHInfo, init_chain, is_finite_state
+from omnijax.kernels.mh import ChainState, MHInfo, evaluate, init_chain, is_finite_state
 from omnijax.proposals.base import Proposal
 
 
@@ -67,7 +68,7 @@ def init(x: jax.Array, value_and_grad: Callable, proposal: Proposal, num_bins: i
     """State of one group from flat inputs x (W, D); ln g starts flat at 0. (The chains'
     proposal summaries are placeholders at beta 0: each step recomputes them at beta_eff.)"""
     chains = jax.vmap(lambda xi: init_chain(xi, value_and_grad, proposal, 0.0))(x)
-    finite = jax.vmap(is_finite_state)(chains.z, chains.grad)
+    finite = jax.vmap(is_finite_state)(chains.z, chains.kept)
     zeros = jnp.zeros(num_bins, jnp.int32)
     return WangLandauState(
         chains=chains,
@@ -123,17 +124,17 @@ def _walker_step(key, chain: ChainState, log_g, betas, window: Window, value_and
     propose_key, accept_key = jax.random.split(key)
     log_pi, beta, b = _target(chain.z, log_g, betas, window)
     # beta_eff moves with ln g every step, so the proposal summary is never reused here.
-    summary = proposal.summarize(chain.x, chain.grad, beta)
-    x_new, log_q_forward, move = proposal.propose(propose_key, chain.x, chain.grad, beta, summary)
-    z_new, grad_new = value_and_grad(x_new)
+    summary = proposal.summarize(chain.x, chain.kept, beta)
+    x_new, log_q_forward, move = proposal.propose(propose_key, chain.x, chain.kept, beta, summary)
+    z_new, kept_new = evaluate(x_new, value_and_grad, proposal)
     log_pi_new, beta_new, b_new = _target(z_new, log_g, betas, window)
-    log_q_reverse, summary_new = proposal.log_reverse(x_new, grad_new, beta_new, move, chain.x)
+    log_q_reverse, summary_new = proposal.log_reverse(x_new, kept_new, beta_new, move, chain.x)
     log_alpha = log_pi_new - log_pi + log_q_reverse - log_q_forward
-    finite = is_finite_state(z_new, grad_new)
+    finite = jnp.isfinite(z_new) & jnp.isfinite(log_q_reverse)  # NaN for a non-finite kept_new
     leaves = (b >= 0) & (b < num_bins) & ~((b_new >= 0) & (b_new < num_bins))
     accepted = finite & ~leaves & (jnp.log(jax.random.uniform(accept_key)) < log_alpha)
     new_chain = jax.tree.map(lambda new, old: jnp.where(accepted, new, old),
-                             ChainState(x_new, z_new, grad_new, summary_new), chain)
+                             ChainState(x_new, z_new, kept_new, summary_new), chain)
     return new_chain, MHInfo(accepted, ~finite)
 
 

@@ -1,19 +1,32 @@
 """The contract every proposal follows, and the categorical sampling they share.
 
-A proposal works on ONE chain with flat integer input x (D,) and the cached gradient
-grad (D, K) of the output at x. It is a triple of pure functions:
+A proposal works on ONE chain with flat integer input x (D,). It keeps what it needs of the
+model's gradient grad (D, K) at x in a compact form of its own, `kept`, and is a quadruple of
+pure functions:
 
-  summarize(x, grad, beta) -> summary
-  propose(key, x, grad, beta, summary) -> (x_new, log_q_forward, move)
-  log_reverse(x_new, grad_new, beta, move, x) -> (log q(x | x_new), summary at x_new)
+  compress(x, grad) -> kept
+  summarize(x, kept, beta) -> summary
+  propose(key, x, kept, beta, summary) -> (x_new, log_q_forward, move)
+  log_reverse(x_new, kept_new, beta, move, x) -> (log q(x | x_new), summary at x_new)
+
+`kept` does not depend on beta. The chain state caches it instead of the gradient: every step
+selects it on acceptance and reads it when scoring, so a smaller form is less memory traffic
+(binary gradient proposals keep the (D,) flip gains instead of the (D, 2) gradient; the uniform
+proposal keeps nothing, and XLA then drops the backward pass altogether).
+
+Finiteness: `compress` turns every entry that a NaN or inf of the gradient reaches into NaN
+(`nan_unless_finite`; a finite gradient whose gain overflows float32 counts as non-finite
+too), and `log_reverse` carries any NaN of kept_new, frozen sites included, into its log q
+(`mask_moves`). The kernel takes the finiteness of the gradient from that log q: no pass over
+the gradient beyond the one that scoring makes anyway.
 
 `move` is whatever the proposal needs to score the way back (sites flipped, ...). The
-Metropolis–Hastings kernel calls `log_reverse` with the gradient at x_new, which it has to
-compute anyway for the next step, so one value_and_grad per step suffices.
+Metropolis–Hastings kernel calls `log_reverse` with kept at x_new, which it has to compute
+anyway for the next step, so one value_and_grad per step suffices.
 
-`summary` is what the forward draw needs beyond (x, grad, beta) and costs a pass over the
+`summary` is what the forward draw needs beyond (x, kept, beta) and costs a pass over the
 move table to compute (for single-site GWG: the table's per-block masses). Scoring the way
-back computes exactly the summary at x_new, so the chain caches it next to (z, grad) and the
+back computes exactly the summary at x_new, so the chain caches it next to (z, kept) and the
 forward draw of the next step skips that pass. It depends on beta: a replica exchange that
 changes a walker's beta recomputes it with `summarize`. Proposals without one use ().
 """
@@ -30,15 +43,34 @@ import jax.numpy as jnp
 class Proposal(NamedTuple):
     """A gradient-informed (or plain) proposal: see the module docstring for the contract."""
 
+    compress: Callable[..., Any]
     propose: Callable[..., tuple[jax.Array, jax.Array, Any]]
     log_reverse: Callable[..., tuple[jax.Array, Any]]
     summarize: Callable[..., Any]
 
 
-def no_summary(x, grad, beta) -> tuple:
-    """`summarize` of a proposal whose forward draw needs nothing cached."""
-    del x, grad, beta
+def keep_nothing(x, grad) -> tuple:
+    """`compress` of a proposal that never looks at the gradient."""
+    del x, grad
     return ()
+
+
+def no_summary(x, kept, beta) -> tuple:
+    """`summarize` of a proposal whose forward draw needs nothing cached."""
+    del x, kept, beta
+    return ()
+
+
+def nan_unless_finite(a: jax.Array) -> jax.Array:
+    """a with every inf turned into NaN, which every later operation carries along (an -inf
+    logit would instead vanish in exp), so that log q shows a non-finite gradient."""
+    return jnp.where(jnp.isfinite(a), a, jnp.nan)
+
+
+def mask_moves(allowed: jax.Array, logits: jax.Array) -> jax.Array:
+    """logits with -inf where a move is not allowed, except that NaN stays NaN: a non-finite
+    gradient at a frozen site must still make log q NaN (see the module docstring)."""
+    return jnp.where(allowed | jnp.isnan(logits), logits, -jnp.inf)
 
 
 def first_order_gain(x: jax.Array, grad: jax.Array, beta) -> jax.Array:
@@ -46,6 +78,19 @@ def first_order_gain(x: jax.Array, grad: jax.Array, beta) -> jax.Array:
     moves to category k (zero for k = x_i)."""
     current = jnp.take_along_axis(grad, x[:, None], axis=1)
     return beta * (grad - current)
+
+
+def gain_table(x: jax.Array, grad: jax.Array) -> jax.Array:
+    """`compress` for K > 2: the first-order gains d / beta (D, K) at x, NaN where not finite.
+    `first_order_gain(y, table, beta)` is the gain at any other y too (it subtracts the row's
+    entry at y_i, and every row is grad shifted by a constant)."""
+    return nan_unless_finite(first_order_gain(x, grad, 1.0))
+
+
+def flip_gains(x: jax.Array, grad: jax.Array) -> jax.Array:
+    """`compress` for K = 2: g[i] = (grad[i, 1] - grad[i, 0]) * (1 - 2 x_i), the first-order
+    change of z when site i flips (D,), NaN where not finite: half the (D, 2) gradient."""
+    return nan_unless_finite((grad[:, 1] - grad[:, 0]) * (1 - 2 * x).astype(grad.dtype))
 
 
 class CategoricalSummary(NamedTuple):
@@ -67,17 +112,20 @@ def _padded(logits: jax.Array, block: int, num_blocks: int) -> jax.Array:
     return jnp.pad(flat, (0, pad), constant_values=-jnp.inf) if pad else flat
 
 
-def categorical_summary(logits: jax.Array) -> CategoricalSummary:
-    """Per-block masses of softmax(logits) over ALL entries (any shape; -inf entries excluded)."""
+def categorical_summary(logits: jax.Array, top: jax.Array | None = None) -> CategoricalSummary:
+    """Per-block masses of softmax(logits) over ALL entries (any shape; -inf entries excluded).
+    `top`: the max of the logits where the caller has a cheaper way to it (see gwg)."""
     block, num_blocks = _blocks(logits.size)
     flat = _padded(logits, block, num_blocks)
-    top = jnp.max(flat)
+    top = jnp.max(flat) if top is None else top
     return CategoricalSummary(top, jnp.sum(jnp.exp(flat.reshape(num_blocks, block) - top), axis=1))
 
 
 def log_normalizer(summary: CategoricalSummary) -> jax.Array:
-    """log sum exp(logits), from the summary."""
-    return summary.top + jnp.log(jnp.sum(summary.block_mass))
+    """log sum exp(logits), from the summary. The total is the last entry of the cumulative sum
+    that the draw takes too: XLA folds a plain sum of the block masses into a second reduction
+    over the whole table, which also keeps the exp table from fusing into the first one."""
+    return summary.top + jnp.log(_inclusive_cumsum(summary.block_mass)[-1])
 
 
 def sample_categorical(key: jax.Array, logits: jax.Array,

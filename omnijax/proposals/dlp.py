@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from omnijax.proposals.base import Proposal, first_order_gain, no_summary
+from omnijax.proposals.base import Proposal, flip_gains, gain_table, mask_moves, no_summary
 from omnijax.spaces import InputSpace
 
 
@@ -24,19 +24,20 @@ def dlp(space: InputSpace, step_size: float = 0.2) -> Proposal:
     if space.num_categories == 2:
         return _binary_dlp(free, step_size)
 
-    def site_log_probs(x, grad, beta):
+    def site_log_probs(x, table, beta):
+        """log q_i(k) from the gain table at x (see base.gain_table); NaN rows stay NaN."""
         moved = categories[None, :] != x[:, None]
-        logits = first_order_gain(x, grad, beta) / 2 - moved / (2 * step_size)
-        logits = jnp.where(moved & ~free[:, None], -jnp.inf, logits)
+        logits = beta * table / 2 - moved / (2 * step_size)
+        logits = mask_moves(~moved | free[:, None], logits)
         return jax.nn.log_softmax(logits, axis=-1)
 
-    def log_prob_of(x_from, grad_from, beta, x_to):
-        log_p = site_log_probs(x_from, grad_from, beta)
+    def log_prob_of(x_from, table_from, beta, x_to):
+        log_p = site_log_probs(x_from, table_from, beta)
         return jnp.sum(jnp.take_along_axis(log_p, x_to[:, None], axis=1))
 
-    def propose(key, x, grad, beta, summary):
+    def propose(key, x, table, beta, summary):
         del summary
-        log_p = site_log_probs(x, grad, beta)
+        log_p = site_log_probs(x, table, beta)
         # Per-site inverse-CDF draw: one uniform per site instead of one per (site, category).
         u = jax.random.uniform(key, x.shape + (1,), dtype=log_p.dtype)
         cumulative = jnp.cumsum(jnp.exp(log_p), axis=-1)
@@ -46,11 +47,11 @@ def dlp(space: InputSpace, step_size: float = 0.2) -> Proposal:
         log_q = jnp.sum(jnp.take_along_axis(log_p, x_new[:, None], axis=1))
         return x_new, log_q, None
 
-    def log_reverse(x_new, grad_new, beta, move, x):
+    def log_reverse(x_new, table_new, beta, move, x):
         del move
-        return log_prob_of(x_new, grad_new, beta, x), ()
+        return log_prob_of(x_new, table_new, beta, x), ()
 
-    return Proposal(propose, log_reverse, no_summary)
+    return Proposal(gain_table, propose, log_reverse, no_summary)
 
 
 def _binary_dlp(free: jax.Array, step_size: float) -> Proposal:
@@ -58,24 +59,26 @@ def _binary_dlp(free: jax.Array, step_size: float) -> Proposal:
     general softmax over two categories, computed per site from the flip logit
       l_i = d[i, 1 - x_i] / 2 - 1 / (2 * step_size),
     P(flip) = sigmoid(l_i), log P(stay) = -softplus(l_i), log P(flip) = l_i - softplus(l_i):
-    one exp and one log1p per site instead of a log-softmax and a cumulative sum over (D, 2)."""
+    one exp and one log1p per site instead of a log-softmax and a cumulative sum over (D, 2).
+    The chain keeps the flip gains (D,) (see base.flip_gains)."""
     penalty = 1 / (2 * step_size)
 
-    def flip_logits(x, grad, beta):
-        gain = beta * ((grad[:, 1] - grad[:, 0]) * (1 - 2 * x).astype(grad.dtype))
-        return gain / 2 - penalty
+    def flip_logits(gains, beta):
+        return beta * gains / 2 - penalty
 
-    def log_prob_of(x_from, grad_from, beta, x_to):
-        logit = flip_logits(x_from, grad_from, beta)
+    def log_prob_of(x_from, gains_from, beta, x_to):
+        logit = flip_logits(gains_from, beta)
         softplus = jnp.maximum(logit, 0) + jnp.log1p(jnp.exp(-jnp.abs(logit)))
         flipped = x_to != x_from
-        # Frozen sites stay with probability 1 (and x_to never moves them).
+        # Frozen sites stay with probability 1 (and x_to never moves them); a NaN gain at one
+        # still makes the sum NaN (see base).
         per_site = jnp.where(flipped, logit, 0.0) - softplus
-        return jnp.sum(jnp.where(free, per_site, jnp.where(flipped, -jnp.inf, 0.0)))
+        frozen_term = jnp.where(flipped, -jnp.inf, 0.0) + (logit - logit)
+        return jnp.sum(jnp.where(free, per_site, frozen_term))
 
-    def propose(key, x, grad, beta, summary):
+    def propose(key, x, gains, beta, summary):
         del summary
-        logit = flip_logits(x, grad, beta)
+        logit = flip_logits(gains, beta)
         e = jnp.exp(-jnp.abs(logit))
         p_flip = jnp.where(logit >= 0, 1, e) / (1 + e)  # sigmoid(logit)
         u = jax.random.uniform(key, x.shape, dtype=logit.dtype)
@@ -85,8 +88,8 @@ def _binary_dlp(free: jax.Array, step_size: float) -> Proposal:
         log_q = jnp.sum(jnp.where(free, jnp.where(flip, logit, 0.0) - softplus, 0.0))
         return x_new, log_q, None
 
-    def log_reverse(x_new, grad_new, beta, move, x):
+    def log_reverse(x_new, gains_new, beta, move, x):
         del move
-        return log_prob_of(x_new, grad_new, beta, x), ()
+        return log_prob_of(x_new, gains_new, beta, x), ()
 
-    return Proposal(propose, log_reverse, no_summary)
+    return Proposal(flip_gains, propose, log_reverse, no_summary)
