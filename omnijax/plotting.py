@@ -60,3 +60,28 @@ def plot_representative_images(path, rows, labels, image_shape, per_row=8, title
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_representative_sequences(path, rows, labels, marks=None, per_row=6, title=""):
+    """A grid of token sequences as text, one row per output bin.
+
+    rows[i]: list of strings (the bin's representatives); labels[i]: the row's label (e.g. "z≈1.8");
+    marks[i][j]: optional bool per sequence, drawn green (True) or red (False), e.g. an oracle's verdict.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * per_row, 0.35 * max(len(rows), 1) + 0.8))
+    ax.axis("off")
+    for i, (row, label) in enumerate(zip(rows, labels)):
+        y = 1 - (i + 0.5) / max(len(rows), 1)
+        ax.text(0.0, y, label, fontsize=9, va="center", transform=ax.transAxes)
+        for j, text in enumerate(row[:per_row]):
+            colour = "black" if marks is None else ("tab:green" if marks[i][j] else "tab:red")
+            ax.text(0.14 + j * (0.86 / per_row), y, text, fontsize=9, va="center", family="monospace",
+                    color=colour, transform=ax.transAxes)
+    ax.set_title(title, fontsize=10)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)

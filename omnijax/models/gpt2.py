@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-__all__ = ["GPT2", "GPT2Config", "GPT2LoadError", "load_gpt2", "sequence_nll_fn"]
+__all__ = ["GPT2", "GPT2Config", "GPT2LoadError", "load_gpt2", "save_gpt2", "sequence_nll_fn"]
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -341,6 +341,29 @@ def _load_from_dir(directory: Path, dtype) -> GPT2:
     if unset:  # a parameter the checkpoint mapping does not cover (a bug here, not in the file)
         raise GPT2LoadError(f"parameters left unset after loading: {unset[:5]}")
     return model
+
+
+def save_gpt2(model: GPT2, directory: str | os.PathLike, extra_config: dict[str, Any] | None = None) -> Path:
+    """Write `model` as a Hugging Face GPT-2 directory (config.json + model.safetensors, float32),
+    which `load_gpt2` and transformers' `GPT2LMHeadModel.from_pretrained` both read.
+
+    `extra_config` entries are added to config.json (e.g. the task a toy model was trained on);
+    the weights file is written first and config.json last, so a complete config marks a complete
+    checkpoint.
+    """
+    from safetensors.numpy import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {key: np.asarray(_variable(model, key).get_value(), np.float32)
+               for key in _expected_shapes(model.config)}
+    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    config = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "tie_word_embeddings": True,
+              **dataclasses.asdict(model.config), "n_ctx": model.config.n_positions, **(extra_config or {})}
+    temporary = directory / (CONFIG_FILE + ".tmp")
+    temporary.write_text(json.dumps(config, indent=2))
+    os.replace(temporary, directory / CONFIG_FILE)
+    return directory
 
 
 def _hub_offline() -> bool:
