@@ -18,7 +18,7 @@ from omnijax import reservoir as reservoir_lib
 from omnijax.histogram import validate_bin_edges
 from omnijax.kernels.tempering import validate_betas
 from omnijax.proposals import make_proposal
-from omnijax.reweighting import bootstrap_log_rho
+from omnijax.reweighting import bootstrap_log_rho, mbar_log_weights
 from omnijax.run import Schedule, run_tempering
 from omnijax.spaces import InputSpace
 from omnijax.targets import check_output_fn, make_value_and_grad
@@ -43,6 +43,9 @@ class OutputDistributionEstimate:
     representative_inputs: np.ndarray   # (B, capacity, D) flat; see `representatives`
     representative_priority: np.ndarray  # (B, capacity), +inf marks an empty slot
     representative_z: np.ndarray         # (B, capacity)
+    # method="pt": how the records mix the replicas, so a sample can be weighted back to uniform.
+    replica_free_energies: np.ndarray | None = None  # (R,) F_r = ln E_uniform[exp(beta_r z)] (MBAR)
+    replica_records: np.ndarray | None = None        # (R,) records per replica after burn-in
 
     @property
     def num_bins(self) -> int:
@@ -65,6 +68,25 @@ class OutputDistributionEstimate:
     def representative_outputs(self, bin_index: int) -> np.ndarray:
         """Model outputs of `representatives(bin_index)`, same order."""
         return self._held(bin_index)[1]
+
+    def representative_weights(self, bin_index: int) -> np.ndarray:
+        """Weights (summing to 1) that make `representatives(bin_index)` a sample of the bin's inputs.
+
+        Replica exchange visits an input at z in proportion to the replica mixture
+        sum_r N_r exp(beta_r z - F_r), which tilts a wide bin towards the end its replicas favour;
+        weighting by the inverse of that mixture (the MBAR weight) undoes the tilt, so a weighted
+        mean of annotations estimates the fraction over ALL the bin's inputs. Wang–Landau samples
+        are flat within a bin, so there the weights are equal.
+        """
+        z = self.representative_outputs(bin_index).astype(np.float64)
+        if self.replica_free_energies is None or not len(z):
+            return np.full(len(z), 1.0 / max(len(z), 1))
+        exponent = (np.log(self.replica_records)[None, :] + np.outer(z, self.betas)
+                    - self.replica_free_energies[None, :])
+        top = exponent.max(axis=1, keepdims=True)
+        log_w = -(np.log(np.exp(exponent - top).sum(axis=1)) + top[:, 0])
+        w = np.exp(log_w - log_w.max())
+        return w / w.sum()
 
 
 def estimate_output_distribution(
@@ -157,6 +179,7 @@ def estimate_pt(
     group = np.broadcast_to(np.arange(num_groups)[None, :, None], z.shape)
     boot = bootstrap_log_rho(z.reshape(-1), slot.reshape(-1), group.reshape(-1), ladder, edges,
                              boot_key, num_bootstrap=num_bootstrap)
+    _, free_energies = mbar_log_weights(z.reshape(-1), slot.reshape(-1), ladder)
     state = run.state
     diagnostics = {
         "swap_acceptance": np.asarray(state.swap_accepts) / np.maximum(np.asarray(state.swap_attempts), 1),
@@ -172,7 +195,9 @@ def estimate_pt(
         n_samples=np.asarray(boot.n_samples), method="pt", betas=ladder, diagnostics=diagnostics,
         representative_inputs=np.asarray(run.reservoir.x),
         representative_priority=np.asarray(run.reservoir.priority),
-        representative_z=np.asarray(run.reservoir.z))
+        representative_z=np.asarray(run.reservoir.z),
+        replica_free_energies=np.asarray(free_energies, np.float64),
+        replica_records=np.bincount(slot.reshape(-1), minlength=len(ladder)).astype(np.float64))
 
 
 def _ladder_from_pilot(pilot, edges, num_replicas):

@@ -23,14 +23,15 @@ COLUMNS = ("bin_lo", "bin_hi", "log_rho_exact", "log_rho_sampled", "log_rho_stde
 def comparison_table(exact: ExactOutputDistribution, est: OutputDistributionEstimate,
                      annotations: list[np.ndarray]) -> dict[str, np.ndarray]:
     """One row per bin (the COLUMNS). `annotations[b]` holds the scores in [0, 1] of bin b's distinct
-    representatives; r_sampled is their mean (NaN where none) and n_samples their count."""
+    representatives; r_sampled is their mean weighted by `est.representative_weights` (NaN where
+    none) and n_samples their count."""
     if not np.array_equal(exact.bin_edges, est.bin_edges):
         raise ValueError("the exact and sampled distributions must share their bin edges")
     if len(annotations) != est.num_bins:
         raise ValueError(f"annotations must hold one array per bin ({est.num_bins}), got {len(annotations)}")
     counts = np.array([len(a) for a in annotations])
-    with np.errstate(invalid="ignore"):
-        r_sampled = np.array([np.mean(a) if len(a) else np.nan for a in annotations], np.float64)
+    r_sampled = np.array([np.dot(est.representative_weights(b), a) if len(a) else np.nan
+                          for b, a in enumerate(annotations)], np.float64)
     return {
         "bin_lo": exact.bin_edges[:-1], "bin_hi": exact.bin_edges[1:],
         "log_rho_exact": exact.log_rho, "log_rho_sampled": est.log_rho, "log_rho_stderr": est.log_rho_stderr,

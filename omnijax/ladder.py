@@ -46,9 +46,11 @@ def ladder_from_pilot(pilot: PilotSummary, bin_edges: np.ndarray, num_replicas: 
     top_target, bottom_target = bin_edges[-2], bin_edges[1]
     positive = pilot.betas > 0
     negative = pilot.betas < 0
-    beta_max = _first_reaching(pilot.betas[positive], pilot.mean[positive], pilot.mean[positive] >= top_target)
+    resolution = float(np.min(np.diff(bin_edges)))
+    beta_max = _first_reaching(pilot.betas[positive], pilot.mean[positive], pilot.mean[positive] >= top_target,
+                               resolution)
     beta_min = _first_reaching(pilot.betas[negative][::-1], pilot.mean[negative][::-1],
-                               pilot.mean[negative][::-1] <= bottom_target)
+                               pilot.mean[negative][::-1] <= bottom_target, resolution)
     if pilot.high.max() < top_target:
         warnings.warn(f"no pilot walker reached the top bin (z >= {top_target:.4g}; highest seen "
                       f"{pilot.high.max():.4g}): the top bins may stay empty", stacklevel=3)
@@ -68,17 +70,17 @@ def ladder_from_pilot(pilot: PilotSummary, bin_edges: np.ndarray, num_replicas: 
     return ladder if len(ladder) >= 2 else np.array([beta_min, beta_max])
 
 
-def _first_reaching(betas: np.ndarray, mean: np.ndarray, reached: np.ndarray, saturation: float = 0.95) -> float:
+def _first_reaching(betas: np.ndarray, mean: np.ndarray, reached: np.ndarray, resolution: float) -> float:
     """Smallest-magnitude beta (betas ordered by magnitude) whose pilot mean reached the target.
 
-    When none did, the bins reach past the model's outputs: the mean saturates (the chains sit
-    at the extreme outputs), so the ladder ends at the first beta that achieves `saturation` of
-    the mean's whole change rather than at the largest beta tried, which would change nothing.
+    When none did, the bins reach past the model's outputs: the ladder ends at the first beta
+    whose mean is within `resolution` (one bin width) of the most extreme mean on that side,
+    since a larger beta would only move the chains by less than a bin.
     """
     if reached.any():
         return float(betas[np.argmax(reached)])
-    change = np.abs(mean - mean[0])
-    return float(betas[np.argmax(change >= saturation * change.max())])
+    extreme = mean[np.argmax(np.abs(mean - mean[0]))]
+    return float(betas[np.argmax(np.abs(mean - extreme) <= resolution)])
 
 
 def check_ladder_reaches(pilot: PilotSummary, bin_edges: np.ndarray, name: str = "betas") -> None:

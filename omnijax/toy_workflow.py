@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 import jax
@@ -89,15 +90,18 @@ def load_toy_model(directory: str | os.PathLike, length: int, divisor: int) -> t
 def train_or_load(model_dir: str, config: GPT2Config, *, length: int, divisor: int, training: LMTraining,
                   key: jax.Array, retrain: bool = False, progress: bool = True) -> tuple[GPT2, list[dict], bool]:
     """(model, training history, trained now): the model in `model_dir` if there is one (and not
-    `retrain`), else a new one trained there (resuming an interrupted training in `model_dir`-training)."""
+    `retrain`), else a new one trained and saved there. An interrupted training resumes from its
+    checkpoints in `model_dir`-training, which are removed once the model is saved."""
     if os.path.isfile(os.path.join(model_dir, CONFIG_FILE)) and not retrain:
         model, history = load_toy_model(model_dir, length, divisor)
         return model, history, False
     init_key, train_key = jax.random.split(key)
     model = GPT2(config, rngs=nnx.Rngs(params=init_key))
+    training_dir = model_dir.rstrip("/") + "-training"
     model, history = train_digit_sum_lm(model, key=train_key, length=length, divisor=divisor, config=training,
-                                        checkpoint_dir=model_dir.rstrip("/") + "-training", progress=progress)
+                                        checkpoint_dir=training_dir, progress=progress)
     save_gpt2(model, model_dir, {TASK_KEY: {"length": length, "divisor": divisor}, HISTORY_KEY: history})
+    shutil.rmtree(training_dir, ignore_errors=True)  # the saved model supersedes it
     return model, history, True
 
 

@@ -22,7 +22,8 @@ from tests import training_resume_job as job
 from tests.test_resume import completed_checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-UNITS = {"classifier": ("epoch", job.CLASSIFIER["epochs"]), "ebm": ("update", job.EBM["steps"])}
+UNITS = {"classifier": ("epoch", job.CLASSIFIER["epochs"]), "ebm": ("update", job.EBM["steps"]),
+         "toy": ("round", job.TOY.max_rounds)}
 
 
 def start_job(kind, out, checkpoint_dirs, cache_dir):

@@ -1,13 +1,15 @@
 """Tiny trainings used by the training-resume test:
 
-    python -m tests.training_resume_job classifier|ebm OUT.npz CKPT_DIR|none [CKPT_DIR|none ...]
+    python -m tests.training_resume_job classifier|ebm|toy OUT.npz CKPT_DIR|none [CKPT_DIR|none ...]
 
-Both train an MLP on synthetic 8x8 binary images, so a run takes seconds and checkpoints
+classifier and ebm train an MLP on synthetic 8x8 binary images; toy trains a 2-layer GPT-2 on
+3-digit sequences whose digit sum is divisible by 7. A run takes seconds and checkpoints
 often. One training per CKPT_DIR ("none": without checkpoints), one after the other in this
 process; OUT.npz gets their final arrays, "run{i}_{j}" for array j of training i, and
 progress goes to stderr.
 """
 
+import dataclasses
 import sys
 
 import jax
@@ -15,10 +17,13 @@ import numpy as np
 import optax
 from flax import nnx
 
+from omnijax.models.gpt2 import GPT2
 from omnijax.models.mlp import MLP
 from omnijax.spaces import InputSpace
 from omnijax.training.classifier import train_classifier
 from omnijax.training.ebm import train_ebm_pcd
+from omnijax.training.language_model import LMTraining, train_digit_sum_lm
+from omnijax.toy_workflow import model_config
 
 SPACE = InputSpace((8, 8), 2)
 CLASSIFIER = dict(num_categories=2, epochs=6, batch_size=16, learning_rate=3e-3, augment_severity=0.2)
@@ -53,8 +58,19 @@ def run_ebm(checkpoint_dir, progress=False, **overrides):
     return [np.asarray(leaf) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))] + [
         stats[name] for name in sorted(stats)]
 
+TOY = LMTraining(batch_size=32, warmup_steps=5, max_steps=40, steps_per_round=8, target_rate=1.0, num_generated=64)
 
-RUNS = {"classifier": run_classifier, "ebm": run_ebm}
+
+def run_toy(checkpoint_dir, progress=False, **overrides):
+    """Final parameters, then the per-round history, of the digit-sum language model training."""
+    model = GPT2(model_config(3, num_layers=2, num_heads=2, embed_dim=16), rngs=nnx.Rngs(0))
+    model, history = train_digit_sum_lm(model, key=jax.random.key(3), length=3, divisor=7, progress=progress,
+                                        config=dataclasses.replace(TOY, **overrides), checkpoint_dir=checkpoint_dir)
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))] + [
+        np.array([[h[k] for k in ("step", "loss", "generation_rate")] for h in history])]
+
+
+RUNS = {"classifier": run_classifier, "ebm": run_ebm, "toy": run_toy}
 
 if __name__ == "__main__":
     kind, out, *checkpoint_dirs = sys.argv[1:]

@@ -113,7 +113,7 @@ def train_digit_sum_lm(model: GPT2, *, key: jax.Array, length: int, divisor: int
              "history": np.zeros((config.max_rounds, 4), np.float64)}
     checkpointer, done = None, 0
     if checkpoint_dir is not None:
-        fingerprint = {"task": {"length": length, "divisor": divisor}, "config": dataclasses.asdict(config),
+        fingerprint = {"length": length, "divisor": divisor, **dataclasses.asdict(config),
                        "model": model_fingerprint(model), "key": digest(key)}
         checkpointer, done, state = resume(checkpoint_dir, fingerprint, state)
         if progress and done:
