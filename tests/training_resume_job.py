@@ -58,7 +58,8 @@ def run_ebm(checkpoint_dir, progress=False, **overrides):
     return [np.asarray(leaf) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))] + [
         stats[name] for name in sorted(stats)]
 
-TOY = LMTraining(batch_size=32, warmup_steps=5, max_steps=40, steps_per_round=8, target_rate=1.0, num_generated=64)
+TOY = LMTraining(batch_size=32, learning_rate=3e-3, warmup_steps=5, max_steps=40, steps_per_round=8, target_rate=1.0,
+                 num_generated=64)
 
 
 def run_toy(checkpoint_dir, progress=False, **overrides):
