@@ -139,7 +139,8 @@ def main(argv):
     est = oj.estimate_output_distribution(
         output_fn, space, edges, key=sample_key, num_steps=num_steps, num_groups=preset.num_groups,
         steps_per_block=min(1_000, num_steps), pilot_steps=preset.pilot_steps, num_replicas=preset.num_replicas,
-        reservoir_size=preset.reservoir_size, checkpoint_dir=os.path.abspath(os.path.join(workdir, f"sampling-{run_id}")))
+        reservoir_size=preset.reservoir_size,
+        checkpoint_dir=os.path.abspath(os.path.join(workdir, f"sampling-{run_id}-{num_steps}steps")))
     sample_seconds = time.perf_counter() - sample_start
 
     oracle = flow.constraint_oracle(divisor)

@@ -47,8 +47,8 @@ PRESETS = {
     "smoke": ToyPreset(training=LMTraining(max_steps=300, steps_per_round=150, num_generated=1000),
                        num_steps=2_000, num_groups=8, num_bins=12, pilot_steps=200, reservoir_size=128),
     # A 2-core CPU, L = 6: well under 30 minutes in all.
-    "default": ToyPreset(training=LMTraining(), num_steps=4_000, num_groups=8, num_bins=20, pilot_steps=500,
-                         reservoir_size=256),
+    "default": ToyPreset(training=LMTraining(), num_steps=8_000, num_groups=16, num_bins=20, pilot_steps=500,
+                         reservoir_size=512),
     # The paper's setting, L = 8 on an accelerator.
     "paper": ToyPreset(training=LMTraining(max_steps=20_000, target_rate=0.99), num_steps=40_000, num_groups=64,
                        num_bins=30, pilot_steps=2_000, reservoir_size=512),
