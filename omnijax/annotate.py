@@ -52,7 +52,7 @@ def _open() -> tuple[Store, Run]:
 
 
 def _precision(store: Store, run) -> None:
-    table = store.bin_precision_table(run.id, FLAGS.annotators)
+    table = store.bin_precision_table(run.id, FLAGS.annotators, load_samples(FLAGS.run)["weight"])
     writer = csv.writer(sys.stdout)
     writer.writerow(["bin", "bin_lo", "bin_hi", "r", "r_stderr", "n_scored", "n_samples", "n_scores",
                      "n_judge_scores"])

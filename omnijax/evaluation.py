@@ -297,7 +297,7 @@ def _area(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
 # Precision per bin from annotation scores.
 
 
-def bin_precision(scores_per_bin, *, num_bootstrap: int = 1000, seed=0,
+def bin_precision(scores_per_bin, *, weights_per_bin=None, num_bootstrap: int = 1000, seed=0,
                   confidence: float = 0.95) -> BinPrecision:
     """r(z) per bin with a bootstrap interval over samples AND annotators (Fig. 6).
 
@@ -305,18 +305,21 @@ def bin_precision(scores_per_bin, *, num_bootstrap: int = 1000, seed=0,
       scores_per_bin: a sequence, one entry per bin, each a 2-D array (samples, annotators)
         of scores in [0, 1], NaN where an annotator did not score a sample. A 1-D array is
         one annotator. A bin with no samples (shape (0,) or (0, A)) gets r = NaN.
+      weights_per_bin: optional, per bin a (samples,) array of nonnegative sample weights (e.g.
+        samples.npz's `weight`, which undo the sampler's tilt within a bin); equal when None.
       num_bootstrap: bootstrap replicates.
       seed: int or numpy Generator for the resampling.
       confidence: level of the percentile interval.
 
-    r_b is the mean of all the bin's scores (each score counts once; with complete scores
-    it is the mean over annotators of each annotator's precision). The interval is a two-way
+    r_b is the weighted mean of all the bin's scores (each score counts once, with its sample's
+    weight; with complete scores it is the mean over annotators of each annotator's precision). The interval is a two-way
     percentile bootstrap: each replicate resamples the bin's samples and, independently,
     the annotators, both with replacement, so it carries both the sampling error of a finite
     set of representative inputs and the disagreement between annotators. Replicates that
     draw no score are dropped. Bins with no score get NaN (r, ci_low, ci_high).
     """
     bins = _check_scores_per_bin(scores_per_bin)
+    weights = _check_weights_per_bin(weights_per_bin, bins)
     num_bootstrap = check_positive_int("num_bootstrap", num_bootstrap)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
@@ -328,23 +331,40 @@ def bin_precision(scores_per_bin, *, num_bootstrap: int = 1000, seed=0,
     for b, s in enumerate(bins):
         if n_scores[b] == 0:
             continue
-        r[b] = np.nanmean(s)
-        means = _two_way_bootstrap_means(s, num_bootstrap, rng)
+        known = ~np.isnan(s)
+        r[b] = np.sum(weights[b] @ np.where(known, s, 0.0)) / np.sum(weights[b] @ known)
+        means = _two_way_bootstrap_means(s, weights[b], num_bootstrap, rng)
         low[b], high[b] = np.nanpercentile(means, [tail, 100 - tail])
     return BinPrecision(r, low, high, n_scores, np.array([s.shape[0] for s in bins]))
 
 
-def _two_way_bootstrap_means(scores: np.ndarray, num_bootstrap: int, rng) -> np.ndarray:
-    """Pooled mean score of each replicate; rows and columns are drawn as multiplicities, so a
-    replicate's sum is c_rows · S · c_cols (NaN → 0) and its count the same with the mask."""
+def _two_way_bootstrap_means(scores: np.ndarray, weights: np.ndarray, num_bootstrap: int, rng) -> np.ndarray:
+    """Pooled weighted mean score of each replicate; rows and columns are drawn as multiplicities,
+    so a replicate's sum is (c_rows * w) · S · c_cols (NaN → 0) and its count the same with the mask."""
     n, a = scores.shape
-    rows = rng.multinomial(n, np.full(n, 1 / n), size=num_bootstrap).astype(np.float64)
+    rows = rng.multinomial(n, np.full(n, 1 / n), size=num_bootstrap) * weights[None, :]
     cols = rng.multinomial(a, np.full(a, 1 / a), size=num_bootstrap).astype(np.float64)
     known = ~np.isnan(scores)
     total = np.einsum("ki,ij,kj->k", rows, np.where(known, scores, 0.0), cols)
     count = np.einsum("ki,ij,kj->k", rows, known.astype(np.float64), cols)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / count, np.nan)
+
+
+def _check_weights_per_bin(weights_per_bin, bins: list[np.ndarray]) -> list[np.ndarray]:
+    """Each bin's sample weights as a float (samples,) array (ones when None); ValueError naming the bin."""
+    if weights_per_bin is None:
+        return [np.ones(s.shape[0]) for s in bins]
+    if len(weights_per_bin) != len(bins):
+        raise ValueError(f"weights_per_bin must hold one array per bin ({len(bins)}), got {len(weights_per_bin)}")
+    checked = []
+    for b, (w, s) in enumerate(zip(weights_per_bin, bins)):
+        w = np.asarray(w, np.float64)
+        if w.shape != (s.shape[0],) or not np.all(np.isfinite(w) & (w >= 0)):
+            raise ValueError(f"weights_per_bin[{b}] must hold {s.shape[0]} finite nonnegative weights, "
+                             f"got shape {w.shape}")
+        checked.append(w)
+    return checked
 
 
 def _check_scores_per_bin(scores_per_bin) -> list[np.ndarray]:

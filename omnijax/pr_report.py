@@ -51,6 +51,7 @@ class RunData:
     samples: dict                     # load_samples: bin, z, inputs, bin_edges, ...
     table: PrecisionTable             # r(z) per bin from the store
     scores_per_bin: list[np.ndarray]  # per bin (scored samples in file order, annotators), NaN = not scored
+    weights_per_bin: list[np.ndarray]  # per bin, those samples' within-bin weights (samples.npz)
     annotators: dict[str, str]        # name -> kind of the annotators whose scores count
 
 
@@ -141,22 +142,26 @@ def load_run(workdir: str, label: str, annotators=None) -> RunData:
         if unknown:
             raise ReportError(f"--annotators: {unknown} have not annotated run {label} ({workdir}); its "
                               f"annotators are {sorted(kinds)}")
-        table = store.bin_precision_table(run.id, annotators)
+        table = store.bin_precision_table(run.id, annotators, samples["weight"])
         if not table.rows:
             chosen = f" by --annotators={','.join(annotators)}" if annotators else ""
             raise ReportError(f"run {label} ({workdir}) has no annotations: none of its samples is "
                               f"scored{chosen}; {how}")
         scores = [s for s in store.current_scores(run.id) if annotators is None or s.annotator in annotators]
         bin_of = {s.id: s.bin for s in store.samples(run.id)}
+        index_of = {s.id: s.index for s in store.samples(run.id)}
     names = list(dict.fromkeys(s.annotator for s in scores))
     given: dict[int, dict[str, float]] = {}
     for s in scores:  # in file order
         given.setdefault(s.sample, {})[s.annotator] = s.score
     rows: list[list[list[float]]] = [[] for _ in range(len(edges) - 1)]
+    weights: list[list[float]] = [[] for _ in range(len(edges) - 1)]
     for sample, by_name in given.items():
         rows[bin_of[sample]].append([by_name.get(name, math.nan) for name in names])
+        weights[bin_of[sample]].append(samples["weight"][index_of[sample]])
     per_bin = [np.array(r, np.float64).reshape(-1, len(names)) for r in rows]
-    return RunData(label, workdir, edges, log_rho, samples, table, per_bin, {n: kinds[n] for n in names})
+    return RunData(label, workdir, edges, log_rho, samples, table, per_bin, [np.array(w) for w in weights],
+                   {n: kinds[n] for n in names})
 
 
 def _read_log_rho(path: str, edges: np.ndarray) -> np.ndarray:
@@ -294,7 +299,8 @@ def build_report(runs: list[RunData], norms: list[Normalisation], positive: str 
         if run.table.n_judge_scores:
             notes.append(f"run {run.label}: {run.table.n_judge_scores} scores come from a judge (a reference "
                          "model, not a person); the paper warns such scores are unreliable")
-        bins = ev.bin_precision(run.scores_per_bin, num_bootstrap=NUM_BOOTSTRAP, seed=0)
+        bins = ev.bin_precision(run.scores_per_bin, weights_per_bin=run.weights_per_bin, num_bootstrap=NUM_BOOTSTRAP,
+                                seed=0)
         reports.append(RunReport(run, norm, pr, bins, ev.aupr(pr), convergence, convergence_note))
     ratio, span, areas, ratio_note = None, None, None, "needs two runs"
     if len(reports) > 1:

@@ -21,17 +21,21 @@ def write_rho_csv(path, est) -> None:
 
 
 def write_samples_npz(path, est) -> None:
-    """Representative inputs of every bin, ready for annotation: arrays bin, z, inputs, bin_edges."""
-    bins, zs, inputs = [], [], []
+    """Representative inputs of every bin, ready for annotation: arrays bin, z, inputs, bin_edges, and
+    weight (per bin summing to 1: `est.representative_weights`, which make a weighted mean of
+    annotations estimate the fraction over all the bin's inputs)."""
+    bins, zs, inputs, weights = [], [], [], []
     for b in range(est.num_bins):
         reps = est.representatives(b)
         bins.extend([b] * len(reps))
         zs.extend(est.representative_outputs(b))
         inputs.extend(reps)
+        weights.extend(est.representative_weights(b) if len(reps) else [])
     shape = (0,) + est.space.shape
     np.savez_compressed(path, bin=np.asarray(bins, np.int32), z=np.asarray(zs, np.float32),
                         inputs=np.asarray(inputs, np.int32).reshape((-1,) + est.space.shape) if inputs
-                        else np.zeros(shape, np.int32), bin_edges=est.bin_edges)
+                        else np.zeros(shape, np.int32), bin_edges=est.bin_edges,
+                        weight=np.asarray(weights, np.float64))
 
 
 def write_run_outputs(workdir, est, title="", image_shape=None, max_rows=16) -> dict[str, str]:

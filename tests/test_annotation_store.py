@@ -15,6 +15,7 @@ import pytest
 
 from omnijax.annotation import Judge, Oracle, Store, agreement, annotate
 from omnijax.annotation.server import AnnotationApp
+from omnijax.annotation.store import load_samples
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINS = [0, 0, 1, 1, 1, 3]            # bin 2 has no samples
@@ -210,6 +211,22 @@ def test_bins_without_scores_are_reported_not_zero(opened):
     assert store.bin_precision_table(run.id, ["bob"]).rows[0].r == 0.0
     with pytest.raises(ValueError, match="unknown annotators"):
         store.bin_precision_table(run.id, ["nobody"])
+
+
+def test_samples_weights_weight_the_bin_precision(tmp_path):
+    workdir = make_run(tmp_path / "run")
+    arrays = dict(np.load(os.path.join(workdir, "samples.npz")))
+    assert np.array_equal(load_samples(workdir)["weight"], [0.5, 0.5, 1 / 3, 1 / 3, 1 / 3, 1.0])  # none stored
+    np.savez(os.path.join(workdir, "samples.npz"), **arrays, weight=np.array([0.9, 0.1, 0.2, 0.2, 0.6, 1.0]))
+    with Store(str(tmp_path / "a.sqlite")) as store:
+        run = store.import_run(workdir)
+        annotate(store, run.id, Oracle("half-on", lambda x: x.sum() > 392))   # scores 0, 1 | 0, 1, 1 | 0
+        table = store.bin_precision_table(run.id, sample_weights=load_samples(workdir)["weight"])
+        np.testing.assert_allclose(table.r(), [0.1, 0.8, np.nan, 0.0])
+        np.testing.assert_allclose(table.rows[0].stderr, math.sqrt(2 * (0.81 * 0.01 + 0.01 * 0.81)))
+    np.savez(os.path.join(workdir, "samples.npz"), **arrays, weight=np.array([0.9, 0.1, 0.2, 0.2, np.nan, 1.0]))
+    with pytest.raises(ValueError, match="weight must hold one finite nonnegative number per sample"):
+        load_samples(workdir)
 
 
 def test_oracle_scores_exactly_and_resumes(opened):

@@ -270,6 +270,32 @@ def test_bin_precision_pools_scores_and_handles_missing():
     assert 0 <= bp.ci_low[0] <= 0.6 <= bp.ci_high[0] <= 1
 
 
+def test_weighted_bin_precision_recovers_the_bin_fraction_from_a_tilted_sample():
+    """A bin of 10,000 inputs, 30% positive, all at its low end. Samples drawn in proportion to a
+    tilt exp(-3 u) (u in [0, 1] the position in the bin, positives at u < 0.3) over-represent the
+    positives; weighting each by the inverse tilt recovers 0.3, the unweighted mean does not."""
+    rng = np.random.default_rng(0)
+    u = rng.random(10_000)
+    positive = u < 0.3
+    tilt = np.exp(-3 * u)
+    picked = rng.choice(10_000, size=(200, 400), p=tilt / tilt.sum())
+    scores = [positive[row].astype(float) for row in picked]
+    weighted = ev.bin_precision(scores, weights_per_bin=[1 / tilt[row] for row in picked], num_bootstrap=200)
+    plain = ev.bin_precision(scores, num_bootstrap=200)
+    truth = positive.mean()
+    assert abs(weighted.r.mean() - truth) < 0.01 and abs(plain.r.mean() - truth) > 0.2
+    covered = np.mean((weighted.ci_low <= truth) & (truth <= weighted.ci_high))
+    assert 0.88 <= covered <= 0.99, covered
+
+
+def test_weighted_bin_precision_hand_computed():
+    bp = ev.bin_precision([np.array([[1.0, np.nan], [0.0, 1.0], [0.0, 0.0]])],
+                          weights_per_bin=[np.array([3.0, 1.0, 0.0])], num_bootstrap=50)
+    assert bp.r[0] == pytest.approx((3 * 1 + 1 * 0 + 1 * 1) / (3 + 2))
+    with pytest.raises(ValueError, match=r"weights_per_bin\[0\] must hold 3 finite nonnegative weights"):
+        ev.bin_precision([np.ones(3)], weights_per_bin=[np.array([1.0, -1.0, 1.0])])
+
+
 def test_bin_precision_interval_carries_annotator_disagreement():
     """Two annotators who always disagree: every sample averages 0.5, yet the interval is wide
     because resampling the annotators can draw the same one twice."""

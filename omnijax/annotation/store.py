@@ -160,6 +160,7 @@ def load_samples(workdir: str) -> dict:
         if missing:
             raise ValueError(f"{path} lacks the arrays {missing}")
         arrays = {k: npz[k] for k in ("bin", "z", "inputs", "bin_edges")}
+        weight = npz["weight"] if "weight" in npz.files else None
     n = len(arrays["inputs"])
     if n == 0:
         raise ValueError(f"{path} holds no samples: there is nothing to annotate")
@@ -172,6 +173,7 @@ def load_samples(workdir: str) -> dict:
     if arrays["bin"].min() < 0 or arrays["bin"].max() >= num_bins:
         raise ValueError(f"{path}: bin indices must lie in [0, {num_bins}), got {arrays['bin'].min()}.."
                          f"{arrays['bin'].max()}")
+    arrays["weight"] = _sample_weights(path, weight, arrays["bin"])
     arrays["num_categories"] = int(max(2, arrays["inputs"].max() + 1))
     metrics_path = os.path.join(workdir, "metrics.json")
     if os.path.isfile(metrics_path):
@@ -184,6 +186,16 @@ def load_samples(workdir: str) -> dict:
         with open(vocab_path) as f:
             arrays["vocab"] = [str(token) for token in json.load(f)]
     return arrays
+
+
+def _sample_weights(path: str, weight, bins: np.ndarray) -> np.ndarray:
+    """The samples' within-bin weights; equal weights when the file has none (written before they existed)."""
+    if weight is None:
+        return 1.0 / np.bincount(bins)[bins]
+    weight = np.asarray(weight, np.float64)
+    if weight.shape != bins.shape or not np.all(np.isfinite(weight) & (weight >= 0)):
+        raise ValueError(f"{path}: weight must hold one finite nonnegative number per sample")
+    return weight
 
 
 def _digest(arrays: dict) -> str:
@@ -326,8 +338,11 @@ class Store:
     def scores_for_bin(self, run_id: int, bin: int) -> list[Score]:
         return self.current_scores(run_id, bin=bin)
 
-    def bin_precision_table(self, run_id: int, annotators: list[str] | None = None) -> PrecisionTable:
-        """r(z) per bin from the current scores (of `annotators`, default all), weighting samples equally."""
+    def bin_precision_table(self, run_id: int, annotators: list[str] | None = None,
+                            sample_weights=None) -> PrecisionTable:
+        """r(z) per bin from the current scores (of `annotators`, default all): the mean over scored
+        samples of each sample's mean score, weighted by `sample_weights` (indexed by the sample's
+        position in samples.npz; `load_samples(...)["weight"]`), equally when None."""
         run = self.run(run_id)
         known = self.annotators()
         unknown = sorted(set(annotators or ()) - set(known))
@@ -339,16 +354,22 @@ class Store:
                 per_sample.setdefault(s.sample, []).append(s)
         sizes = dict(self._query("SELECT bin, COUNT(*) FROM samples WHERE run = ? GROUP BY bin", (run_id,)))
         bin_of = dict(self._query("SELECT id, bin FROM samples WHERE run = ?", (run_id,)))
-        by_bin: dict[int, list[list[Score]]] = {}
+        index_of = dict(self._query("SELECT id, idx FROM samples WHERE run = ?", (run_id,)))
+        by_bin: dict[int, list[tuple[int, list[Score]]]] = {}
         for sample_id, scores in per_sample.items():
-            by_bin.setdefault(bin_of[sample_id], []).append(scores)
+            by_bin.setdefault(bin_of[sample_id], []).append((index_of[sample_id], scores))
         rows = []
         for b in sorted(by_bin):
-            means = np.array([np.mean([s.score for s in scores]) for scores in by_bin[b]])
-            flat = [s for scores in by_bin[b] for s in scores]
+            means = np.array([np.mean([s.score for s in scores]) for _, scores in by_bin[b]])
+            w = (np.ones(len(means)) if sample_weights is None
+                 else np.asarray(sample_weights, np.float64)[[i for i, _ in by_bin[b]]])
+            w = w / w.sum() if w.sum() > 0 else np.full(len(means), 1 / len(means))
+            r = float(w @ means)
+            flat = [s for _, scores in by_bin[b] for s in scores]
+            n = len(means)
             rows.append(BinPrecision(
-                bin=b, lo=run.bin_edges[b], hi=run.bin_edges[b + 1], r=float(means.mean()),
-                stderr=float(means.std(ddof=1) / math.sqrt(len(means))) if len(means) > 1 else math.nan,
+                bin=b, lo=run.bin_edges[b], hi=run.bin_edges[b + 1], r=r,
+                stderr=float(math.sqrt(n / (n - 1) * np.sum(w ** 2 * (means - r) ** 2))) if n > 1 else math.nan,
                 n_scored=len(means), n_samples=sizes[b], n_scores=len(flat),
                 n_judge_scores=sum(s.kind == "judge" for s in flat)))
         return PrecisionTable(rows=rows, unannotated=sorted(set(sizes) - set(by_bin)),
