@@ -28,6 +28,7 @@ from omnijax import cifar_workflow as flow
 from omnijax import mnist_workflow
 from omnijax.data.cifar import CIFAR, IMAGE_SHAPE, DatasetUnavailable
 from omnijax.results import write_run_outputs
+from omnijax.training.resume import parameter_digest
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "cifar10", list(CIFAR), "CIFAR-10 (10 classes) or CIFAR-100 (100 fine classes).")
@@ -93,7 +94,7 @@ def main(argv):
     space = oj.InputSpace(shape=IMAGE_SHAPE, num_categories=levels)
     edges = flow.log_softmax_bin_edges(model, space, data.train_images, target, preset.num_bins, probe_key)
     num_steps = preset.num_steps[FLAGS.model]
-    sampling_dir = os.path.abspath(os.path.join(workdir, f"sampling-{mnist_workflow.parameter_digest(model)}"))
+    sampling_dir = os.path.abspath(os.path.join(workdir, f"sampling-{parameter_digest(model)}"))
     sample_start = time.perf_counter()
     est = flow.estimate_class_log_softmax(model, target, space, edges, num_steps=num_steps, preset=preset,
                                           key=sample_key, checkpoint_dir=sampling_dir)

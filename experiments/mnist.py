@@ -88,6 +88,7 @@ def main(argv):
     from omnijax.models.functional import as_log_softmax_fn, as_output_fn
     from omnijax.output_range import bin_edges_from_outputs
     from omnijax.results import write_run_outputs
+    from omnijax.training.resume import parameter_digest
 
     started = time.perf_counter()
     preset = PRESETS[FLAGS.preset]
@@ -150,7 +151,7 @@ def main(argv):
         raise app.UsageError(f"the bin range [{low}, {high}] from --z_min/--z_max and the model is empty")
     edges = np.linspace(low, high, len(edges))
     num_steps = FLAGS.num_steps or preset.num_steps[FLAGS.model]
-    sampling_dir = os.path.abspath(os.path.join(workdir, f"sampling-{flow.parameter_digest(model)}"))
+    sampling_dir = os.path.abspath(os.path.join(workdir, f"sampling-{parameter_digest(model)}"))
     sample_start = time.perf_counter()
     est = oj.estimate_output_distribution(
         output_fn, space, edges, key=sample_key, num_steps=num_steps, num_groups=preset.num_groups,

@@ -85,6 +85,7 @@ def main(argv):
     from omnijax.plotting import plot_representative_sequences
     from omnijax.results import write_run_outputs
     from omnijax.training.language_model import generate
+    from omnijax.training.resume import parameter_digest
 
     started = time.perf_counter()
     length, divisor = FLAGS.length, FLAGS.divisor
@@ -125,7 +126,7 @@ def main(argv):
                                     "generated sequences": flow.sequence_nll(model, generated[:2_000])},
                                    FLAGS.num_bins or preset.num_bins)
     output_fn = flow.digit_output_fn(model)
-    run_id = f"{flow.parameter_digest(model)}-{len(edges) - 1}bins"
+    run_id = f"{parameter_digest(model)}-{len(edges) - 1}bins"
     os.makedirs(workdir, exist_ok=True)
 
     enumerate_start = time.perf_counter()

@@ -8,7 +8,6 @@ log-likelihood; "multiclass" classifies all ten digits and samples log softmax o
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 
@@ -16,7 +15,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from omnijax.data.mnist import ImageDataset, load_mnist, quantize, select_digits
+from omnijax.data.mnist import load_mnist, quantize, select_digits
 from omnijax.data.ood import DatasetUnavailable, load_ood
 from omnijax.dataset_metrics import ood_table_row
 from omnijax.training.checkpoint import ModelSpec, load_model, read_spec, save_model
@@ -183,14 +182,6 @@ def train_or_load(directory: str, spec: ModelSpec, data: TaskData, *, preset: Pr
 def training_checkpoint_dir(directory: str) -> str:
     """Where `train_or_load` keeps the checkpoints of an unfinished training of the model in `directory`."""
     return os.path.normpath(os.path.abspath(directory)) + "-training"
-
-
-def parameter_digest(model: nnx.Module) -> str:
-    """12 hex digits identifying the model's parameters (names sampling checkpoints after them)."""
-    digest = hashlib.sha256()
-    for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)):
-        digest.update(np.asarray(leaf).tobytes())
-    return digest.hexdigest()[:12]
 
 
 def scores(model: nnx.Module, images: np.ndarray, num_categories: int, task: str, target_class: int) -> np.ndarray:

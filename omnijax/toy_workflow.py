@@ -23,7 +23,6 @@ from omnijax.annotation.annotators import Oracle
 from omnijax.estimate import OutputDistributionEstimate
 from omnijax.models.gpt2 import CONFIG_FILE, GPT2, GPT2Config, load_gpt2, save_gpt2, sequence_nll_fn
 from omnijax.training.language_model import LMTraining, train_digit_sum_lm
-from omnijax.training.resume import digest
 
 TASK_KEY = "omnijax_digit_sum_task"  # config.json entry naming the task a checkpoint was trained on
 HISTORY_KEY = "omnijax_training_history"
@@ -103,11 +102,6 @@ def train_or_load(model_dir: str, config: GPT2Config, *, length: int, divisor: i
     save_gpt2(model, model_dir, {TASK_KEY: {"length": length, "divisor": divisor}, HISTORY_KEY: history})
     shutil.rmtree(training_dir, ignore_errors=True)  # the saved model supersedes it
     return model, history, True
-
-
-def parameter_digest(model: GPT2) -> str:
-    """Names the enumeration and sampling checkpoints after the model's parameters."""
-    return digest(*jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
 def digit_output_fn(model: GPT2):

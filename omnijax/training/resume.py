@@ -31,6 +31,14 @@ def digest(*arrays) -> str:
     return hasher.hexdigest()[:16]
 
 
+def parameter_digest(model: nnx.Module) -> str:
+    """12 hex digits identifying the model's parameters (runs name their sampling checkpoints after them)."""
+    hasher = hashlib.sha256()
+    for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)):
+        hasher.update(np.asarray(leaf).tobytes())
+    return hasher.hexdigest()[:12]
+
+
 def model_fingerprint(model: nnx.Module) -> dict[str, Any]:
     """The model's class, its parameters' paths, shapes and dtypes, and a digest of its initial state."""
     params = jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))
