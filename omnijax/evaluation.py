@@ -331,11 +331,17 @@ def bin_precision(scores_per_bin, *, weights_per_bin=None, num_bootstrap: int = 
     for b, s in enumerate(bins):
         if n_scores[b] == 0:
             continue
-        known = ~np.isnan(s)
-        r[b] = np.sum(weights[b] @ np.where(known, s, 0.0)) / np.sum(weights[b] @ known)
+        r[b] = _weighted_mean(s, weights[b])
         means = _two_way_bootstrap_means(s, weights[b], num_bootstrap, rng)
         low[b], high[b] = np.nanpercentile(means, [tail, 100 - tail])
     return BinPrecision(r, low, high, n_scores, np.array([s.shape[0] for s in bins]))
+
+
+def _weighted_mean(scores: np.ndarray, weights: np.ndarray) -> float:
+    """Mean of a (samples, annotators) block's scores, each with its sample's weight; NaN if none."""
+    known = ~np.isnan(scores)
+    total = np.sum(weights @ known)
+    return float(np.sum(weights @ np.where(known, scores, 0.0)) / total) if total > 0 else math.nan
 
 
 def _two_way_bootstrap_means(scores: np.ndarray, weights: np.ndarray, num_bootstrap: int, rng) -> np.ndarray:
@@ -388,26 +394,26 @@ def _check_scores_per_bin(scores_per_bin) -> list[np.ndarray]:
     return bins
 
 
-def pr_convergence(bin_edges, log_rho, scores_per_bin, sample_counts, *,
+def pr_convergence(bin_edges, log_rho, scores_per_bin, sample_counts, *, weights_per_bin=None,
                    positive: str = "high") -> PRConvergence:
     """PR curves as the number of annotated samples per bin grows (Fig. 5).
 
     For each n in `sample_counts`, r_b is the mean score of bin b's first n samples (all
-    annotators; a bin with fewer than n samples uses all it has) and the PR curve follows
-    from `precision_recall`. Scores are given as in `bin_precision`; a bin with no scores
+    annotators, weighted by `weights_per_bin` as in `bin_precision`; a bin with fewer than n
+    samples uses all it has) and the PR curve follows from `precision_recall`. Scores are given
+    as in `bin_precision`; a bin with no scores
     is excluded as usual. Each curve's AUPR is taken over the log-recall range common to all
     curves.
     """
     bins = _check_scores_per_bin(scores_per_bin)
+    weights = _check_weights_per_bin(weights_per_bin, bins)
     counts = np.asarray(sample_counts)
     if (counts.ndim != 1 or counts.size == 0 or not np.issubdtype(counts.dtype, np.integer)
             or (counts < 1).any()):
         raise ValueError(f"sample_counts must be a non-empty list of positive ints, got {sample_counts!r}")
     curves = []
     for n in counts:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # mean of an all-NaN bin → NaN
-            r = np.array([np.nanmean(s[:n]) if s.size else np.nan for s in bins])
+        r = np.array([_weighted_mean(s[:n], w[:n]) for s, w in zip(bins, weights)])
         curves.append(precision_recall(bin_edges, log_rho, r, positive))
     lo, hi = common_log_recall_range(curves)
     return PRConvergence(counts, curves[0].thresholds, np.stack([c.precision for c in curves]),

@@ -321,7 +321,7 @@ def _convergence(run: RunData, log_rho: np.ndarray, positive: str):
     counts = sorted({2 ** k for k in range(most.bit_length()) if 2 ** k < most} | {most})
     try:
         return ev.pr_convergence(run.bin_edges, log_rho, run.scores_per_bin, np.array(counts),
-                                 positive=positive), ""
+                                 weights_per_bin=run.weights_per_bin, positive=positive), ""
     except ValueError as err:
         return None, f"no convergence figure: {err}"
 
