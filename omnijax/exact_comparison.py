@@ -49,9 +49,9 @@ def agreement(table: dict[str, np.ndarray], space_size: int, *, min_inputs: int 
     inputs = np.exp(table["log_rho_exact"]) * space_size
     rho_bins = inputs >= min_inputs * (1 - 1e-9)
     r_bins = rho_bins & (table["n_samples"] >= min_annotated)
-    log_rho_error = np.abs(table["log_rho_sampled"] - table["log_rho_exact"])[rho_bins]
+    log_rho_error = np.abs(table["log_rho_sampled"][rho_bins] - table["log_rho_exact"][rho_bins])
     log_rho_error = np.where(np.isfinite(log_rho_error), log_rho_error, np.inf)
-    r_error = np.abs(table["r_sampled"] - table["r_exact"])[r_bins]
+    r_error = np.abs(table["r_sampled"][r_bins] - table["r_exact"][r_bins])
     return {
         "bins_compared_log_rho": int(rho_bins.sum()),
         "max_abs_log_rho_error": float(log_rho_error.max()) if log_rho_error.size else math.nan,

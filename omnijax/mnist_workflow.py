@@ -47,9 +47,9 @@ class Preset:
 PRESETS = {
     # Minutes of CPU at most, for tests: every step runs, little is learned or sampled.
     "smoke": Preset(train_epochs={"mlp": 3, "cnn": 1, "resnet": 1}, gen_updates={"mlp": 100, "cnn": 5, "resnet": 10},
-                    num_steps={"mlp": 400, "cnn": 20, "resnet": 40}, num_bins=10, num_groups=2,
+                    num_steps={"mlp": 400, "cnn": 10, "resnet": 10}, num_bins=10, num_groups=2,
                     pilot_steps=20, reservoir_size=8, num_replicas=8,
-                    train_limit={"mlp": 2000, "cnn": 500, "resnet": 500}, eval_limit=300),
+                    train_limit={"mlp": 2000, "cnn": 128, "resnet": 128}, eval_limit=300),
     # Laptop scale: the MLP end to end in minutes; CNN and ResNet take longer on a CPU.
     "default": Preset(train_epochs={"mlp": 10, "cnn": 3, "resnet": 15}, gen_updates={"mlp": 2000, "cnn": 300, "resnet": 300},
                       num_steps={"mlp": 10_000, "cnn": 1_000, "resnet": 2_000}, num_bins=30, num_groups=16,
