@@ -177,3 +177,17 @@ def test_bad_flags_are_named(flags, message, tmp_path):
     done = run_toy(*flags, f"--workdir={tmp_path / 'run'}")
     assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "run").exists()
+
+
+def test_agreement_counts_a_missed_bin_as_an_infinite_error():
+    from omnijax.exact_comparison import agreement
+
+    table = {"log_rho_exact": np.log([0.5, 0.3, 0.2 - 1e-4, 1e-4]), "log_rho_sampled": np.log([0.5, 0.31, 0.2, 1e-3]),
+             "r_exact": np.array([0.0, 0.5, 1.0, 1.0]), "r_sampled": np.array([0.05, 0.3, np.nan, 0.0]),
+             "n_samples": np.array([40, 29, 0, 50])}
+    checks = agreement(table, space_size=10_000)  # the last bin holds 1 input: not compared
+    assert checks["bins_compared_log_rho"] == 3 and checks["bins_compared_r"] == 1
+    assert checks["max_abs_log_rho_error"] == pytest.approx(np.log(0.31 / 0.3))
+    assert checks["max_abs_r_error"] == pytest.approx(0.05)
+    table["log_rho_sampled"][1] = -np.inf
+    assert agreement(table, space_size=10_000)["max_abs_log_rho_error"] == np.inf
