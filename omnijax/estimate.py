@@ -214,7 +214,7 @@ def _pilot(key, space, value_and_grad, sampler, edges, user_betas, pilot_steps, 
     grid_key, init_key, run_key = jax.random.split(key, 3)
     if user_betas is None:
         probe = space.random_inputs(grid_key, 256).reshape(256, -1)
-        z0 = np.asarray(jax.vmap(lambda x: value_and_grad(x)[0])(probe))
+        z0 = np.asarray(jax.jit(jax.vmap(lambda x: value_and_grad(x)[0]))(probe))
         scale = float(np.std(z0[np.isfinite(z0)])) if np.isfinite(z0).any() else 1.0
         grid = ladder_lib.pilot_grid(scale if scale > 0 else 1.0)
     else:

@@ -48,7 +48,7 @@ PRESETS = {
     # Minutes of CPU at most, for tests: every step runs, little is learned or sampled.
     "smoke": Preset(train_epochs={"mlp": 3, "cnn": 1, "resnet": 1}, gen_updates={"mlp": 100, "cnn": 5, "resnet": 10},
                     num_steps={"mlp": 400, "cnn": 10, "resnet": 10}, num_bins=10, num_groups=2,
-                    pilot_steps=20, reservoir_size=8, num_replicas=8,
+                    pilot_steps=10, reservoir_size=8, num_replicas=8,
                     train_limit={"mlp": 2000, "cnn": 128, "resnet": 128}, eval_limit=300),
     # Laptop scale: the MLP end to end in minutes; CNN and ResNet take longer on a CPU.
     "default": Preset(train_epochs={"mlp": 10, "cnn": 3, "resnet": 15}, gen_updates={"mlp": 2000, "cnn": 300, "resnet": 300},

@@ -6,17 +6,16 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_mnist(*flags, timeout=600, cache=os.path.join(tempfile.gettempdir(), f"omnijax-test-jax-cache-{os.getpid()}")):
-    # One JAX compilation cache for this test session: a rerun of the same job compiles nothing.
-    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=cache,
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+def run_mnist(*flags, timeout=600):
+    # The session's JAX compilation cache (tests/conftest.py) comes with os.environ: a rerun of
+    # the same job compiles nothing.
+    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
     return subprocess.run([sys.executable, "-m", "experiments.mnist", "--preset=smoke", *flags],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 

@@ -20,8 +20,8 @@ def test_sharded_run_matches_single_device(tmp_path):
     one = run_job(str(tmp_path / "one.npz"), 1)
     eight = run_job(str(tmp_path / "eight.npz"), 8)
     assert int(one["devices"]) == 1 and int(eight["devices"]) == 8
-    np.testing.assert_array_equal(one["betas"], eight["betas"])
-    np.testing.assert_array_equal(one["reps"], eight["reps"])
-    np.testing.assert_array_equal(one["trips"], eight["trips"])
-    np.testing.assert_allclose(one["log_rho"], eight["log_rho"], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(one["stderr"], eight["stderr"], rtol=1e-4, atol=1e-5)
+    # Same walkers, same moves: every ladder slot and state is equal, outputs equal to float rounding.
+    for name in ("slot", "record_step", "reps", "trips", "swap_accepts", "x"):
+        np.testing.assert_array_equal(one[name], eight[name], err_msg=name)
+    np.testing.assert_allclose(one["z"], eight["z"], rtol=1e-5, atol=1e-5)
+    assert len(np.unique(one["slot"][-1, 0])) == 6 and one["swap_accepts"].min() > 0  # the run did swap
