@@ -126,9 +126,16 @@ def predict_outputs(model: nnx.Module, images, num_categories: int, batch_size: 
     batch_size = max(1, min(batch_size, count))
     padded = np.concatenate([images, np.zeros((-count % batch_size,) + images.shape[1:], np.int32)])
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    predict = jax.jit(lambda batch: _apply(graphdef, params, rest, jax.nn.one_hot(batch, num_categories)))
-    outputs = [np.asarray(predict(padded[i:i + batch_size])) for i in range(0, len(padded), batch_size)]
+    outputs = [np.asarray(_predict_batch(graphdef, params, rest, padded[i:i + batch_size], num_categories))
+               for i in range(0, len(padded), batch_size)]
     return np.concatenate(outputs)[:count]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _predict_batch(graphdef, params, rest, batch, num_categories: int):
+    """Outputs on one batch; parameters are arguments, so one compilation serves every call
+    with the same architecture and batch shape."""
+    return _apply(graphdef, params, rest, jax.nn.one_hot(batch, num_categories))
 
 
 def evaluate_accuracy(model: nnx.Module, images, labels, num_categories: int, task: str = "binary") -> float:
