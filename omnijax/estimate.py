@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from omnijax import histogram, inclusion
 from omnijax import ladder as ladder_lib
 from omnijax import reservoir as reservoir_lib
 from omnijax.histogram import validate_bin_edges
@@ -46,6 +47,7 @@ class OutputDistributionEstimate:
     # method="pt": how the records mix the replicas, so a sample can be weighted back to uniform.
     replica_free_energies: np.ndarray | None = None  # (R,) F_r = ln E_uniform[exp(beta_r z)] (MBAR)
     replica_records: np.ndarray | None = None        # (R,) records per replica after burn-in
+    reservoir_log_c: np.ndarray | None = None        # (B,) per-bin constant of `omnijax.inclusion`
 
     @property
     def num_bins(self) -> int:
@@ -69,22 +71,30 @@ class OutputDistributionEstimate:
         """Model outputs of `representatives(bin_index)`, same order."""
         return self._held(bin_index)[1]
 
+    def log_expected_visits(self, z) -> np.ndarray:
+        """ln of how many kept records are expected to hold ONE given input with output z
+        (`omnijax.inclusion`; method="pt" only)."""
+        if self.replica_free_energies is None:
+            raise ValueError(f"log_expected_visits needs a replica-exchange estimate (method='pt'), "
+                             f"this one is method={self.method!r}")
+        return inclusion.log_expected_visits(z, self.betas, self.replica_free_energies, self.replica_records,
+                                             self.space.log_size)
+
     def representative_weights(self, bin_index: int) -> np.ndarray:
         """Weights (summing to 1) that make `representatives(bin_index)` a sample of the bin's inputs.
 
-        Replica exchange visits an input at z in proportion to the replica mixture
-        sum_r N_r exp(beta_r z - F_r), which tilts a wide bin towards the end its replicas favour;
-        weighting by the inverse of that mixture (the MBAR weight) undoes the tilt, so a weighted
-        mean of annotations estimates the fraction over ALL the bin's inputs. Wang–Landau samples
-        are flat within a bin, so there the weights are equal.
+        Each representative weighs 1 / (its probability of having been kept), which
+        `omnijax.inclusion` derives from how often replica exchange visits its output and how the
+        reservoir keeps visited inputs: the inverse replica mixture (the MBAR weight) while visits
+        are rare, which undoes the tilt of replica exchange towards one end of a wide bin; equal
+        weights where the sampler exhausted the bin. Wang–Landau samples are flat within a bin, so
+        there the weights are equal.
         """
-        z = self.representative_outputs(bin_index).astype(np.float64)
+        z = self.representative_outputs(bin_index)
         if self.replica_free_energies is None or not len(z):
             return np.full(len(z), 1.0 / max(len(z), 1))
-        exponent = (np.log(self.replica_records)[None, :] + np.outer(z, self.betas)
-                    - self.replica_free_energies[None, :])
-        top = exponent.max(axis=1, keepdims=True)
-        log_w = -(np.log(np.exp(exponent - top).sum(axis=1)) + top[:, 0])
+        log_c = 0.0 if self.reservoir_log_c is None else float(self.reservoir_log_c[bin_index])
+        log_w = -inclusion.log_kept_probability(self.log_expected_visits(z), log_c)
         w = np.exp(log_w - log_w.max())
         return w / w.sum()
 
@@ -180,6 +190,13 @@ def estimate_pt(
     boot = bootstrap_log_rho(z.reshape(-1), slot.reshape(-1), group.reshape(-1), ladder, edges,
                              boot_key, num_bootstrap=num_bootstrap)
     _, free_energies = mbar_log_weights(z.reshape(-1), slot.reshape(-1), ladder)
+    replica_records = np.bincount(slot.reshape(-1), minlength=len(ladder)).astype(np.float64)
+    log_visits = inclusion.log_expected_visits(z.reshape(-1), ladder, free_energies, replica_records,
+                                               space.log_size)
+    record_bins = np.asarray(histogram.bin_index(z.reshape(-1), edges))
+    num_held = np.isfinite(np.asarray(run.reservoir.priority)).sum(axis=1)
+    reservoir_log_c = np.array([inclusion.fit_log_c(log_visits[record_bins == b], int(num_held[b]))
+                                for b in range(len(edges) - 1)])
     state = run.state
     diagnostics = {
         "swap_acceptance": np.asarray(state.swap_accepts) / np.maximum(np.asarray(state.swap_attempts), 1),
@@ -196,8 +213,8 @@ def estimate_pt(
         representative_inputs=np.asarray(run.reservoir.x),
         representative_priority=np.asarray(run.reservoir.priority),
         representative_z=np.asarray(run.reservoir.z),
-        replica_free_energies=np.asarray(free_energies, np.float64),
-        replica_records=np.bincount(slot.reshape(-1), minlength=len(ladder)).astype(np.float64))
+        replica_free_energies=np.asarray(free_energies, np.float64), replica_records=replica_records,
+        reservoir_log_c=reservoir_log_c)
 
 
 def _ladder_from_pilot(pilot, edges, num_replicas):

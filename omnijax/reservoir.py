@@ -1,9 +1,11 @@
 """A fixed-size reservoir of DISTINCT sampled inputs per output bin, kept on the device.
 
-Each candidate gets a random priority log(E), E ~ Exp(1); a bin keeps the `capacity`
-distinct inputs with the smallest priorities seen, i.e. a uniform random subset of the
-distinct inputs its walkers visited. Inputs are told apart by a 32-bit hash with odd
-per-position multipliers, so two inputs that differ at one position never collide.
+Every offer of a candidate draws a fresh priority log(E), E ~ Exp(1); a bin keeps the
+`capacity` distinct inputs with the smallest priorities seen (an input already held is not
+offered again). An input visited more often has more draws, so it is more likely kept:
+`omnijax.inclusion` gives the probability, and the weights that undo it. Inputs are told
+apart by a 32-bit hash with odd per-position multipliers, so two inputs that differ at one
+position never collide.
 """
 
 from __future__ import annotations
