@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from omnijax.histogram import bin_index, validate_bin_edges
+from omnijax.validation import check_key
 
 _TOL = 1e-6
 _MAX_ITER = 10_000
@@ -303,14 +304,6 @@ def _validate_groups(group, shape):
     return ids.astype(np.int32), labels.size
 
 
-def _validate_key(key):
-    """Raise ValueError unless `key` is one JAX PRNG key (typed, or raw uint32 of shape (2,))."""
-    typed = isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-    raw = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)
-    if not ((typed and key.shape == ()) or raw):
-        raise ValueError(f"key must be a single JAX PRNG key (jax.random.key(seed)), got {key!r}")
-
-
 @functools.partial(jax.jit, static_argnames="num_groups")
 def _bootstrap_log_rho(z, replica, group, num_groups, betas, bin_edges, keys):
     """ln rho per bin from the full data, then for each key's resample of the groups.
@@ -364,7 +357,7 @@ def bootstrap_log_rho(z, replica, group, betas, bin_edges, key, *, num_bootstrap
     z, replica, betas, _ = _validate_samples(z, replica, betas, None)
     edges = validate_bin_edges(bin_edges).astype(np.float32)
     group, num_groups = _validate_groups(group, z.shape)
-    _validate_key(key)
+    check_key(key, allow_raw=True)
     if (isinstance(num_bootstrap, bool) or not isinstance(num_bootstrap, (int, np.integer))
             or num_bootstrap < 2):
         raise ValueError(f"num_bootstrap must be an int >= 2, got {num_bootstrap!r}")

@@ -12,9 +12,12 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
-def check_key(key, name: str = "key") -> jax.Array:
-    """One typed PRNG key, as made by jax.random.key(seed)."""
-    if not (isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-            and key.shape == ()):
+def check_key(key, name: str = "key", allow_raw: bool = False) -> jax.Array:
+    """One typed PRNG key, as made by jax.random.key(seed); with `allow_raw`, also a legacy raw
+    uint32 key of shape (2,) from jax.random.PRNGKey(seed)."""
+    typed = (isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+             and key.shape == ())
+    raw = allow_raw and isinstance(key, jax.Array) and key.dtype == np.uint32 and key.shape == (2,)
+    if not (typed or raw):
         raise ValueError(f"{name} must be one typed PRNG key from jax.random.key(seed), got {key!r}")
     return key
