@@ -91,10 +91,9 @@ class OutputDistributionEstimate:
         there the weights are equal.
         """
         z = self.representative_outputs(bin_index)
-        if self.replica_free_energies is None or not len(z):
+        if self.reservoir_log_c is None or not len(z):
             return np.full(len(z), 1.0 / max(len(z), 1))
-        log_c = 0.0 if self.reservoir_log_c is None else float(self.reservoir_log_c[bin_index])
-        log_w = -inclusion.log_kept_probability(self.log_expected_visits(z), log_c)
+        log_w = -inclusion.log_kept_probability(self.log_expected_visits(z), self.reservoir_log_c[bin_index])
         w = np.exp(log_w - log_w.max())
         return w / w.sum()
 

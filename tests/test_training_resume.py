@@ -26,11 +26,11 @@ UNITS = {"classifier": ("epoch", job.CLASSIFIER["epochs"]), "ebm": ("update", jo
          "toy": ("round", job.TOY.max_rounds)}
 
 
-def start_job(kind, out, checkpoint_dirs, cache_dir):
-    """The job (one training per checkpoint dir, "none" for none) in a subprocess; stderr is piped."""
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache_dir, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+def start_job(kind, out, checkpoint_dirs):
+    """The job (one training per checkpoint dir, "none" for none) in a subprocess; stderr is piped.
+    It inherits the session's JAX compilation cache (tests/conftest.py) with os.environ."""
     return subprocess.Popen([sys.executable, "-m", "tests.training_resume_job", kind, out, *checkpoint_dirs],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def finished(process, out):
@@ -48,11 +48,10 @@ def finished(process, out):
 def runs(tmp_path_factory):
     """For each kind: a training SIGKILLed once its first checkpoint is written, then (in one
     more process) that training rerun to the end and an uninterrupted one. The jobs of both
-    kinds run side by side, and share a compilation cache, to save time."""
+    kinds run side by side, and share the session's compilation cache, to save time."""
     tmp = tmp_path_factory.mktemp("training-resume")
-    cache_dir = str(tmp / "jax-cache")
     ckpt = {kind: str(tmp / f"{kind}-ckpt") for kind in UNITS}
-    killed = {kind: start_job(kind, str(tmp / "unused.npz"), [ckpt[kind]], cache_dir) for kind in UNITS}
+    killed = {kind: start_job(kind, str(tmp / "unused.npz"), [ckpt[kind]]) for kind in UNITS}
     killed_log = {}
     deadline = time.time() + 300
     while len(killed_log) < len(killed):
@@ -64,7 +63,7 @@ def runs(tmp_path_factory):
         time.sleep(0.01)
     saved = {kind: completed_checkpoints(ckpt[kind]) for kind in UNITS}
     out = {kind: str(tmp / f"{kind}.npz") for kind in UNITS}
-    reruns = {kind: start_job(kind, out[kind], [ckpt[kind], "none"], cache_dir) for kind in UNITS}
+    reruns = {kind: start_job(kind, out[kind], [ckpt[kind], "none"]) for kind in UNITS}
     results = {kind: finished(process, out[kind]) for kind, process in reruns.items()}
     return {kind: dict(ckpt=ckpt[kind], saved=saved[kind], killed_log=killed_log[kind], resumed=results[kind][0][0],
                        log=results[kind][1], uninterrupted=results[kind][0][1]) for kind in UNITS}
