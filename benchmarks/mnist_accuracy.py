@@ -17,7 +17,7 @@ import time
 
 from absl import app, flags
 
-from omnijax.mnist_workflow import PRESETS
+from experiments.workflows.mnist import PRESETS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", ["mlp-bce", "cnn-bce", "mlp-aug", "cnn-aug", "resnet-aug", "mlp-gen", "resnet-gen"],
@@ -31,7 +31,7 @@ def main(argv):
     del argv
     import jax
 
-    from omnijax import mnist_workflow as flow
+    from experiments.workflows import mnist as flow
 
     preset = PRESETS[FLAGS.preset]
     for run in FLAGS.runs:

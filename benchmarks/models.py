@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from omnijax.spaces import InputSpace
+from omnijax.sampling.spaces import InputSpace
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 

@@ -4,7 +4,7 @@
     python -m benchmarks.throughput --prng=threefry2x32,rbg,unsafe_rbg
     python -m benchmarks.throughput --models=mlp_tanh --proposals=gwg --groups=32 --replicas=8
 
-Prints one JSON object per line (progress goes to stderr). Each line times `omnijax.run._block_fn`
+Prints one JSON object per line (progress goes to stderr). Each line times `omnijax.sampling.driver._block_fn`
 itself: one jitted block of `--steps_per_block` MH steps of replica exchange (tempering.mh_sweep
 every step, tempering.swap every `--swap_every` steps, the reservoir insert every
 `--record_every` steps, as after burn-in) over `--groups` x `--replicas` walkers. After a
@@ -68,7 +68,7 @@ flags.DEFINE_integer("seed", 0, "Seed.")
 # drops the dead selects), as in a kernel that keeps only x and z.
 # --------------------------------------------------------------------------------------------
 def naive_mh_step(key, state, beta, value_and_grad, proposal):
-    from omnijax.kernels.mh import ChainState, evaluate, mh_step
+    from omnijax.sampling.mcmc.mh import ChainState, evaluate, mh_step
 
     naive_mh_step.traced += 1
     z, kept = evaluate(state.x, value_and_grad, proposal)  # NAIVE: recomputed every step instead of cached
@@ -84,7 +84,7 @@ naive_mh_step.traced = 0
 def naive_kernel():
     """While tracing, tempering.mh_sweep (hence run._block_fn) uses `naive_mh_step`, so the
     naive line runs exactly the production loop with only the MH step swapped."""
-    from omnijax.kernels import tempering
+    from omnijax.sampling.mcmc import tempering
 
     original = tempering.mh_step
     tempering.mh_step = naive_mh_step
@@ -147,12 +147,12 @@ class Config:
         import numpy as np
 
         from benchmarks.models import MODELS
-        from omnijax import reservoir as reservoir_lib
-        from omnijax import run as run_lib
-        from omnijax.kernels import tempering
-        from omnijax.proposals import make_proposal
-        from omnijax.spaces import InputSpace
-        from omnijax.targets import make_value_and_grad
+        from omnijax.sampling import reservoir as reservoir_lib
+        from omnijax.sampling import driver as run_lib
+        from omnijax.sampling.mcmc import tempering
+        from omnijax.sampling.proposals import make_proposal
+        from omnijax.sampling.spaces import InputSpace
+        from omnijax.sampling.targets import make_value_and_grad
 
         space = InputSpace((28, 28), 2)
         output_fn = MODELS[model_name](space, FLAGS.model_impl)

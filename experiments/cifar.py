@@ -24,10 +24,10 @@ import jax
 from absl import app, flags, logging
 
 import omnijax as oj
-from omnijax import cifar_workflow as flow
-from omnijax import mnist_workflow
+from experiments.workflows import cifar as flow
+from experiments.workflows import mnist as mnist_workflow
 from omnijax.data.cifar import CIFAR, IMAGE_SHAPE, DatasetUnavailable
-from omnijax.results import write_run_outputs
+from experiments.workflows.results import write_run_outputs
 from omnijax.training.resume import parameter_digest
 
 FLAGS = flags.FLAGS

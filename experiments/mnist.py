@@ -24,7 +24,7 @@ import time
 from absl import app, flags, logging
 
 from omnijax.data.ood import OOD_SETS
-from omnijax.mnist_workflow import PRESETS, TASKS, TRAININGS
+from experiments.workflows.mnist import PRESETS, TASKS, TRAININGS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", "mlp", ["mlp", "cnn", "resnet"], "Architecture (paper Appendix E).")
@@ -53,7 +53,7 @@ def _default_workdir() -> str:
 
 
 def _check_flags() -> None:
-    from omnijax.mnist_workflow import check_task
+    from experiments.workflows.mnist import check_task
 
     try:
         check_task(FLAGS.task, FLAGS.training, FLAGS.target_class)
@@ -84,10 +84,10 @@ def main(argv):
     import numpy as np
 
     import omnijax as oj
-    from omnijax import mnist_workflow as flow
+    from experiments.workflows import mnist as flow
     from omnijax.models.functional import as_log_softmax_fn, as_output_fn
-    from omnijax.output_range import bin_edges_from_outputs
-    from omnijax.results import write_run_outputs
+    from omnijax.sampling.output_range import bin_edges_from_outputs
+    from experiments.workflows.results import write_run_outputs
     from omnijax.training.resume import parameter_digest
 
     started = time.perf_counter()
@@ -175,7 +175,7 @@ def main(argv):
           + f", {workdir}/traditional.csv, {workdir}/metrics.json")
     print(f"next: score the representative inputs (one row of representatives.png per bin), then get "
           f"precision and recall over all inputs:\n"
-          f"  python -m omnijax.annotate serve --run={workdir} --port=8000\n"
+          f"  python -m omnijax.annotation serve --run={workdir} --port=8000\n"
           f"  python -m experiments.pr --runs={workdir}")
 
 

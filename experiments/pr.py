@@ -5,7 +5,7 @@
     python -m experiments.pr --runs=runs/mnist-mlp-bce,runs/mnist-resnet-aug --cross_normalise
 
 Each run directory needs rho.csv and samples.npz (python -m experiments.mnist) and scores of its
-samples in annotations.sqlite (python -m omnijax.annotate serve --run=DIR). Writes to --out:
+samples in annotations.sqlite (python -m omnijax.annotation serve --run=DIR). Writes to --out:
 pr.csv (run,threshold,precision,log_recall), pr.png (every run's PR curve), r_<run>.png (r(z) with
 its bootstrap interval), convergence_<run>.png and summary.json (AUPR per run, the AUPR ratio of the
 first two runs over their common recall range, the recall scale, excluded bins, judge use), and
@@ -41,7 +41,7 @@ def main(argv):
     if not FLAGS.runs:
         raise app.UsageError("--runs is required: one or more run directories, comma-separated")
     logging.set_verbosity(logging.WARNING)  # Orbax logs every model it restores at INFO
-    from omnijax import pr_report
+    from experiments.workflows import pr_report
 
     try:
         runs = pr_report.load_runs(FLAGS.runs, FLAGS.annotators)

@@ -23,7 +23,7 @@ import time
 
 from absl import app, flags, logging
 
-from omnijax.toy_workflow import PRESETS
+from experiments.workflows.toy import PRESETS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("length", 8, "Sequence length L: the space holds 10^L digit sequences.")
@@ -47,7 +47,7 @@ MAX_CPU_LENGTH = 7  # 10^7 sequences is about the most a CPU enumerates in minut
 
 
 def _check_flags() -> None:
-    from omnijax import digit_sum
+    from omnijax.data import digit_sum
 
     try:
         digit_sum.check_task(FLAGS.length, FLAGS.divisor)
@@ -79,11 +79,12 @@ def main(argv):
     import numpy as np
 
     import omnijax as oj
-    from omnijax import digit_sum, exact_comparison
-    from omnijax import toy_workflow as flow
-    from omnijax.output_range import bin_edges_from_outputs
-    from omnijax.plotting import plot_representative_sequences
-    from omnijax.results import write_run_outputs
+    from omnijax.data import digit_sum
+    from experiments.workflows import exact_comparison
+    from experiments.workflows import toy as flow
+    from omnijax.sampling.output_range import bin_edges_from_outputs
+    from omnijax.evaluation.plots import plot_representative_sequences
+    from experiments.workflows.results import write_run_outputs
     from omnijax.training.language_model import generate
     from omnijax.training.resume import parameter_digest
 

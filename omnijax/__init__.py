@@ -6,13 +6,13 @@ inputs per output bin for annotation; `omnijax.evaluation` turns annotations int
 and recall over the input space.
 """
 
-from omnijax import evaluation
+from omnijax import evaluation as evaluation
 
-from omnijax.enumerate import ExactOutputDistribution, enumerate_output_distribution
-from omnijax.estimate import OutputDistributionEstimate, estimate_output_distribution
-from omnijax.kernels.tempering import linear_ladder
-from omnijax.run import NonFiniteOutputError
-from omnijax.spaces import InputSpace
+from omnijax.sampling.enumerate import ExactOutputDistribution, enumerate_output_distribution
+from omnijax.sampling.estimate import OutputDistributionEstimate, estimate_output_distribution
+from omnijax.sampling.mcmc.tempering import linear_ladder
+from omnijax.sampling.driver import NonFiniteOutputError
+from omnijax.sampling.spaces import InputSpace
 
 __all__ = [
     "ExactOutputDistribution",

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from omnijax.spaces import InputSpace
+from omnijax.sampling.spaces import InputSpace
 
 
 def random_mlp(space: InputSpace, seed: int, hidden: int = 8, scale: float = 1.0):

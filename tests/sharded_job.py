@@ -11,9 +11,9 @@ import jax
 import numpy as np
 
 import omnijax as oj
-from omnijax.proposals import make_proposal
-from omnijax.run import Schedule, run_tempering
-from omnijax.targets import make_value_and_grad
+from omnijax.sampling.proposals import make_proposal
+from omnijax.sampling.driver import Schedule, run_tempering
+from omnijax.sampling.targets import make_value_and_grad
 from tests.models import random_mlp
 
 if __name__ == "__main__":

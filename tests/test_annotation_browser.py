@@ -61,7 +61,7 @@ def free_port() -> int:
 
 
 def start_server(workdir, port, log):
-    server = subprocess.Popen([sys.executable, "-m", "omnijax.annotate", "serve", f"--run={workdir}", f"--port={port}"],
+    server = subprocess.Popen([sys.executable, "-m", "omnijax.annotation", "serve", f"--run={workdir}", f"--port={port}"],
                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 120
     while time.time() < deadline:

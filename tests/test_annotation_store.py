@@ -187,7 +187,7 @@ def test_run_directory_without_samples(tmp_path):
             store.import_run(str(tmp_path))
     empty = tmp_path / "empty"
     empty.mkdir()
-    cli = subprocess.run([sys.executable, "-m", "omnijax.annotate", "serve", f"--run={empty}", "--port=0"],
+    cli = subprocess.run([sys.executable, "-m", "omnijax.annotation", "serve", f"--run={empty}", "--port=0"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert cli.returncode != 0 and f"--run={empty}" in cli.stderr and "has no samples.npz" in cli.stderr
     assert not os.listdir(empty)

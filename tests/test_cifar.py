@@ -21,7 +21,7 @@ from PIL import Image
 from omnijax.data import mnist
 from omnijax.data.cifar import ColorImageDataset, DatasetUnavailable, load_cifar
 from omnijax.models import MODELS, build_model
-from omnijax.plotting import plot_representative_images
+from omnijax.evaluation.plots import plot_representative_images
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RED, BLUE = (255, 0, 0), (0, 0, 255)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omnijax.dataset_metrics import aupr, auroc, fpr_at_tpr, ood_table_row
+from omnijax.evaluation.dataset_metrics import aupr, auroc, fpr_at_tpr, ood_table_row
 
 
 # ---- brute-force reference, written independently of the module ----

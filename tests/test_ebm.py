@@ -15,7 +15,7 @@ import pytest
 from flax import nnx
 
 from omnijax.models.mlp import MLP
-from omnijax.spaces import InputSpace
+from omnijax.sampling.spaces import InputSpace
 from omnijax.training.ebm import train_ebm_pcd
 from tests.models import all_inputs
 

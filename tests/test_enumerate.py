@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import omnijax.enumerate as enum_mod
-from omnijax.enumerate import enumerate_output_distribution, input_at
-from omnijax.spaces import InputSpace
+import omnijax.sampling.enumerate as enum_mod
+from omnijax.sampling.enumerate import enumerate_output_distribution, input_at
+from omnijax.sampling.spaces import InputSpace
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -272,7 +272,7 @@ def test_non_finite_output_raises_with_first_index(monkeypatch, bad_value):
 
 SHARDED_SCRIPT = """
 import sys, jax, numpy as np
-import omnijax.enumerate as enum_mod
+import omnijax.sampling.enumerate as enum_mod
 from tests.test_enumerate import sharded_case
 assert jax.device_count() == 8, jax.devices()
 enum_mod._CALL_INPUTS = 100

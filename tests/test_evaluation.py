@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import omnijax as oj
 from omnijax import evaluation as ev
-from omnijax import evaluation_plots
+from omnijax.evaluation import pr_plots as evaluation_plots
 from tests.models import random_mlp
 
 # --------------------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ import transformers
 from flax import nnx
 
 from omnijax.models.gpt2 import GPT2, GPT2Config, GPT2LoadError, load_gpt2, sequence_nll_fn
-from omnijax.spaces import InputSpace
-from omnijax.targets import check_output_fn, make_value_and_grad
+from omnijax.sampling.spaces import InputSpace
+from omnijax.sampling.targets import check_output_fn, make_value_and_grad
 
 VOCAB, N_POS, BOS = 50, 16, 49
 TOL = 1e-4

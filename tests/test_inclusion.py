@@ -1,4 +1,4 @@
-"""Weights that turn a bin's representatives into a sample of ALL its inputs (`omnijax.inclusion`),
+"""Weights that turn a bin's representatives into a sample of ALL its inputs (`omnijax.sampling.inclusion`),
 against ground truth: the reservoir's own keep rule on a known visit stream, and an exhausted
 3x3 binary space enumerated in full."""
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import omnijax as oj
-from omnijax import inclusion
-from omnijax import reservoir as reservoir_lib
-from omnijax.targets import make_value
+from omnijax.sampling import inclusion
+from omnijax.sampling import reservoir as reservoir_lib
+from omnijax.sampling.targets import make_value
 from tests.models import all_inputs, random_mlp
 
 NUM_INPUTS, CAPACITY, TRIALS, MAX_VISITS = 200, 50, 400, 2_000

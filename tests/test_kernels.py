@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from omnijax.kernels.mh import ChainState, evaluate, init_chain, is_finite_state, mh_step
-from omnijax.proposals import dlp, gwg, uniform
-from omnijax.spaces import InputSpace
-from omnijax.targets import make_value_and_grad
+from omnijax.sampling.mcmc.mh import ChainState, evaluate, init_chain, is_finite_state, mh_step
+from omnijax.sampling.proposals import dlp, gwg, uniform
+from omnijax.sampling.spaces import InputSpace
+from omnijax.sampling.targets import make_value_and_grad
 from tests.models import all_inputs, outputs_of, random_mlp, state_index
 
 BINARY = InputSpace((10,), 2)

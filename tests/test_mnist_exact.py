@@ -16,7 +16,7 @@ from flax import nnx
 import omnijax as oj
 from omnijax.data.mnist import load_mnist, quantize, select_digits
 from omnijax.models.functional import as_output_fn
-from omnijax.output_range import bin_edges_from_outputs
+from omnijax.sampling.output_range import bin_edges_from_outputs
 from omnijax.training.classifier import predict_outputs
 
 SCALE, BIAS = 0.05, -39.2371

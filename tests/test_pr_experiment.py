@@ -1,5 +1,5 @@
 """`python -m experiments.pr` on two runs over all 4x4 binary images, counted exactly: the files it
-writes, its AUPRs against omnijax.evaluation on the same inputs, cross-model normalisation against
+writes, its AUPRs against omnijax.evaluation.precision_recall on the same inputs, cross-model normalisation against
 a known offset, and its errors. Each command is a subprocess, as a user runs it."""
 
 import csv
@@ -16,8 +16,8 @@ import pytest
 
 from omnijax import evaluation as ev
 from omnijax.annotation import Judge, Oracle, Store, annotate
-from omnijax.mnist_workflow import scores
-from omnijax.results import write_rho_csv
+from experiments.workflows.mnist import scores
+from experiments.workflows.results import write_rho_csv
 from omnijax.training.checkpoint import ModelSpec, save_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,7 +91,7 @@ def run_pr(*flags):
 
 
 def direct_pr(workdir, judge: bool, skipped=None):
-    """The PR curve by omnijax.evaluation from rho.csv, samples.npz and the annotators' rules."""
+    """The PR curve by omnijax.evaluation.precision_recall from rho.csv, samples.npz and the annotators' rules."""
     with open(os.path.join(workdir, "rho.csv")) as f:
         log_rho = np.array([float(row["log_rho"]) for row in csv.DictReader(f)])
     samples = np.load(os.path.join(workdir, "samples.npz"))

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from omnijax.reweighting import bootstrap_log_rho, log_rho_from_samples, mbar_log_weights
+from omnijax.sampling.reweighting import bootstrap_log_rho, log_rho_from_samples, mbar_log_weights
 
 D = 24
 BETAS = np.linspace(-3.0, 3.0, 9)  # negative, zero and positive

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from omnijax import digit_sum
-from omnijax import toy_workflow as flow
+from omnijax.data import digit_sum
+from experiments.workflows import toy as flow
 from omnijax.models.gpt2 import GPT2, load_gpt2, save_gpt2
 from omnijax.training.language_model import generate
 
@@ -180,7 +180,7 @@ def test_bad_flags_are_named(flags, message, tmp_path):
 
 
 def test_agreement_counts_a_missed_bin_as_an_infinite_error():
-    from omnijax.exact_comparison import agreement
+    from experiments.workflows.exact_comparison import agreement
 
     table = {"log_rho_exact": np.log([0.5, 0.3, 0.2 - 1e-4, 1e-4]), "log_rho_sampled": np.log([0.5, 0.31, 0.2, 1e-3]),
              "r_exact": np.array([0.0, 0.5, 1.0, 1.0]), "r_sampled": np.array([0.05, 0.3, np.nan, 0.0]),

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from omnijax import mnist_workflow as flow
+from experiments.workflows import mnist as flow
 from omnijax.training.checkpoint import ModelSpec
 from tests import training_resume_job as job
 from tests.test_resume import completed_checkpoints

@@ -6,17 +6,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from omnijax import wang_landau
-from omnijax.checkpoint import RunCheckpointer
-from omnijax.enumerate import enumerate_output_distribution
-from omnijax.estimate import estimate_output_distribution
-from omnijax.histogram import bin_index
-from omnijax.kernels import wang_landau as kernel
-from omnijax.proposals import gwg
-from omnijax.run import NonFiniteOutputError
-from omnijax.spaces import InputSpace
-from omnijax.targets import make_value_and_grad
-from omnijax.wang_landau import estimate_wang_landau
+from omnijax.sampling import wang_landau_estimate as wang_landau
+from omnijax.sampling.checkpoint import RunCheckpointer
+from omnijax.sampling.enumerate import enumerate_output_distribution
+from omnijax.sampling.estimate import estimate_output_distribution
+from omnijax.sampling.histogram import bin_index
+from omnijax.sampling.mcmc import wang_landau as kernel
+from omnijax.sampling.proposals import gwg
+from omnijax.sampling.driver import NonFiniteOutputError
+from omnijax.sampling.spaces import InputSpace
+from omnijax.sampling.targets import make_value_and_grad
+from omnijax.sampling.wang_landau_estimate import estimate_wang_landau
 from tests.models import all_inputs, outputs_of, random_mlp
 
 SPACE = InputSpace((4, 4), 2)

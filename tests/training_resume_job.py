@@ -19,11 +19,11 @@ from flax import nnx
 
 from omnijax.models.gpt2 import GPT2
 from omnijax.models.mlp import MLP
-from omnijax.spaces import InputSpace
+from omnijax.sampling.spaces import InputSpace
 from omnijax.training.classifier import train_classifier
 from omnijax.training.ebm import train_ebm_pcd
 from omnijax.training.language_model import LMTraining, train_digit_sum_lm
-from omnijax.toy_workflow import model_config
+from experiments.workflows.toy import model_config
 
 SPACE = InputSpace((8, 8), 2)
 CLASSIFIER = dict(num_categories=2, epochs=6, batch_size=16, learning_rate=3e-3, augment_severity=0.2)

@@ -2,7 +2,7 @@
 each bin's inputs in [0, 1]; the mean score per bin is the precision r(z).
 
     store = Store("runs/x/annotations.sqlite"); run = store.import_run("runs/x")
-    annotate(store, run.id, Oracle("truth", predicate))     # or people, via python -m omnijax.annotate serve
+    annotate(store, run.id, Oracle("truth", predicate))     # or people, via python -m omnijax.annotation serve
     store.bin_precision_table(run.id).r()                    # r(z), NaN where nobody scored
 """
 

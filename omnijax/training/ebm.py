@@ -29,11 +29,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from omnijax.kernels.mh import init_chain, mh_step
-from omnijax.progress import Progress
-from omnijax.proposals import make_proposal
-from omnijax.spaces import InputSpace
-from omnijax.targets import check_output_fn, make_value_and_grad
+from omnijax.sampling.mcmc.mh import init_chain, mh_step
+from omnijax.util.progress import Progress
+from omnijax.sampling.proposals import make_proposal
+from omnijax.sampling.spaces import InputSpace
+from omnijax.sampling.targets import check_output_fn, make_value_and_grad
 from omnijax.training.resume import digest, learning_rate_fingerprint, model_fingerprint, resume, resume_note
 
 

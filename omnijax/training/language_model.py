@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from omnijax import digit_sum
+from omnijax.data import digit_sum
 from omnijax.models.gpt2 import GPT2
 from omnijax.training.resume import digest, model_fingerprint, resume, resume_note
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from omnijax.checkpoint import RunCheckpointer
+from omnijax.sampling.checkpoint import RunCheckpointer
 
 
 def digest(*arrays) -> str:

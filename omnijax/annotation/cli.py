@@ -1,10 +1,10 @@
 """Score the representative inputs of a sampling run and get the precision per bin, r(z) (paper §2.2).
 
-    python -m omnijax.annotate serve --run=runs/mnist-mlp-bce --port=8000    # the page for annotators
-    python -m omnijax.annotate precision --run=runs/mnist-mlp-bce            # r(z) per bin, as CSV
-    python -m omnijax.annotate agreement --run=runs/mnist-mlp-bce --annotators=alice,bob
-    python -m omnijax.annotate export --run=runs/mnist-mlp-bce --csv=scores.csv
-    python -m omnijax.annotate import --run=runs/mnist-mlp-bce --csv=scores.csv
+    python -m omnijax.annotation serve --run=runs/mnist-mlp-bce --port=8000    # the page for annotators
+    python -m omnijax.annotation precision --run=runs/mnist-mlp-bce            # r(z) per bin, as CSV
+    python -m omnijax.annotation agreement --run=runs/mnist-mlp-bce --annotators=alice,bob
+    python -m omnijax.annotation export --run=runs/mnist-mlp-bce --csv=scores.csv
+    python -m omnijax.annotation import --run=runs/mnist-mlp-bce --csv=scores.csv
 
 --run is a directory with samples.npz (written by experiments.mnist or experiments.cifar). Scores live
 in --db (default <run>/annotations.sqlite), each committed as it is given. The page binds 127.0.0.1

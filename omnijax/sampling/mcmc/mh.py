@@ -15,7 +15,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from omnijax.proposals.base import Proposal
+from omnijax.sampling.proposals.base import Proposal
 
 
 class ChainState(NamedTuple):

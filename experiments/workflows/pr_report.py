@@ -2,7 +2,7 @@
 §2.3, §3.2): the library behind `python -m experiments.pr`.
 
 A run directory holds rho.csv (ln ρ per bin), samples.npz (representative inputs per bin) and
-annotations.sqlite (their scores, from `python -m omnijax.annotate`). Per run this gives r(z) with
+annotations.sqlite (their scores, from `python -m omnijax.annotation.cli`). Per run this gives r(z) with
 a bootstrap interval, the PR curve, its AUPR and its convergence with the annotated samples per bin;
 across runs, the AUPR ratio of the first two over their common recall range. Recalls of different
 runs are comparable only on one scale: each run's own ln ρ (a fraction of all inputs, as its
@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 from omnijax import evaluation as ev
-from omnijax import evaluation_plots
+from omnijax.evaluation import pr_plots as evaluation_plots
 from omnijax.annotation.store import PrecisionTable, Store, load_samples
 
 RUN_FILES = ("rho.csv", "samples.npz")
@@ -129,7 +129,7 @@ def load_run(workdir: str, label: str, annotators=None) -> RunData:
     edges = np.asarray(samples["bin_edges"], np.float64)
     log_rho = _read_log_rho(os.path.join(workdir, "rho.csv"), edges)
     db = os.path.join(workdir, "annotations.sqlite")
-    how = f"score its samples with python -m omnijax.annotate serve --run={workdir}"
+    how = f"score its samples with python -m omnijax.annotation serve --run={workdir}"
     if not os.path.isfile(db):
         raise ReportError(f"run {label} ({workdir}) has no annotations: no annotations.sqlite; {how}")
     with Store(db) as store:
@@ -219,7 +219,7 @@ def _impossible(err: _CannotNormalise) -> Normalisation:
 
 def _output_fn(run: RunData):
     """(z of a batch of inputs by the run's model/, its ModelSpec); _CannotNormalise when unusable."""
-    from omnijax.mnist_workflow import scores
+    from experiments.workflows.mnist import scores
     from omnijax.training.checkpoint import load_model, read_spec
 
     model_dir = os.path.join(run.workdir, "model")

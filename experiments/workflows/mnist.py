@@ -17,7 +17,7 @@ from flax import nnx
 
 from omnijax.data.mnist import load_mnist, quantize, select_digits
 from omnijax.data.ood import DatasetUnavailable, load_ood
-from omnijax.dataset_metrics import ood_table_row
+from omnijax.evaluation.dataset_metrics import ood_table_row
 from omnijax.training.checkpoint import ModelSpec, load_model, read_spec, save_model
 from omnijax.training.classifier import evaluate_accuracy, predict_outputs, train_classifier
 from omnijax.training.ebm import train_ebm_pcd
@@ -159,7 +159,7 @@ def train_or_load(directory: str, spec: ModelSpec, data: TaskData, *, preset: Pr
     training, task = spec.training["training"], spec.training["task"]
     checkpoint_dir = training_checkpoint_dir(directory)
     if training == "gen":
-        from omnijax.spaces import InputSpace
+        from omnijax.sampling.spaces import InputSpace
 
         space = InputSpace(spec.input_shape, spec.num_categories)
         updates = preset.gen_updates[spec.name]

@@ -2,7 +2,7 @@
 interval (Fig. 6) and PR convergence with the annotated samples per bin (Fig. 5).
 
 Recall axes show log10 of the unnormalised recall (decades read more easily than nats); the
-AUPR numbers of `omnijax.evaluation` are in nats (divide by ln 10 for decades).
+AUPR numbers of `omnijax.evaluation.precision_recall` are in nats (divide by ln 10 for decades).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from omnijax.evaluation import PRConvergence, PrecisionRecall  # noqa: E402
+from omnijax.evaluation.precision_recall import PRConvergence, PrecisionRecall  # noqa: E402
 
 _LOG10_E = np.log10(np.e)
 

@@ -3,7 +3,7 @@
 Every offer of a candidate draws a fresh priority log(E), E ~ Exp(1); a bin keeps the
 `capacity` distinct inputs with the smallest priorities seen (an input already held is not
 offered again). An input visited more often has more draws, so it is more likely kept:
-`omnijax.inclusion` gives the probability, and the weights that undo it. Inputs are told
+`omnijax.sampling.inclusion` gives the probability, and the weights that undo it. Inputs are told
 apart by a 32-bit hash with odd per-position multipliers, so two inputs that differ at one
 position never collide.
 """
@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from omnijax.histogram import bin_index
+from omnijax.sampling.histogram import bin_index
 
 
 class Reservoir(NamedTuple):

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from omnijax.plotting import plot_log_rho, plot_representative_images
+from omnijax.evaluation.plots import plot_log_rho, plot_representative_images
 
 
 def write_rho_csv(path, est) -> None:

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from omnijax.kernels.mh import ChainState, init_chain, is_finite_state, mh_step
-from omnijax.proposals.base import Proposal
+from omnijax.sampling.mcmc.mh import ChainState, init_chain, is_finite_state, mh_step
+from omnijax.sampling.proposals.base import Proposal
 
 # Trip labels: which end of the ladder a walker touched last.
 _NO_END, _FROM_BOTTOM, _FROM_TOP = 0, 1, 2

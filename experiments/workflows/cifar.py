@@ -16,12 +16,12 @@ import numpy as np
 from flax import nnx
 
 import omnijax as oj
-from omnijax import mnist_workflow
+from experiments.workflows import mnist as mnist_workflow
 from omnijax.data.cifar import CIFAR, IMAGE_SHAPE, load_cifar
 from omnijax.data.mnist import quantize
-from omnijax.mnist_workflow import Preset, TaskData, limit_examples, scores
+from experiments.workflows.mnist import Preset, TaskData, limit_examples, scores
 from omnijax.models.functional import as_log_softmax_fn
-from omnijax.output_range import bin_edges_from_outputs
+from omnijax.sampling.output_range import bin_edges_from_outputs
 from omnijax.training.checkpoint import ModelSpec
 
 TASK, TRAINING = "multiclass", "bce"

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from omnijax.enumerate import ExactOutputDistribution
-from omnijax.estimate import OutputDistributionEstimate
+from omnijax.sampling.enumerate import ExactOutputDistribution
+from omnijax.sampling.result import OutputDistributionEstimate
 
 COLUMNS = ("bin_lo", "bin_hi", "log_rho_exact", "log_rho_sampled", "log_rho_stderr", "r_exact", "r_sampled",
            "n_samples")

@@ -11,7 +11,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from omnijax.spaces import InputSpace
+from omnijax.sampling.spaces import InputSpace
 
 OutputFn = Callable[[jax.Array], jax.Array]
 

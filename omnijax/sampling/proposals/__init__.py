@@ -1,9 +1,9 @@
 """Proposals for discrete inputs: pure functions following `base.Proposal`."""
 
-from omnijax.proposals.base import Proposal
-from omnijax.proposals.dlp import dlp
-from omnijax.proposals.gwg import gwg
-from omnijax.proposals.uniform import uniform
+from omnijax.sampling.proposals.base import Proposal
+from omnijax.sampling.proposals.dlp import dlp
+from omnijax.sampling.proposals.gwg import gwg
+from omnijax.sampling.proposals.uniform import uniform
 
 __all__ = ["Proposal", "dlp", "gwg", "uniform", "make_proposal"]
 

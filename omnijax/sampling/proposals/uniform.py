@@ -10,8 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from omnijax.proposals.base import Proposal, keep_nothing, no_summary
-from omnijax.spaces import InputSpace
+from omnijax.sampling.proposals.base import Proposal, keep_nothing, no_summary
+from omnijax.sampling.spaces import InputSpace
 
 
 def uniform(space: InputSpace) -> Proposal:

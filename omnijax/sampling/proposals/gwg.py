@@ -12,10 +12,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from omnijax.proposals.base import (Proposal, categorical_summary, first_order_gain, flip_gains,
+from omnijax.sampling.proposals.base import (Proposal, categorical_summary, first_order_gain, flip_gains,
                                    gain_table, log_normalizer, log_softmax_at, mask_moves,
                                    sample_categorical)
-from omnijax.spaces import InputSpace
+from omnijax.sampling.spaces import InputSpace
 
 
 def gwg(space: InputSpace, num_flips: int = 1) -> Proposal:

@@ -16,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from omnijax.checkpoint import RunCheckpointer
-from omnijax.kernels import tempering
-from omnijax.progress import Progress
-from omnijax.proposals.base import Proposal
-from omnijax import reservoir as reservoir_lib
+from omnijax.sampling.checkpoint import RunCheckpointer
+from omnijax.sampling.mcmc import tempering
+from omnijax.util.progress import Progress
+from omnijax.sampling.proposals.base import Proposal
+from omnijax.sampling import reservoir as reservoir_lib
 
 
 class NonFiniteOutputError(ValueError):

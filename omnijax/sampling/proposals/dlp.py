@@ -10,8 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from omnijax.proposals.base import Proposal, flip_gains, gain_table, mask_moves, no_summary
-from omnijax.spaces import InputSpace
+from omnijax.sampling.proposals.base import Proposal, flip_gains, gain_table, mask_moves, no_summary
+from omnijax.sampling.spaces import InputSpace
 
 
 def dlp(space: InputSpace, step_size: float = 0.2) -> Proposal:

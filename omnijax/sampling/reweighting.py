@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from omnijax.histogram import bin_index, validate_bin_edges
-from omnijax.validation import check_key
+from omnijax.sampling.histogram import bin_index, validate_bin_edges
+from omnijax.util.validation import check_key
 
 _TOL = 1e-6
 _MAX_ITER = 10_000

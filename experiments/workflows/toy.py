@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from omnijax import digit_sum
+from omnijax.data import digit_sum
 from omnijax.annotation.annotators import Oracle
-from omnijax.estimate import OutputDistributionEstimate
+from omnijax.sampling.result import OutputDistributionEstimate
 from omnijax.models.gpt2 import CONFIG_FILE, GPT2, GPT2Config, load_gpt2, save_gpt2, sequence_nll_fn
 from omnijax.training.language_model import LMTraining, train_digit_sum_lm
 

@@ -1,7 +1,7 @@
 """Gradient Wang–Landau driver: ln rho(z) in the window spanned by the bin edges.
 
 G independent groups of W walkers (each group one shared ln g, see
-`omnijax.kernels.wang_landau`) run as one vmapped batch. One jitted call runs a block of
+`omnijax.sampling.mcmc.wang_landau`) run as one vmapped batch. One jitted call runs a block of
 steps (`lax.scan`; flatness is checked every `check_every` steps, the per-bin reservoir
 fed every `record_every` steps after `burn_in`); the host sees only block boundaries, where
 it checks for NaN/inf, reports progress and writes a checkpoint. Block b draws from
@@ -22,17 +22,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from omnijax import reservoir as reservoir_lib
-from omnijax.checkpoint import RunCheckpointer
-from omnijax.estimate import OutputDistributionEstimate
-from omnijax.validation import check_positive_int
-from omnijax.kernels import wang_landau as kernel
-from omnijax.progress import Progress
-from omnijax.proposals import make_proposal
-from omnijax.proposals.base import Proposal, first_order_gain
-from omnijax.run import NonFiniteOutputError, shard_over_groups
-from omnijax.spaces import InputSpace
-from omnijax.targets import make_value, make_value_and_grad
+from omnijax.sampling import reservoir as reservoir_lib
+from omnijax.sampling.checkpoint import RunCheckpointer
+from omnijax.sampling.result import OutputDistributionEstimate
+from omnijax.util.validation import check_positive_int
+from omnijax.sampling.mcmc import wang_landau as kernel
+from omnijax.util.progress import Progress
+from omnijax.sampling.proposals import make_proposal
+from omnijax.sampling.proposals.base import Proposal, first_order_gain
+from omnijax.sampling.driver import NonFiniteOutputError, shard_over_groups
+from omnijax.sampling.spaces import InputSpace
+from omnijax.sampling.targets import make_value, make_value_and_grad
 
 
 def estimate_wang_landau(

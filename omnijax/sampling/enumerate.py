@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from omnijax.histogram import bin_index, validate_bin_edges
-from omnijax.progress import Progress
-from omnijax.spaces import InputSpace
-from omnijax.targets import check_output_fn, scalar_result, make_value
+from omnijax.sampling.histogram import bin_index, validate_bin_edges
+from omnijax.util.progress import Progress
+from omnijax.sampling.spaces import InputSpace
+from omnijax.sampling.targets import check_output_fn, scalar_result, make_value
 
 MAX_SIZE = 2**40  # beyond this enumeration would take days even on a GPU.
 _MAX_CHUNK = 2**24  # per-chunk float32 sums of 0/1 statistics stay exact below 2**24.

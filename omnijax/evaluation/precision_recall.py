@@ -24,8 +24,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from omnijax.histogram import validate_bin_edges
-from omnijax.validation import check_positive_int
+from omnijax.sampling.histogram import validate_bin_edges
+from omnijax.util.validation import check_positive_int
 
 
 class MissingAnnotationWarning(UserWarning):

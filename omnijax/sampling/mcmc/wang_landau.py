@@ -29,9 +29,9 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from omnijax.histogram import bin_index
-from omnijax.kernels.mh import ChainState, MHInfo, evaluate, init_chain, is_finite_state
-from omnijax.proposals.base import Proposal
+from omnijax.sampling.histogram import bin_index
+from omnijax.sampling.mcmc.mh import ChainState, MHInfo, evaluate, init_chain, is_finite_state
+from omnijax.sampling.proposals.base import Proposal
 
 
 class WangLandauState(NamedTuple):

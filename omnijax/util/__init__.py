@@ -1,0 +1,1 @@
+"""Small helpers shared across omnijax: argument checks and progress lines."""
