@@ -18,24 +18,31 @@ from omnijax.sampling import inclusion
 from omnijax.sampling import ladder as ladder_lib
 from omnijax.sampling import reservoir as reservoir_lib
 from omnijax.sampling.histogram import validate_bin_edges
-from omnijax.sampling.mcmc.tempering import validate_betas
+from omnijax.sampling.mcmc.replica_exchange import validate_betas
 from omnijax.sampling.proposals import make_proposal
 from omnijax.sampling.result import OutputDistributionEstimate
 from omnijax.sampling.reweighting import bootstrap_log_rho, mbar_log_weights
-from omnijax.sampling.driver import Schedule, run_tempering
+from omnijax.sampling.fingerprint import run_fingerprint
+from omnijax.sampling.replica_exchange_run import Schedule, run_replica_exchange
 from omnijax.sampling.spaces import InputSpace
-from omnijax.sampling.targets import check_output_fn, make_value_and_grad
+from omnijax.sampling.targets import Target, check_output_fn, make_value, make_value_and_grad
+from omnijax.sampling.wang_landau_estimate import estimate_wang_landau
 from omnijax.util.validation import check_key, check_positive_int
 
 
 def estimate_output_distribution(
-    output_fn, space: InputSpace, bin_edges, *, key: jax.Array, method: str = "pt",
+    output_fn, space: InputSpace, bin_edges, *, key: jax.Array, params=None, method: str = "pt",
     num_groups: int | None = None, num_steps: int | None = None, burn_in: int | None = None,
     steps_per_block: int | None = None, record_every: int | None = None, proposal: str = "gwg",
     proposal_options: dict | None = None, reservoir_size: int = 32, checkpoint_dir: str | None = None,
     progress: bool = True, **method_options,
 ) -> OutputDistributionEstimate:
     """Estimate ln rho(z) over `bin_edges` for `output_fn` over every input of `space`.
+
+    output_fn: the model, one input's one-hot array (space.shape + (K,)) -> real scalar, as a
+    Flax NNX module, as apply(params, onehot) with `params` (a pytree), or as a plain
+    function (its closed-over arrays then become compile-time constants; see
+    `omnijax.sampling.targets`). The parameters are passed to every compiled call.
 
     method="pt": replica exchange on a beta ladder (chosen from a pilot run unless `betas`
     is given), then bin-free multiple-histogram reweighting (MBAR) of all replicas, with
@@ -47,11 +54,11 @@ def estimate_output_distribution(
     """
     if not isinstance(space, InputSpace):
         raise ValueError(f"space must be an omnijax.InputSpace, got {type(space).__name__}")
-    check_output_fn(output_fn, space)
+    target = check_output_fn(output_fn, space, params=params)
     edges = validate_bin_edges(bin_edges)
     key = check_key(key)
     if method == "wang_landau":
-        from omnijax.sampling.wang_landau_estimate import estimate_wang_landau as runner
+        runner = estimate_wang_landau
     elif method == "pt":
         runner = estimate_pt
     else:
@@ -60,7 +67,7 @@ def estimate_output_distribution(
                   steps_per_block=steps_per_block, record_every=record_every)
     shared = {name: value for name, value in shared.items() if value is not None}
     _check_keywords(runner, method, {**shared, **method_options})
-    return runner(output_fn, space, edges, key=key, proposal=proposal, proposal_options=proposal_options,
+    return runner(target, space, edges, key=key, proposal=proposal, proposal_options=proposal_options,
                   reservoir_size=reservoir_size, checkpoint_dir=checkpoint_dir, progress=progress,
                   **shared, **method_options)
 
@@ -75,7 +82,7 @@ def _check_keywords(runner, method: str, keywords: dict) -> None:
 
 
 def estimate_pt(
-    output_fn, space: InputSpace, edges: np.ndarray, *, key: jax.Array, betas=None,
+    target: Target, space: InputSpace, edges: np.ndarray, *, key: jax.Array, betas=None,
     num_replicas: int | None = None, num_groups: int = 16, num_steps: int = 10_000,
     burn_in: int | None = None, steps_per_block: int = 1_000, swap_every: int = 10,
     record_every: int = 10, pilot_steps: int = 1_000, proposal: str = "gwg",
@@ -83,19 +90,19 @@ def estimate_pt(
     checkpoint_dir: str | None = None, progress: bool = True,
 ) -> OutputDistributionEstimate:
     """Replica exchange + MBAR (method="pt"); called by `estimate_output_distribution`, which
-    has validated output_fn, space, edges and key."""
+    has validated the target, space, edges and key."""
     num_groups = check_positive_int("num_groups", num_groups)
     reservoir_size = check_positive_int("reservoir_size", reservoir_size)
     pilot_steps = check_positive_int("pilot_steps", pilot_steps)
     schedule = Schedule(num_steps=num_steps, steps_per_block=min(steps_per_block, num_steps),
                         record_every=record_every, swap_every=swap_every,
                         burn_in=num_steps // 5 if burn_in is None else burn_in)
-    value_and_grad = make_value_and_grad(output_fn, space)
+    value_and_grad = make_value_and_grad(target, space)
     sampler = make_proposal(proposal, space, **(proposal_options or {}))
     user_betas = None if betas is None else validate_betas(betas)
 
     pilot_key, init_key, run_key, boot_key = jax.random.split(key, 4)
-    pilot = _pilot(pilot_key, space, value_and_grad, sampler, edges, user_betas, pilot_steps,
+    pilot = _pilot(pilot_key, space, target, value_and_grad, sampler, edges, user_betas, pilot_steps,
                             record_every, swap_every, progress)
     if user_betas is None:
         ladder = _ladder_from_pilot(pilot, edges, num_replicas)
@@ -104,13 +111,12 @@ def estimate_pt(
         ladder = user_betas
     # Independent uniformly random starts: groups share nothing, so the bootstrap over groups is honest.
     x0 = space.random_inputs(init_key, num_groups * len(ladder)).reshape(num_groups, len(ladder), -1)
-    fingerprint = {
-        "method": "pt", "key": np.asarray(jax.random.key_data(key)).tolist(), "space_shape": space.shape,
-        "num_categories": space.num_categories, "bin_edges": edges, "betas": ladder,
-        "num_groups": num_groups, "schedule": dataclasses.asdict(schedule), "proposal": proposal,
+    fingerprint = run_fingerprint("pt", space, target, key, {
+        "bin_edges": edges, "betas": ladder, "num_groups": num_groups,
+        "schedule": dataclasses.asdict(schedule), "proposal": proposal,
         "proposal_options": proposal_options or {}, "reservoir_size": reservoir_size,
-    }
-    run = run_tempering(run_key, x0, ladder, value_and_grad, sampler, edges, schedule,
+    })
+    run = run_replica_exchange(run_key, x0, ladder, target, value_and_grad, sampler, edges, schedule,
                         reservoir_capacity=reservoir_size, checkpoint_dir=checkpoint_dir,
                         fingerprint=fingerprint, progress=progress)
     kept = run.record_step > schedule.burn_in
@@ -128,10 +134,12 @@ def estimate_pt(
                                 for b in range(len(edges) - 1)])
     state = run.state
     diagnostics = {
-        "swap_acceptance": np.asarray(state.swap_accepts) / np.maximum(np.asarray(state.swap_attempts), 1),
-        "mh_acceptance": np.asarray(state.mh_accepts) / np.maximum(np.asarray(state.mh_attempts), 1),
+        "swap_acceptance": (np.asarray(state.swap_accepts).sum(axis=0)
+                            / np.maximum(np.asarray(state.swap_attempts).sum(axis=0), 1)),
+        "mh_acceptance": (np.asarray(state.mh_accepts).sum(axis=0)
+                          / np.maximum(np.asarray(state.mh_attempts).sum(axis=0), 1)),
         "round_trips": np.asarray(state.round_trips),
-        "num_steps": int(state.step),
+        "num_steps": int(np.asarray(state.step)[0]),
         "pilot": pilot._asdict(),
     }
     return OutputDistributionEstimate(
@@ -154,13 +162,14 @@ def _ladder_from_pilot(pilot, edges, num_replicas):
     return ladder_lib.ladder_from_pilot(pilot, edges, num_replicas)
 
 
-def _pilot(key, space, value_and_grad, sampler, edges, user_betas, pilot_steps, record_every,
+def _pilot(key, space, target, value_and_grad, sampler, edges, user_betas, pilot_steps, record_every,
            swap_every, progress):
     """Short replica-exchange run on a wide grid of betas (or on the user's ladder)."""
     grid_key, init_key, run_key = jax.random.split(key, 3)
     if user_betas is None:
         probe = space.random_inputs(grid_key, 256).reshape(256, -1)
-        z0 = np.asarray(jax.jit(jax.vmap(lambda x: value_and_grad(x)[0]))(probe))
+        value = make_value(target, space)
+        z0 = np.asarray(jax.jit(jax.vmap(value, in_axes=(None, 0)))(target.params, probe))
         scale = float(np.std(z0[np.isfinite(z0)])) if np.isfinite(z0).any() else 1.0
         grid = ladder_lib.pilot_grid(scale if scale > 0 else 1.0)
     else:
@@ -170,7 +179,7 @@ def _pilot(key, space, value_and_grad, sampler, edges, user_betas, pilot_steps, 
     schedule = Schedule(num_steps=steps, steps_per_block=steps, record_every=record_every,
                         swap_every=swap_every, burn_in=steps // 2)
     x0 = space.random_inputs(init_key, groups * len(grid)).reshape(groups, len(grid), -1)
-    run = run_tempering(run_key, x0, grid, value_and_grad, sampler, edges, schedule,
+    run = run_replica_exchange(run_key, x0, grid, target, value_and_grad, sampler, edges, schedule,
                         reservoir_capacity=1, progress=progress, label="pilot")
     kept = run.record_step > schedule.burn_in
     return ladder_lib.summarize_pilot(grid, run.z[kept], run.slot[kept])

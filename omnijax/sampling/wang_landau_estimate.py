@@ -23,20 +23,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from omnijax.sampling import reservoir as reservoir_lib
-from omnijax.sampling.checkpoint import RunCheckpointer
+from omnijax.sampling.fingerprint import run_fingerprint
 from omnijax.sampling.result import OutputDistributionEstimate
 from omnijax.util.validation import check_positive_int
 from omnijax.sampling.mcmc import wang_landau as kernel
-from omnijax.util.progress import Progress
 from omnijax.sampling.proposals import make_proposal
 from omnijax.sampling.proposals.base import Proposal, first_order_gain
-from omnijax.sampling.driver import NonFiniteOutputError, shard_over_groups
+from omnijax.sampling.driver import NonFiniteOutputError, first_nonfinite, run_blocks, shard_over_groups
 from omnijax.sampling.spaces import InputSpace
-from omnijax.sampling.targets import make_value, make_value_and_grad
+from omnijax.sampling.targets import Target, make_value, make_value_and_grad
 
 
 def estimate_wang_landau(
-    output_fn, space: InputSpace, bin_edges, *, key: jax.Array, proposal: str = "gwg",
+    target: Target, space: InputSpace, bin_edges, *, key: jax.Array, proposal: str = "gwg",
     proposal_options: dict | None = None, reservoir_size: int = 32, checkpoint_dir: str | None = None,
     progress: bool = True, num_groups: int = 4, walkers_per_group: int = 8, num_steps: int = 20_000,
     steps_per_block: int = 2_000, check_every: int = 100, flatness: float = 0.8,
@@ -46,7 +45,7 @@ def estimate_wang_landau(
     """Estimate ln rho per bin of `bin_edges` (validated float64) by gradient Wang–Landau.
 
     Called by `estimate_output_distribution(..., method="wang_landau")`, which validates
-    output_fn, space, bin_edges and key. The Wang–Landau knobs:
+    the target, space, bin_edges and key. The Wang–Landau knobs:
       num_groups, walkers_per_group: G independent groups of W walkers sharing one ln g.
       num_steps: steps per walker; steps_per_block: steps per compiled call (host sync).
       check_every: steps between flatness checks; flatness: H is flat when
@@ -85,34 +84,44 @@ def estimate_wang_landau(
     if not is_int or not 0 <= burn_in < num_steps:
         raise ValueError(f"burn_in must be an int in [0, num_steps={num_steps}), got {burn_in!r}")
     sampler = make_proposal(proposal, space, **(proposal_options or {}))
-    value_and_grad = make_value_and_grad(output_fn, space)
+    value_and_grad = make_value_and_grad(target, space)
+    params = target.params
 
     probe_key, run_key = jax.random.split(key)
-    probe_x, probe_z, tie_break = _probe(probe_key, space, make_value(output_fn, space), num_probe)
+    probe_x, probe_z, tie_break = _probe(probe_key, space, make_value(target, space), params, num_probe)
     in_window = int(np.sum((probe_z >= np.float32(edges[0])) & (probe_z <= np.float32(edges[-1]))))
     x0 = _starting_inputs(probe_x, probe_z, tie_break, edges, num_groups * walkers_per_group)
-    init = jax.jit(jax.vmap(lambda x: kernel.init(x, value_and_grad, sampler, num_bins, log_f_initial)))
-    state = init(jnp.asarray(x0.reshape(num_groups, walkers_per_group, -1)))
+    init = jax.jit(jax.vmap(lambda x, p: kernel.init(x, p, value_and_grad, sampler, num_bins, log_f_initial),
+                            in_axes=(0, None)))
+    state = init(jnp.asarray(x0.reshape(num_groups, walkers_per_group, -1)), params)
     _raise_if_nonfinite(state)
     if beta_clip is None:
-        beta_clip = 2.0 / _flip_scale(x0, value_and_grad, space)
+        beta_clip = 2.0 / _flip_scale(x0, params, value_and_grad, space)
 
-    fingerprint = {
-        "method": "wang_landau", "key": np.asarray(jax.random.key_data(key)).tolist(),
-        "space_shape": space.shape, "num_categories": space.num_categories,
-        "frozen_mask": space.frozen_mask, "frozen_values": space.frozen_values, "bin_edges": edges,
-        "proposal": proposal, "proposal_options": proposal_options or {},
+    fingerprint = run_fingerprint("wang_landau", space, target, key, {
+        "bin_edges": edges, "proposal": proposal, "proposal_options": proposal_options or {},
         "reservoir_size": reservoir_size, "num_groups": num_groups,
         "walkers_per_group": walkers_per_group, "num_steps": num_steps,
         "steps_per_block": steps_per_block, "check_every": check_every, "flatness": flatness,
         "log_f_initial": log_f_initial, "beta_clip": beta_clip, "burn_in": burn_in,
         "record_every": record_every, "num_probe": num_probe,
-    }
+    })
     window = kernel.make_window(edges, beta_clip, kappa=beta_clip)
-    block = _block_fn(value_and_grad, sampler, window, flatness, check_every, record_every, burn_in,
-                      jnp.asarray(reservoir_lib.hash_multipliers(space.num_positions)))
-    state, reservoir = _run(block, state, reservoir_lib.empty(num_bins, reservoir_size, space.num_positions),
-                            run_key, num_steps, steps_per_block, checkpoint_dir, fingerprint, progress)
+    block = _block_fn(value_and_grad, sampler, window, flatness, check_every, record_every, burn_in)
+    carry = {"state": state, "reservoir": reservoir_lib.empty(num_bins, reservoir_size, space.num_positions)}
+
+    def run_block(b, carry):
+        steps = min(steps_per_block, num_steps - b * steps_per_block)
+        state, reservoir = block(params, carry["state"], carry["reservoir"], jax.random.fold_in(run_key, b), steps)
+        return {"state": state, "reservoir": reservoir}
+
+    carry = run_blocks(
+        run_block, carry, -(-num_steps // steps_per_block), label="wang-landau", unit="steps",
+        units_after=lambda b: min((b + 1) * steps_per_block, num_steps), total_units=num_steps,
+        check=lambda c: _raise_if_nonfinite(c["state"]), note=lambda c: _note(c["state"]),
+        checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
+        place=lambda c: dict(c, state=shard_over_groups(c["state"], num_groups)), progress=progress)
+    state, reservoir = jax.device_get((carry["state"], carry["reservoir"]))
 
     log_fraction = math.log(in_window / num_probe) if in_window else 0.0
     log_g = np.asarray(state.log_g, np.float64) - np.asarray(state.log_g_carry, np.float64)
@@ -158,12 +167,12 @@ def _check_real(name: str, value, low: float, high: float | None = None) -> floa
     return float(value)
 
 
-def _probe(key: jax.Array, space: InputSpace, value: Callable, num: int):
+def _probe(key: jax.Array, space: InputSpace, value: Callable, params, num: int):
     """`num` uniformly random inputs (flat), their outputs and uniform tie-break numbers
     (numpy); NaN/inf raises."""
     x_key, tie_key = jax.random.split(key)
     x = space.random_inputs(x_key, num).reshape(num, -1)  # jax.random's own jit cache is reused
-    z = np.asarray(jax.jit(lambda x: jax.lax.map(value, x, batch_size=256))(x))
+    z = np.asarray(jax.jit(lambda p, x: jax.lax.map(lambda xi: value(p, xi), x, batch_size=256))(params, x))
     x, tie_break = np.asarray(x), np.asarray(jax.random.uniform(tie_key, (num,)))
     bad = np.flatnonzero(~np.isfinite(z))
     if bad.size:
@@ -180,27 +189,28 @@ def _starting_inputs(x: np.ndarray, z: np.ndarray, tie_break: np.ndarray, edges:
     return x[np.resize(np.lexsort((tie_break, distance)), num)]
 
 
-def _flip_scale(x: np.ndarray, value_and_grad: Callable, space: InputSpace) -> float:
+def _flip_scale(x: np.ndarray, params, value_and_grad: Callable, space: InputSpace) -> float:
     """Median over the starting inputs x (N, D) of the mean |first-order change of z| over their
     single-site moves. (The chains keep only the proposal's form of the gradient, so the
     gradient is evaluated here once more.)"""
-    gain_at = lambda xi: first_order_gain(xi, value_and_grad(xi)[1], 1.0)
-    gain = np.abs(np.asarray(jax.jit(jax.vmap(gain_at))(jnp.asarray(x))))
+    gain_at = lambda p, xi: first_order_gain(xi, value_and_grad(p, xi)[1], 1.0)
+    gain = np.abs(np.asarray(jax.jit(jax.vmap(gain_at, in_axes=(None, 0)))(params, jnp.asarray(x))))
     moves = ~space.frozen_mask.reshape(1, -1, 1) & (np.arange(space.num_categories) != x[..., None])
     scale = float(np.median((gain * moves).sum(axis=(1, 2)) / moves.sum(axis=(1, 2))))
     return scale if scale > 0 else 1.0  # flat at every start: no scale to go by
 
 
 def _block_fn(value_and_grad: Callable, proposal: Proposal, window: kernel.Window, flatness: float,
-              check_every: int, record_every: int, burn_in: int, multipliers: jax.Array):
-    """jitted block(state, reservoir, key, num_steps) over all groups (num_steps static)."""
-    group_step = jax.vmap(lambda k, s: kernel.step(k, s, window, value_and_grad, proposal)[0])
+              check_every: int, record_every: int, burn_in: int):
+    """jitted block(params, state, reservoir, key, num_steps) over all groups (num_steps static)."""
+    group_step = jax.vmap(lambda k, s, p: kernel.step(k, s, window, p, value_and_grad, proposal)[0],
+                          in_axes=(0, 0, None))
     group_check = jax.vmap(lambda s: kernel.check_flatness(s, flatness))
 
-    def one_step(carry, key):
+    def one_step(params, multipliers, carry, key):
         state, reservoir = carry
         step_key, reservoir_key = jax.random.split(key)
-        state = group_step(jax.random.split(step_key, state.step.shape[0]), state)
+        state = group_step(jax.random.split(step_key, state.step.shape[0]), state, params)
         step = state.step[0]
         state = jax.lax.cond(step % check_every == 0, group_check, lambda s: s, state)
         x = state.chains.x.reshape(-1, state.chains.x.shape[-1])
@@ -211,52 +221,24 @@ def _block_fn(value_and_grad: Callable, proposal: Proposal, window: kernel.Windo
             lambda r: r, reservoir)
         return (state, reservoir), None
 
-    @functools.partial(jax.jit, static_argnums=3)
-    def block(state, reservoir, key, num_steps):
-        (state, reservoir), _ = jax.lax.scan(one_step, (state, reservoir), jax.random.split(key, num_steps))
+    @functools.partial(jax.jit, static_argnums=4)
+    def block(params, state, reservoir, key, num_steps):
+        multipliers = jnp.asarray(reservoir_lib.hash_multipliers(state.chains.x.shape[-1]))
+        (state, reservoir), _ = jax.lax.scan(lambda c, k: one_step(params, multipliers, c, k),
+                                             (state, reservoir), jax.random.split(key, num_steps))
         return state, reservoir
 
     return block
 
 
-def _run(block, state, reservoir, key, num_steps, steps_per_block, checkpoint_dir, fingerprint, progress):
-    """Blocks of steps with NaN checks, progress and checkpoints; resumes from checkpoint_dir."""
-    run = {"state": state, "reservoir": reservoir}
-    num_blocks = -(-num_steps // steps_per_block)
-    first_block = 0
-    checkpointer = None
-    if checkpoint_dir is not None:
-        checkpointer = RunCheckpointer(checkpoint_dir, fingerprint)
-        restored = checkpointer.restore_latest(run)
-        if restored is not None:
-            done_block, run = restored
-            first_block = done_block + 1
-    state = shard_over_groups(run["state"], int(run["state"].step.shape[0]))
-    reservoir = run["reservoir"]
-    bar = Progress("wang-landau", num_steps, "steps", enabled=progress)
-    bar.update(min(first_block * steps_per_block, num_steps))
-    try:
-        for b in range(first_block, num_blocks):
-            steps = min(steps_per_block, num_steps - b * steps_per_block)
-            state, reservoir = block(state, reservoir, jax.random.fold_in(key, b), steps)
-            _raise_if_nonfinite(state)
-            if checkpointer is not None:
-                checkpointer.save(b, {"state": state, "reservoir": reservoir})
-            bar.update(b * steps_per_block + steps, note=_note(state))
-    finally:
-        if checkpointer is not None:
-            checkpointer.close()
-    return jax.device_get((state, reservoir))
-
-
 def _raise_if_nonfinite(state: kernel.WangLandauState) -> None:
-    bad = np.asarray(state.first_nonfinite_step)
-    if (bad >= 0).any():
-        group, walker = np.argwhere(bad >= 0)[np.argmin(bad[bad >= 0])]
+    found = first_nonfinite(state.first_nonfinite_step)
+    if found is not None:
+        (group, walker), step, affected = found
         raise NonFiniteOutputError(
             f"output_fn returned NaN or inf (output or gradient) for Wang–Landau walker {walker} of "
-            f"group {group} at step {int(bad[group, walker])}; {int((bad >= 0).sum())} walker(s) "
-            f"affected. Fix the model (e.g. clip logits) or its numerics")
+            f"group {group} at step {step}; {affected} walker(s) affected. Fix the model (e.g. clip "
+            f"logits) or its numerics")
 
 
 def _note(state: kernel.WangLandauState) -> str:

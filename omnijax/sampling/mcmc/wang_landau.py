@@ -24,13 +24,13 @@ Groups never interact; a run vmaps these functions over a leading group axis.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from omnijax.sampling.histogram import bin_index
-from omnijax.sampling.mcmc.mh import ChainState, MHInfo, evaluate, init_chain, is_finite_state
+from omnijax.sampling.mcmc.mh import ChainState, MHInfo, ValueAndGrad, accept, evaluate, init_chain, is_finite_state
 from omnijax.sampling.proposals.base import Proposal
 
 
@@ -63,11 +63,11 @@ def make_window(bin_edges, beta_clip: float, kappa: float) -> Window:
     return Window(edges, (edges[:-1] + edges[1:]) / 2, jnp.float32(beta_clip), jnp.float32(kappa))
 
 
-def init(x: jax.Array, value_and_grad: Callable, proposal: Proposal, num_bins: int,
+def init(x: jax.Array, params, value_and_grad: ValueAndGrad, proposal: Proposal, num_bins: int,
          log_f_initial: float) -> WangLandauState:
     """State of one group from flat inputs x (W, D); ln g starts flat at 0. (The chains'
     proposal summaries are placeholders at beta 0: each step recomputes them at beta_eff.)"""
-    chains = jax.vmap(lambda xi: init_chain(xi, value_and_grad, proposal, 0.0))(x)
+    chains = jax.vmap(lambda xi: init_chain(xi, jnp.float32(0.0), params, value_and_grad, proposal))(x)
     finite = jax.vmap(is_finite_state)(chains.z, chains.kept)
     zeros = jnp.zeros(num_bins, jnp.int32)
     return WangLandauState(
@@ -117,8 +117,8 @@ def _target(z, log_g, betas, window: Window):
     return log_pi, beta, b
 
 
-def _walker_step(key, chain: ChainState, log_g, betas, window: Window, value_and_grad: Callable,
-                 proposal: Proposal):
+def _walker_step(key, chain: ChainState, log_g, betas, window: Window, params,
+                 value_and_grad: ValueAndGrad, proposal: Proposal):
     """One MH step of one walker on pi ∝ exp(-ln g(bin)) with state-dependent beta_eff."""
     num_bins = log_g.shape[0]
     propose_key, accept_key = jax.random.split(key)
@@ -126,15 +126,14 @@ def _walker_step(key, chain: ChainState, log_g, betas, window: Window, value_and
     # beta_eff moves with ln g every step, so the proposal summary is never reused here.
     summary = proposal.summarize(chain.x, chain.kept, beta)
     x_new, log_q_forward, move = proposal.propose(propose_key, chain.x, chain.kept, beta, summary)
-    z_new, kept_new = evaluate(x_new, value_and_grad, proposal)
+    z_new, kept_new = evaluate(x_new, params, value_and_grad, proposal)
     log_pi_new, beta_new, b_new = _target(z_new, log_g, betas, window)
     log_q_reverse, summary_new = proposal.log_reverse(x_new, kept_new, beta_new, move, chain.x)
     log_alpha = log_pi_new - log_pi + log_q_reverse - log_q_forward
     finite = jnp.isfinite(z_new) & jnp.isfinite(log_q_reverse)  # NaN for a non-finite kept_new
     leaves = (b >= 0) & (b < num_bins) & ~((b_new >= 0) & (b_new < num_bins))
-    accepted = finite & ~leaves & (jnp.log(jax.random.uniform(accept_key)) < log_alpha)
-    new_chain = jax.tree.map(lambda new, old: jnp.where(accepted, new, old),
-                             ChainState(x_new, z_new, kept_new, summary_new), chain)
+    new_chain, accepted = accept(accept_key, log_alpha, finite & ~leaves,
+                                 ChainState(x_new, z_new, kept_new, summary_new), chain)
     return new_chain, MHInfo(accepted, ~finite)
 
 
@@ -145,7 +144,7 @@ def _compensated_add(total, carry, increment):
     return new_total, (new_total - total) - y
 
 
-def step(key: jax.Array, state: WangLandauState, window: Window, value_and_grad: Callable,
+def step(key: jax.Array, state: WangLandauState, window: Window, params, value_and_grad: ValueAndGrad,
          proposal: Proposal) -> tuple[WangLandauState, MHInfo]:
     """Move every walker once, then add ln f to ln g and 1 to H at each walker's bin."""
     num_walkers = state.chains.x.shape[0]
@@ -153,7 +152,7 @@ def step(key: jax.Array, state: WangLandauState, window: Window, value_and_grad:
     log_g = state.log_g - state.log_g_carry
     betas = local_betas(log_g, state.visits > 0, window)
     keys = jax.random.split(key, num_walkers)
-    chains, info = jax.vmap(lambda k, c: _walker_step(k, c, log_g, betas, window, value_and_grad,
+    chains, info = jax.vmap(lambda k, c: _walker_step(k, c, log_g, betas, window, params, value_and_grad,
                                                       proposal))(keys, state.chains)
     b = bin_index(chains.z, window.edges)
     inside = (b >= 0) & (b < num_bins)
