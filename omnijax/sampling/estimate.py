@@ -18,7 +18,7 @@ from omnijax.sampling import inclusion
 from omnijax.sampling import ladder as ladder_lib
 from omnijax.sampling import reservoir as reservoir_lib
 from omnijax.sampling.histogram import validate_bin_edges
-from omnijax.sampling.mcmc.replica_exchange import validate_betas
+from omnijax.sampling.mcmc.replica_exchange_kernel import validate_betas
 from omnijax.sampling.proposals import make_proposal
 from omnijax.sampling.result import OutputDistributionEstimate
 from omnijax.sampling.reweighting import bootstrap_log_rho, mbar_log_weights

@@ -18,8 +18,8 @@ import numpy as np
 
 from omnijax.sampling import reservoir as reservoir_lib
 from omnijax.sampling.driver import NonFiniteOutputError, first_nonfinite, run_blocks, shard_over_groups
-from omnijax.sampling.mcmc import replica_exchange as rx
-from omnijax.sampling.mcmc.mh import ValueAndGrad
+from omnijax.sampling.mcmc import replica_exchange_kernel as rx
+from omnijax.sampling.mcmc.mh_kernel import ValueAndGrad
 from omnijax.sampling.proposals.base import Proposal
 from omnijax.sampling.targets import Target
 

@@ -116,13 +116,14 @@ def as_target(model, params: Any = None, name: str = "output_fn") -> Target:
 
 
 def parameter_digest(target: Target, probe_shape: tuple[int, ...]) -> str:
-    """sha256 of the model's parameters: its params pytree and, for a plain function, the
-    arrays it closes over (the constants of its jaxpr at one input of `probe_shape`). Two
-    runs of one model with other weights get different digests."""
+    """sha256 of the model's parameters: its params pytree and, for a plain function, its
+    jaxpr at one input of `probe_shape` with the arrays it closes over. Two runs of one model
+    with other weights get different digests."""
     h = hashlib.sha256()
     leaves = list(jax.tree.leaves(target.params))
     if isinstance(target.apply, _Closed):
         jaxpr = jax.make_jaxpr(target.apply.fn)(jax.ShapeDtypeStruct(probe_shape, jnp.float32))
+        h.update(str(jaxpr.jaxpr).encode())  # the computation, literals included
         leaves += [c for c in jaxpr.consts if hasattr(c, "shape")]
     for leaf in leaves:
         a = np.asarray(leaf)

@@ -26,7 +26,7 @@ from omnijax.sampling import reservoir as reservoir_lib
 from omnijax.sampling.fingerprint import run_fingerprint
 from omnijax.sampling.result import OutputDistributionEstimate
 from omnijax.util.validation import check_positive_int
-from omnijax.sampling.mcmc import wang_landau as kernel
+from omnijax.sampling.mcmc import wang_landau_kernel as kernel
 from omnijax.sampling.proposals import make_proposal
 from omnijax.sampling.proposals.base import Proposal, first_order_gain
 from omnijax.sampling.driver import NonFiniteOutputError, first_nonfinite, run_blocks, shard_over_groups

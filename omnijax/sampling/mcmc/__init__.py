@@ -31,13 +31,13 @@ import jax.numpy as jnp
 
 from omnijax.sampling import proposals as proposals_lib
 from omnijax.sampling.histogram import validate_bin_edges
-from omnijax.sampling.mcmc import mh as mh_kernel
-from omnijax.sampling.mcmc import replica_exchange as rx_kernel
-from omnijax.sampling.mcmc import wang_landau as wl_kernel
-from omnijax.sampling.mcmc.mh import MHInfo, MHState
-from omnijax.sampling.mcmc.replica_exchange import (ReplicaExchangeInfo, ReplicaExchangeState, linear_ladder,
+from omnijax.sampling.mcmc import mh_kernel
+from omnijax.sampling.mcmc import replica_exchange_kernel as rx_kernel
+from omnijax.sampling.mcmc import wang_landau_kernel as wl_kernel
+from omnijax.sampling.mcmc.mh_kernel import MHInfo, MHState
+from omnijax.sampling.mcmc.replica_exchange_kernel import (ReplicaExchangeInfo, ReplicaExchangeState, linear_ladder,
                                                     validate_betas)
-from omnijax.sampling.mcmc.wang_landau import WangLandauState
+from omnijax.sampling.mcmc.wang_landau_kernel import WangLandauState
 from omnijax.sampling.proposals.base import Proposal
 from omnijax.sampling.spaces import InputSpace
 from omnijax.sampling.targets import check_output_fn, make_value_and_grad

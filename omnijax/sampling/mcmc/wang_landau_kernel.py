@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from omnijax.sampling.histogram import bin_index
-from omnijax.sampling.mcmc.mh import ChainState, MHInfo, ValueAndGrad, accept, evaluate, init_chain, is_finite_state
+from omnijax.sampling.mcmc.mh_kernel import ChainState, MHInfo, ValueAndGrad, accept, evaluate, init_chain, is_finite_state
 from omnijax.sampling.proposals.base import Proposal
 
 

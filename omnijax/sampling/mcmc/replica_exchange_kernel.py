@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from omnijax.sampling.mcmc.mh import ChainState, ValueAndGrad, init_chain, is_finite_state, walker_step
+from omnijax.sampling.mcmc.mh_kernel import ChainState, ValueAndGrad, init_chain, is_finite_state, walker_step
 from omnijax.sampling.proposals.base import Proposal
 
 # Trip labels: which end of the ladder a walker touched last.
