@@ -124,7 +124,7 @@ def test_nll_fn_is_an_omnijax_output_fn(ours):
     nll_fn = sequence_nll_fn(ours)  # bos defaults to config.bos_token_id
     check_output_fn(nll_fn, space)
     x = jnp.asarray(_sequences()[0][:6])
-    z, g = jax.jit(make_value_and_grad(nll_fn, space))(x)
+    z, g = jax.jit(make_value_and_grad(nll_fn, space))(nll_fn.params, x)
     assert z.shape == () and g.shape == (6, VOCAB) and np.isfinite(float(z)) and np.all(np.isfinite(g))
     np.testing.assert_allclose(float(z), float(sequence_nll_fn(ours, BOS)(jax.nn.one_hot(x, VOCAB))), atol=1e-6)
 

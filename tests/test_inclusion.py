@@ -10,7 +10,7 @@ import pytest
 import omnijax as oj
 from omnijax.sampling import inclusion
 from omnijax.sampling import reservoir as reservoir_lib
-from omnijax.sampling.targets import make_value
+from omnijax.sampling.targets import as_target, make_value
 from tests.models import all_inputs, random_mlp
 
 NUM_INPUTS, CAPACITY, TRIALS, MAX_VISITS = 200, 50, 400, 2_000
@@ -69,7 +69,8 @@ def exhausted_run():
     """3x3 binary (512 inputs), long enough that the reservoirs hold every input of their bins."""
     space = oj.InputSpace(shape=(3, 3), num_categories=2)
     output_fn = random_mlp(space, seed=2, hidden=8, scale=2.0)
-    z = np.asarray(jax.vmap(make_value(output_fn, space))(all_inputs(space)))
+    target = as_target(output_fn)
+    z = np.asarray(jax.vmap(make_value(target, space), in_axes=(None, 0))(target.params, all_inputs(space)))
     edges = np.linspace(z.min() - 1e-3, z.max() + 1e-3, 5)
     est = oj.estimate_output_distribution(output_fn, space, edges, key=jax.random.key(0), num_steps=2_000,
                                           num_groups=4, reservoir_size=512, progress=False)

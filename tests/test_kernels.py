@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from omnijax.sampling.mcmc.mh import ChainState, evaluate, init_chain, is_finite_state, mh_step
+from omnijax.sampling.mcmc.mh_kernel import ChainState, evaluate, init_chain, is_finite_state, walker_step
 from omnijax.sampling.proposals import dlp, gwg, uniform
 from omnijax.sampling.spaces import InputSpace
-from omnijax.sampling.targets import make_value_and_grad
+from omnijax.sampling.targets import as_target, make_value_and_grad
 from tests.models import all_inputs, outputs_of, random_mlp, state_index
 
 BINARY = InputSpace((10,), 2)
@@ -49,11 +49,12 @@ def move_log_prob(name, proposal, x_from, kept_from, x_to):
 def test_exact_transition_matrix_preserves_target(space_name, name):
     space = SPACES[space_name]
     output_fn = random_mlp(space, seed=3)
-    vg = make_value_and_grad(output_fn, space)
+    target = as_target(output_fn)
+    vg = make_value_and_grad(target, space)
     proposal = PROPOSALS[name](space)
     x, pi = exact_target(space, output_fn, BETA)
     n = len(x)
-    z, kept = jax.vmap(lambda xi: evaluate(xi, vg, proposal))(jnp.asarray(x))
+    z, kept = jax.vmap(lambda xi: evaluate(xi, target.params, vg, proposal))(jnp.asarray(x))
     kept_at = lambda i: jax.tree.map(lambda a: a[i], kept)
     if name == "dlp":
         targets = np.broadcast_to(np.arange(n), (n, n))
@@ -76,19 +77,20 @@ def test_exact_transition_matrix_preserves_target(space_name, name):
     assert np.max(np.abs(pi @ p - pi) / pi) < 2e-4
 
 
-def sample_final_states(space, output_fn, proposal, beta, num_chains, num_steps, seed, step=mh_step):
-    vg = make_value_and_grad(output_fn, space)
+def sample_final_states(space, output_fn, proposal, beta, num_chains, num_steps, seed, step=walker_step):
+    target = as_target(output_fn)
+    vg = make_value_and_grad(target, space)
     x0 = space.random_inputs(jax.random.key(seed), num_chains).reshape(num_chains, -1)
-    state = jax.vmap(init_chain, (0, None, None, None))(x0, vg, proposal, beta)
+    state = jax.vmap(lambda x: init_chain(x, beta, target.params, vg, proposal))(x0)
 
     @jax.jit
-    def run(key, state):
+    def run(key, state, params):
         def body(s, k):
             keys = jax.random.split(k, num_chains)
-            return jax.vmap(lambda kk, ss: step(kk, ss, beta, vg, proposal)[0])(keys, s), None
+            return jax.vmap(lambda kk, ss: step(kk, ss, beta, params, vg, proposal)[0])(keys, s), None
         return jax.lax.scan(body, state, jax.random.split(key, num_steps))[0]
 
-    return np.asarray(run(jax.random.key(seed + 1), state).x)
+    return np.asarray(run(jax.random.key(seed + 1), state, target.params).x)
 
 
 def chi_square_excess(counts, expected):
@@ -116,11 +118,11 @@ def test_chains_reach_exact_target(space_name, name):
     assert chi_square_excess(counts, pi * num_chains) < 4.0
 
 
-def mh_step_without_correction(key, state, beta, value_and_grad, proposal):
+def mh_step_without_correction(key, state, beta, params, value_and_grad, proposal):
     """A deliberately wrong kernel: it ignores the proposal's asymmetry."""
     propose_key, accept_key = jax.random.split(key)
     x_new, _, _ = proposal.propose(propose_key, state.x, state.kept, beta, state.summary)
-    z_new, kept_new = evaluate(x_new, value_and_grad, proposal)
+    z_new, kept_new = evaluate(x_new, params, value_and_grad, proposal)
     accept = jnp.log(jax.random.uniform(accept_key)) < beta * (z_new - state.z)
     new = ChainState(x_new, z_new, kept_new, proposal.summarize(x_new, kept_new, beta))
     return jax.tree.map(lambda a, b: jnp.where(accept, a, b), new, state), None
@@ -147,10 +149,11 @@ def test_proposal_draws_match_their_scored_probabilities(space_name, name):
     sampler that draws from a slightly different distribution than it scores is caught."""
     space = SPACES[space_name]
     output_fn = random_mlp(space, seed=6, scale=2.0)
-    vg = make_value_and_grad(output_fn, space)
+    target = as_target(output_fn)
+    vg = make_value_and_grad(target, space)
     proposal = PROPOSALS[name](space)
     x = jnp.asarray(all_inputs(space)[len(all_inputs(space)) // 3])
-    _, kept = evaluate(x, vg, proposal)
+    _, kept = evaluate(x, target.params, vg, proposal)
     num_draws = 400_000
     keys = jax.random.split(jax.random.key(7), num_draws)
     summary = proposal.summarize(x, kept, BETA)
@@ -181,7 +184,9 @@ def test_nonfinite_gradient_anywhere_is_reported(space_name, name):
     proposal never looks at the gradient, so only a non-finite output counts there."""
     space = SPACES[space_name]
     proposal = PROPOSALS[name](space)
-    vg = make_value_and_grad(random_mlp(space, seed=6), space)
+    target = as_target(random_mlp(space, seed=6))
+    vg = make_value_and_grad(target, space)
+    params = target.params
     x = jnp.asarray(all_inputs(space)[7])
     entries = [(i, k) for i in range(space.num_positions) for k in range(space.num_categories)]
     grid = [(i, k, bad, beta) for i, k in entries for bad in (jnp.nan, jnp.inf, -jnp.inf)
@@ -189,15 +194,15 @@ def test_nonfinite_gradient_anywhere_is_reported(space_name, name):
     site, category, bad, beta = (jnp.asarray(v) for v in zip(*grid))
 
     def step(site, category, bad, beta, poison_output):
-        def poisoned(y):
-            z, grad = vg(y)
+        def poisoned(p, y):
+            z, grad = vg(p, y)
             if poison_output:
                 return jnp.where(True, bad, z), grad
             return z, grad.at[site, category].set(bad)
 
-        state = init_chain(x, vg, proposal, beta)
-        new, info = mh_step(jax.random.key(0), state, beta, poisoned, proposal)
-        z0, kept0 = evaluate(x, poisoned, proposal)
+        state = init_chain(x, beta, params, vg, proposal)
+        new, info = walker_step(jax.random.key(0), state, beta, params, poisoned, proposal)
+        z0, kept0 = evaluate(x, params, poisoned, proposal)
         return info.nonfinite, info.accepted, jnp.all(new.x == x), is_finite_state(z0, kept0)
 
     for poison_output in (False, True):

@@ -21,6 +21,7 @@ from flax import nnx
 from omnijax.data import digit_sum
 from omnijax.annotation.annotators import Oracle
 from omnijax.sampling.result import OutputDistributionEstimate
+from omnijax.sampling.targets import Target
 from omnijax.models.gpt2 import CONFIG_FILE, GPT2, GPT2Config, load_gpt2, save_gpt2, sequence_nll_fn
 from omnijax.training.language_model import LMTraining, train_digit_sum_lm
 
@@ -104,16 +105,20 @@ def train_or_load(model_dir: str, config: GPT2Config, *, length: int, divisor: i
     return model, history, True
 
 
-def digit_output_fn(model: GPT2):
-    """output_fn for omnijax: one-hot digits (L, 10) -> mean NLL per token, BOS prepended."""
+def digit_output_fn(model: GPT2) -> Target:
+    """The model for omnijax: one-hot digits (L, 10) -> mean NLL per token, BOS prepended
+    (a Target: its parameters go to the compiled calls as arguments)."""
     nll = sequence_nll_fn(model, digit_sum.BOS)
-    return lambda onehot_digits: nll(digit_sum.digits_to_tokens(onehot_digits))
+    return Target(lambda state, onehot_digits: nll.apply(state, digit_sum.digits_to_tokens(onehot_digits)),
+                  nll.params)
 
 
 def sequence_nll(model: GPT2, sequences: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """The output z of each digit sequence (N, L), float64 (N,)."""
-    output_fn = jax.jit(jax.vmap(digit_output_fn(model)))
-    out = [np.asarray(output_fn(jax.nn.one_hot(jnp.asarray(sequences[i:i + batch_size]), digit_sum.NUM_DIGITS)))
+    target = digit_output_fn(model)
+    output_fn = jax.jit(jax.vmap(target.apply, in_axes=(None, 0)))
+    out = [np.asarray(output_fn(target.params, jax.nn.one_hot(jnp.asarray(sequences[i:i + batch_size]),
+                                                               digit_sum.NUM_DIGITS)))
            for i in range(0, len(sequences), batch_size)]
     return np.concatenate(out).astype(np.float64)
 

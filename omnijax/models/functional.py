@@ -1,27 +1,38 @@
-"""Pure-function view of an NNX model, the form the samplers differentiate."""
+"""NNX models as omnijax Targets: z = apply(state, onehot), the state passed as a jit argument."""
 
 from __future__ import annotations
 
 import jax
 from flax import nnx
 
-
-def as_output_fn(model: nnx.Module):
-    """A pure function onehot -> z of the model's current parameters (for the samplers)."""
-    graphdef, state = nnx.split(model)
-
-    def output_fn(onehot):
-        return nnx.merge(graphdef, state)(onehot)
-
-    return output_fn
+from omnijax.sampling.targets import Target, as_target
 
 
-def as_log_softmax_fn(model: nnx.Module, target_class: int):
+def as_output_fn(model: nnx.Module) -> Target:
+    """The model's output on one one-hot input, as a Target of its current parameters."""
+    return as_target(model)
+
+
+class _LogSoftmaxOf:
+    """apply(state, onehot) = log softmax(model logits)[target_class]; equal for equal graphs."""
+
+    def __init__(self, graphdef, target_class: int):
+        self.graphdef, self.target_class = graphdef, int(target_class)
+        self.__name__ = f"log_softmax[{self.target_class}]"
+
+    def __call__(self, state, onehot):
+        return jax.nn.log_softmax(nnx.merge(self.graphdef, state)(onehot))[self.target_class]
+
+    def __eq__(self, other):
+        return (isinstance(other, _LogSoftmaxOf) and other.graphdef == self.graphdef
+                and other.target_class == self.target_class)
+
+    def __hash__(self):
+        return hash((self.graphdef, self.target_class))
+
+
+def as_log_softmax_fn(model: nnx.Module, target_class: int) -> Target:
     """onehot -> log softmax(logits)[target_class] of a multi-class model: the early appendix's
     target for evaluating one class of a multi-class classifier."""
-    logits_fn = as_output_fn(model)
-
-    def output_fn(onehot):
-        return jax.nn.log_softmax(logits_fn(onehot))[target_class]
-
-    return output_fn
+    graphdef, state = nnx.split(model)
+    return Target(_LogSoftmaxOf(graphdef, target_class), state)

@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from omnijax.sampling.targets import Target
+
 __all__ = ["GPT2", "GPT2Config", "GPT2LoadError", "load_gpt2", "save_gpt2", "sequence_nll_fn"]
 
 CONFIG_FILE = "config.json"
@@ -230,8 +232,8 @@ def sequence_nll_fn(model: GPT2, bos_id: int | None = None):
     gradient w.r.t. the one-hot (through both the context and the scored targets) are defined
     for real-valued inputs too. Log-softmax and the mean are float32 for any model dtype.
     `bos_id` defaults to config.bos_token_id. One input (no batch axis), as
-    `omnijax.estimate_output_distribution` expects; the model's parameters are frozen into
-    the function (pure, like `omnijax.models.as_output_fn`).
+    `omnijax.estimate_output_distribution` expects. Returns an omnijax `Target`: callable as
+    output_fn(onehot), its parameters passed to the samplers' compiled calls as arguments.
     """
     if bos_id is None:
         bos_id = model.config.bos_token_id
@@ -240,18 +242,32 @@ def sequence_nll_fn(model: GPT2, bos_id: int | None = None):
     bos_id = int(bos_id)
     vocab = model.config.vocab_size
     graphdef, state = nnx.split(model)
+    return Target(_SequenceNLL(graphdef, bos_id, vocab), state)
 
-    def output_fn(onehot):
+
+class _SequenceNLL:
+    """apply(state, onehot (L, V)) -> mean NLL per token (see `sequence_nll_fn`)."""
+
+    def __init__(self, graphdef, bos_id: int, vocab: int):
+        self.graphdef, self.bos_id, self.vocab = graphdef, bos_id, vocab
+        self.__name__ = "sequence_nll"
+
+    def __call__(self, state, onehot):
         onehot = jnp.asarray(onehot)
-        if onehot.ndim != 2 or onehot.shape[-1] != vocab:
-            raise ValueError(f"onehot must have shape (L, {vocab}), got {onehot.shape}")
-        bos = jax.nn.one_hot(jnp.array([bos_id]), vocab, dtype=onehot.dtype)
+        if onehot.ndim != 2 or onehot.shape[-1] != self.vocab:
+            raise ValueError(f"onehot must have shape (L, {self.vocab}), got {onehot.shape}")
+        bos = jax.nn.one_hot(jnp.array([self.bos_id]), self.vocab, dtype=onehot.dtype)
         context = jnp.concatenate([bos, onehot[:-1]], axis=0)
-        logits = nnx.merge(graphdef, state)(context)
+        logits = nnx.merge(self.graphdef, state)(context)
         logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
         return -jnp.mean(jnp.sum(onehot.astype(jnp.float32) * logp, axis=-1))
 
-    return output_fn
+    def __eq__(self, other):
+        return (isinstance(other, _SequenceNLL) and other.graphdef == self.graphdef
+                and (other.bos_id, other.vocab) == (self.bos_id, self.vocab))
+
+    def __hash__(self):
+        return hash((self.graphdef, self.bos_id, self.vocab))
 
 
 # ----------------------------------------------------------------------------- loading

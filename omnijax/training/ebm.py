@@ -29,11 +29,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from omnijax.sampling.mcmc.mh import init_chain, mh_step
+from omnijax.sampling.mcmc import mh_kernel
 from omnijax.util.progress import Progress
 from omnijax.sampling.proposals import make_proposal
 from omnijax.sampling.spaces import InputSpace
-from omnijax.sampling.targets import check_output_fn, make_value_and_grad
+from omnijax.sampling.targets import Target, check_output_fn, make_value_and_grad
 from omnijax.training.resume import digest, learning_rate_fingerprint, model_fingerprint, resume, resume_note
 
 
@@ -100,18 +100,20 @@ def train_ebm_pcd(model: nnx.Module, data, space: InputSpace, *, steps: int, bat
     optimizer = optax.adam(learning_rate)
     proposal = make_proposal("gwg", space, num_flips=num_flips)
 
-    def output_fn_of(params):
-        return lambda onehot: nnx.merge(graphdef, params, fixed)(onehot)
+    def apply(params, onehot):
+        return nnx.merge(graphdef, params, fixed)(onehot)
+
+    # The parameters are an argument of every call below (they change at each update).
+    value_and_grad = make_value_and_grad(Target(apply), space)
 
     def outputs(params, x_flat):
         onehot = space.one_hot(x_flat).reshape((-1,) + space.onehot_shape)
-        return jax.vmap(output_fn_of(params))(onehot).astype(jnp.float32)
+        return jax.vmap(lambda o: apply(params, o))(onehot).astype(jnp.float32)
 
     def sample_negatives(params, x, key):
         """Advance chains x (B, D) by the MH steps under `params`, from freshly evaluated caches."""
-        value_and_grad = make_value_and_grad(output_fn_of(params), space)
-        states = jax.vmap(lambda x: init_chain(x, value_and_grad, proposal, 1.0))(x)
-        step_one = jax.vmap(lambda k, s: mh_step(k, s, 1.0, value_and_grad, proposal))
+        states = jax.vmap(lambda x: mh_kernel.init(x, params, value_and_grad, proposal, 1.0))(x)
+        step_one = jax.vmap(lambda k, s: mh_kernel.step(k, s, params, value_and_grad, proposal, 1.0))
 
         def mh_sweep(states, key):
             states, info = step_one(jax.random.split(key, x.shape[0]), states)
