@@ -7,7 +7,6 @@ key by key and names what differs when it refuses a directory.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import jax
@@ -15,17 +14,12 @@ import numpy as np
 
 from omnijax.sampling.spaces import InputSpace
 from omnijax.sampling.targets import Target, parameter_digest
-
-
-def array_digest(a) -> str:
-    """sha256 of an array's dtype, shape and bytes."""
-    a = np.ascontiguousarray(np.asarray(a))
-    return hashlib.sha256(f"{a.dtype}{a.shape}".encode() + a.tobytes()).hexdigest()
+from omnijax.util.digest import digest_arrays
 
 
 def space_fingerprint(space: InputSpace) -> dict[str, Any]:
     return {"space_shape": list(space.shape), "num_categories": space.num_categories,
-            "frozen_mask": array_digest(space.frozen_mask), "frozen_values": array_digest(space.frozen_values)}
+            "frozen_mask": digest_arrays(space.frozen_mask), "frozen_values": digest_arrays(space.frozen_values)}
 
 
 def key_fingerprint(key: jax.Array) -> list:

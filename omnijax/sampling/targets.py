@@ -18,7 +18,6 @@ differentiate z with respect to every category.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Callable
 
 import jax
@@ -27,6 +26,7 @@ import numpy as np
 from flax import nnx
 
 from omnijax.sampling.spaces import InputSpace
+from omnijax.util.digest import digest_arrays
 
 OutputFn = Callable[[jax.Array], jax.Array]
 
@@ -119,17 +119,13 @@ def parameter_digest(target: Target, probe_shape: tuple[int, ...]) -> str:
     """sha256 of the model's parameters: its params pytree and, for a plain function, its
     jaxpr at one input of `probe_shape` with the arrays it closes over. Two runs of one model
     with other weights get different digests."""
-    h = hashlib.sha256()
     leaves = list(jax.tree.leaves(target.params))
+    computation = b""
     if isinstance(target.apply, _Closed):
         jaxpr = jax.make_jaxpr(target.apply.fn)(jax.ShapeDtypeStruct(probe_shape, jnp.float32))
-        h.update(str(jaxpr.jaxpr).encode())  # the computation, literals included
+        computation = str(jaxpr.jaxpr).encode()  # the computation, literals included
         leaves += [c for c in jaxpr.consts if hasattr(c, "shape")]
-    for leaf in leaves:
-        a = np.asarray(leaf)
-        h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
+    return digest_arrays(*leaves, prefix=computation)
 
 
 def scalar_result(fn, probe, name: str, what: str) -> jax.ShapeDtypeStruct:

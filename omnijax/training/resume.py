@@ -8,7 +8,6 @@ result (data, initial model, key, learning-rate schedule) into short JSON values
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import jax
@@ -17,26 +16,18 @@ import numpy as np
 from flax import nnx
 
 from omnijax.sampling.checkpoint import RunCheckpointer
+from omnijax.util.digest import digest_arrays
 
 
 def digest(*arrays) -> str:
     """16 hex digits of SHA-256 over the arrays' dtypes, shapes and values (PRNG keys by their data)."""
-    hasher = hashlib.sha256()
-    for array in arrays:
-        if isinstance(array, jax.Array) and jax.dtypes.issubdtype(array.dtype, jax.dtypes.prng_key):
-            array = jax.random.key_data(array)
-        array = np.ascontiguousarray(array)
-        hasher.update(f"{array.dtype}{array.shape}".encode())
-        hasher.update(array.tobytes())
-    return hasher.hexdigest()[:16]
+    return digest_arrays(*arrays)[:16]
 
 
 def parameter_digest(model: nnx.Module) -> str:
-    """12 hex digits identifying the model's parameters (runs name their sampling checkpoints after them)."""
-    hasher = hashlib.sha256()
-    for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)):
-        hasher.update(np.asarray(leaf).tobytes())
-    return hasher.hexdigest()[:12]
+    """12 hex digits identifying the model's parameters (runs name their sampling checkpoints
+    after them); the samplers' checkpoints compare the full digest (`targets.parameter_digest`)."""
+    return digest_arrays(*jax.tree.leaves(nnx.state(model, nnx.Param)))[:12]
 
 
 def model_fingerprint(model: nnx.Module) -> dict[str, Any]:
