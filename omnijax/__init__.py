@@ -11,11 +11,11 @@ driver, ladder, reweighting, reservoir, enumeration), `omnijax.evaluation`,
 """
 
 from omnijax import evaluation
-from omnijax.sampling import mcmc
+from omnijax.sampling import mcmc, proposals
 from omnijax.sampling.driver import NonFiniteOutputError
 from omnijax.sampling.enumerate import ExactOutputDistribution, enumerate_output_distribution
 from omnijax.sampling.estimate import estimate_output_distribution
-from omnijax.sampling.mcmc.replica_exchange import linear_ladder
+from omnijax.sampling.mcmc.replica_exchange_kernel import linear_ladder
 from omnijax.sampling.result import OutputDistributionEstimate
 from omnijax.sampling.spaces import InputSpace
 from omnijax.sampling.targets import Target, as_target
@@ -32,6 +32,7 @@ __all__ = [
     "evaluation",
     "linear_ladder",
     "mcmc",
+    "proposals",
 ]
 
 
