@@ -133,7 +133,7 @@ def main(argv):
     enumerate_start = time.perf_counter()
     exact = oj.enumerate_output_distribution(
         output_fn, space, edges, statistic_fn=digit_sum.constraint_statistic(divisor),
-        checkpoint_path=os.path.join(workdir, f"enumeration-{run_id}.npz"))
+        checkpoint_dir=os.path.join(workdir, f"enumeration-{run_id}"))
     enumerate_seconds = time.perf_counter() - enumerate_start
 
     num_steps = FLAGS.num_steps or preset.num_steps

@@ -1,22 +1,32 @@
 """Exact enumeration against brute force in plain numpy over itertools.product.
 
 Model weights are small multiples of 1/4, so every output is exact in float32 and float64
-alike and bin counts can be compared exactly, ties on bin edges included.
+alike and bin counts can be compared exactly, ties on bin edges included. Also: Orbax
+checkpoints (resume after an exception or SIGKILL is bit-identical; another run's directory
+is refused untouched) and the model's parameters as arguments of the compiled program.
 """
 
+import hashlib
 import itertools
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
+from flax import nnx
 
 import omnijax.sampling.enumerate as enum_mod
+from omnijax.sampling.checkpoint import RunCheckpointer
 from omnijax.sampling.enumerate import enumerate_output_distribution, input_at
 from omnijax.sampling.spaces import InputSpace
+from omnijax.sampling.targets import check_output_fn
+from tests import enumerate_job
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,15 +100,32 @@ class Potts:
         self.k = k
         self.h = dyadic(rng, (p, k))
         self.j = np.triu(dyadic(rng, (k, k, p, p)), 1).transpose(2, 3, 0, 1)
+        self.params = {"h": np.float32(self.h), "j": np.float32(self.j)}
+
+    @staticmethod
+    def apply(params, onehot):
+        """The model as apply(params, onehot), params as in self.params."""
+        oh = onehot.reshape(-1, onehot.shape[-1])
+        return jnp.sum(oh * params["h"]) + jnp.einsum("pa,pqab,qb->", oh, params["j"], oh)
 
     def jax_fn(self, onehot):
-        oh = onehot.reshape(-1, self.k)
-        return jnp.sum(oh * jnp.float32(self.h)) + jnp.einsum(
-            "pa,pqab,qb->", oh, jnp.float32(self.j), oh)
+        """The model as a plain function: its weights are closed over."""
+        return self.apply(self.params, onehot)
 
     def numpy(self, x):
         oh = one_hot_np(x, self.k).reshape(len(x), -1, self.k)
         return (oh * self.h).sum((1, 2)) + np.einsum("npa,pqab,nqb->n", oh, self.j, oh)
+
+
+class PottsModule(nnx.Module):
+    """The same Potts model as a Flax NNX module."""
+
+    def __init__(self, potts):
+        self.h = nnx.Param(jnp.asarray(potts.params["h"]))
+        self.j = nnx.Param(jnp.asarray(potts.params["j"]))
+
+    def __call__(self, onehot):
+        return Potts.apply({"h": self.h[...], "j": self.j[...]}, onehot)
 
 
 def ends_equal(x):
@@ -191,6 +218,54 @@ class Interrupted(Exception):
     pass
 
 
+def completed_checkpoints(directory):
+    """Block numbers of the finished Orbax checkpoints in `directory`."""
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
+def saved_state(directory):
+    """(block, totals, meta) of the newest checkpoint in `directory`, read with Orbax directly."""
+    manager = ocp.CheckpointManager(os.path.abspath(directory), item_names=("state", "meta"))
+    try:
+        block = manager.latest_step()
+        saved = manager.restore(block, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+    finally:
+        manager.close()
+    return block, saved["state"], saved["meta"]
+
+
+def snapshot(directory):
+    """Every file and folder under `directory`: relative path -> (size, mtime, sha256)."""
+    out = {}
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            st = os.stat(path)
+            digest = None
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+            out[os.path.relpath(path, directory)] = (st.st_size, st.st_mtime_ns, digest)
+    return out
+
+
+def assert_same_result(a, b):
+    """Two results equal bit for bit."""
+    for name in ("counts", "log_rho", "bin_edges"):
+        assert getattr(a, name).tobytes() == getattr(b, name).tobytes(), name
+    assert (a.statistic_sum is None) == (b.statistic_sum is None)
+    if a.statistic_sum is not None:
+        assert a.statistic_sum.tobytes() == b.statistic_sum.tobytes()
+    for name in ("num_below", "num_above", "total"):
+        assert getattr(a, name) == getattr(b, name), name
+    for name in ("min_output", "max_output"):
+        assert np.float64(getattr(a, name)).tobytes() == np.float64(getattr(b, name)).tobytes(), name
+
+
 def test_resume_from_interrupted_checkpoint(monkeypatch, tmp_path):
     monkeypatch.setattr(enum_mod, "_CALL_INPUTS", 243)  # 3**7 inputs in 9 calls.
     monkeypatch.setattr(enum_mod, "_CHECKPOINT_EVERY", 2)
@@ -201,51 +276,183 @@ def test_resume_from_interrupted_checkpoint(monkeypatch, tmp_path):
                   progress=False)
     expected = enumerate_output_distribution(model.jax_fn, space, edges, **kwargs)
 
-    path = tmp_path / "run.npz"
-    real_save, real_add = enum_mod._save_checkpoint, enum_mod._add_call
+    directory = tmp_path / "run"
+    real_save, real_add = RunCheckpointer.save, enum_mod._add_call
     saves, calls = [], []
 
-    def save_then_die(*args):
-        real_save(*args)
-        saves.append(1)
+    def save_then_die(self, block, state):
+        real_save(self, block, state)
+        saves.append(block)
         if len(saves) == 2:
             raise Interrupted
 
-    monkeypatch.setattr(enum_mod, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(RunCheckpointer, "save", save_then_die)
     with pytest.raises(Interrupted):
-        enumerate_output_distribution(model.jax_fn, space, edges, checkpoint_path=path, **kwargs)
-    assert int(np.load(path)["next_chunk"]) == 4 * 9  # 4 calls of 9 chunks done.
+        enumerate_output_distribution(model.jax_fn, space, edges, checkpoint_dir=directory, **kwargs)
+    assert saves == [1, 3] and completed_checkpoints(directory) == [1, 3]
+    block, state, meta = saved_state(directory)
+    assert block == meta["block"] == 3
+    assert int(state["next_chunk"]) == 4 * 9  # 4 calls of 9 chunks done.
+    assert state["counts"].dtype == np.int64 and int(state["counts"].sum()) == 4 * 9 * 27
 
-    monkeypatch.setattr(enum_mod, "_save_checkpoint", real_save)
-    monkeypatch.setattr(enum_mod, "_add_call", lambda *a: (calls.append(1), real_add(*a)))
-    resumed = enumerate_output_distribution(model.jax_fn, space, edges, checkpoint_path=path,
+    monkeypatch.setattr(RunCheckpointer, "save", real_save)
+    monkeypatch.setattr(enum_mod, "_add_call", lambda *a: (calls.append(a[3]), real_add(*a))[1])
+    resumed = enumerate_output_distribution(model.jax_fn, space, edges, checkpoint_dir=directory,
                                             **kwargs)
-    assert len(calls) == 5
-    for name in ("counts", "log_rho", "statistic_sum", "bin_edges"):
-        np.testing.assert_array_equal(getattr(resumed, name), getattr(expected, name))
-    for name in ("num_below", "num_above", "total", "min_output", "max_output"):
-        assert getattr(resumed, name) == getattr(expected, name)
+    assert calls == [36, 45, 54, 63, 72]  # the 5 calls left, in order.
+    assert_same_result(resumed, expected)
+    assert completed_checkpoints(directory) == [7, 8]  # every 2 calls, and the last.
 
-    done = enumerate_output_distribution(model.jax_fn, space, edges, checkpoint_path=path,
+    done = enumerate_output_distribution(model.jax_fn, space, edges, checkpoint_dir=str(directory),
                                          **kwargs)  # finished checkpoint: no work left.
     assert len(calls) == 5
-    np.testing.assert_array_equal(done.counts, expected.counts)
+    assert_same_result(done, expected)
 
 
-@pytest.mark.parametrize("change", [dict(bin_edges=np.linspace(-6, 6, 13)),
-                                    dict(chunk_size=9),
-                                    dict(space=InputSpace((6,), 3)),
-                                    dict(statistic_fn=None)])
-def test_checkpoint_mismatch_names_checkpoint_path(tmp_path, change):
-    path = tmp_path / "run.npz"
-    model = Potts(InputSpace((7,), 3), seed=6)
-    args = dict(space=InputSpace((7,), 3), bin_edges=np.linspace(-6, 6, 25), chunk_size=27,
-                statistic_fn=ends_equal)
-    enumerate_output_distribution(model.jax_fn, checkpoint_path=path, progress=False, **args)
-    args.update(change)
-    fn = Potts(args["space"], seed=6).jax_fn
-    with pytest.raises(ValueError, match="checkpoint_path"):
-        enumerate_output_distribution(fn, checkpoint_path=path, progress=False, **args)
+def _frozen_space(values_at_3):
+    """(7,) x 3 with position 3 frozen at `values_at_3`, or nothing frozen for None."""
+    if values_at_3 is None:
+        return InputSpace((7,), 3)
+    mask = np.arange(7) == 3
+    return InputSpace((7,), 3, frozen_mask=mask, frozen_values=np.where(mask, values_at_3, 0))
+
+
+def _refusal_cases():
+    """name -> (first run's arguments, second run's arguments, fingerprint keys that differ)."""
+    base = dict(output_fn=Potts(InputSpace((7,), 3), seed=6).jax_fn, space=InputSpace((7,), 3),
+                bin_edges=np.linspace(-6, 6, 25), chunk_size=27, statistic_fn=ends_equal)
+    potts6, potts7 = Potts(base["space"], seed=6), Potts(base["space"], seed=7)
+    apply_form = dict(base, output_fn=Potts.apply, params=potts6.params)
+    nnx_form = dict(base, output_fn=PottsModule(potts6))
+    return {
+        "bin_edges": (base, dict(base, bin_edges=np.linspace(-6, 6, 13)), ["bin_edges"]),
+        "chunk_size": (base, dict(base, chunk_size=9), ["chunk_size", "chunks_per_call"]),
+        "space_shape": (base, dict(base, space=InputSpace((6,), 3),
+                                   output_fn=Potts(InputSpace((6,), 3), seed=6).jax_fn),
+                        ["frozen_mask", "frozen_values", "model_parameters", "space_shape"]),
+        "statistic": (base, dict(base, statistic_fn=None), ["has_statistic"]),
+        # Freezing position 3 at 0 leaves frozen_values (zeros) as they were: only the mask differs.
+        "frozen_mask_only": (base, dict(base, space=_frozen_space(0)), ["frozen_mask"]),
+        "frozen_values_only": (dict(base, space=_frozen_space(1)), dict(base, space=_frozen_space(2)),
+                               ["frozen_values"]),
+        "plain_fn_weights": (base, dict(base, output_fn=potts7.jax_fn), ["model_parameters"]),
+        "apply_params_weights": (apply_form, dict(apply_form, params=potts7.params),
+                                 ["model_parameters"]),
+        "nnx_module_weights": (nnx_form, dict(nnx_form, output_fn=PottsModule(potts7)),
+                               ["model_parameters"]),
+    }
+
+
+@pytest.mark.parametrize("case", list(_refusal_cases()))
+def test_checkpoint_of_another_run_is_refused_untouched(monkeypatch, tmp_path, case):
+    monkeypatch.setattr(enum_mod, "_CALL_INPUTS", 243)  # 9 chunks of 27 per call in every space.
+    first, second, differing = _refusal_cases()[case]
+    directory = tmp_path / "run"
+    enumerate_output_distribution(checkpoint_dir=directory, progress=False, **first)
+    before = snapshot(directory)
+    assert completed_checkpoints(directory)
+    with pytest.raises(ValueError) as info:
+        enumerate_output_distribution(checkpoint_dir=directory, progress=False, **second)
+    message = str(info.value)
+    assert f"checkpoint_dir={str(directory)!r}" in message
+    assert f"(differs in: {', '.join(differing)})" in message
+    assert snapshot(directory) == before
+    # The same run again resumes from the finished checkpoint and leaves it as it was.
+    enumerate_output_distribution(checkpoint_dir=directory, progress=False, **first)
+    assert snapshot(directory) == before
+
+
+def test_checkpoint_path_is_a_deprecated_alias_of_checkpoint_dir(monkeypatch, tmp_path):
+    monkeypatch.setattr(enum_mod, "_CALL_INPUTS", 243)
+    space = InputSpace((7,), 3)
+    args = dict(output_fn=Potts(space, seed=6).jax_fn, space=space,
+                bin_edges=np.linspace(-6, 6, 25), chunk_size=27, progress=False)
+    expected = enumerate_output_distribution(**args)
+    with pytest.warns(DeprecationWarning, match="checkpoint_dir"):
+        via_path = enumerate_output_distribution(checkpoint_path=tmp_path / "run", **args)
+    assert completed_checkpoints(tmp_path / "run") == [7, 8]
+    assert_same_result(via_path, expected)
+    calls = []
+    real_add = enum_mod._add_call
+    monkeypatch.setattr(enum_mod, "_add_call", lambda *a: (calls.append(1), real_add(*a))[1])
+    assert_same_result(enumerate_output_distribution(checkpoint_dir=tmp_path / "run", **args),
+                       expected)
+    assert calls == []  # the same directory, finished: nothing left to do.
+
+    old = tmp_path / "enumeration.npz"  # a checkpoint of the old format.
+    old.write_bytes(b"not a directory")
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="checkpoint_path .*file"):
+        enumerate_output_distribution(checkpoint_path=old, **args)
+    with pytest.raises(ValueError, match="checkpoint_dir .*file"):
+        enumerate_output_distribution(checkpoint_dir=old, **args)
+    assert old.read_bytes() == b"not a directory"
+    with pytest.raises(ValueError, match="checkpoint_dir only"):
+        enumerate_output_distribution(checkpoint_dir=tmp_path / "a", checkpoint_path=tmp_path / "b",
+                                      **args)
+
+
+def test_killed_enumeration_resumes_bit_identical(tmp_path, capfd):
+    ckpt = str(tmp_path / "ckpt")
+    job = subprocess.Popen([sys.executable, "-m", "tests.enumerate_job", ckpt], cwd=REPO_ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not completed_checkpoints(ckpt) and time.time() < deadline and job.poll() is None:
+        time.sleep(0.01)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    saved = completed_checkpoints(ckpt)
+    assert saved, "the job never wrote a checkpoint"
+    assert max(saved) < enumerate_job.NUM_CALLS - 1, "killed too late: the job had finished"
+
+    resumed = enumerate_job.run(ckpt, progress=True)
+    err = capfd.readouterr().err.splitlines()
+    first_line = next(line for line in err if line.startswith("enumerate"))
+    done = (max(saved) + 1) * enumerate_job.CALL_INPUTS
+    assert f" {done}/{enumerate_job.SPACE.size} inputs" in first_line, first_line
+    assert completed_checkpoints(ckpt)[-1] == enumerate_job.NUM_CALLS - 1
+
+    uninterrupted = enumerate_job.run(None)
+    assert_same_result(resumed, uninterrupted)
+
+
+@pytest.mark.parametrize("form", ["apply", "nnx"])
+def test_target_parameters_are_arguments_of_the_compiled_call(form):
+    """Targets of one model code with other weights share one compiled enumeration program."""
+    space = InputSpace((7,), 3)
+    edges = np.linspace(-6, 6, 25)
+    traces = []  # one entry each time the model is traced (never when a compiled program runs).
+
+    if form == "apply":
+        def apply(params, onehot):
+            traces.append(1)
+            return Potts.apply(params, onehot)
+
+        def model(potts):
+            return dict(output_fn=apply, params=potts.params)
+    else:
+        class Counted(PottsModule):
+            def __call__(self, onehot):
+                traces.append(1)
+                return super().__call__(onehot)
+
+        def model(potts):
+            return dict(output_fn=Counted(potts))
+
+    pottses = [Potts(space, seed=s) for s in (20, 21, 20)]
+    start = len(traces)
+    check_output_fn(space=space, **model(pottses[0]))
+    per_check = len(traces) - start  # the shape check every call makes.
+    x = all_inputs(space)
+    new_traces = []
+    for potts in pottses:
+        start = len(traces)
+        result = enumerate_output_distribution(space=space, bin_edges=edges, chunk_size=27,
+                                               progress=False, **model(potts))
+        new_traces.append(len(traces) - start)
+        assert_matches(result, potts.numpy(x), edges)
+    assert new_traces == [per_check + 1, per_check, per_check]
+    z20, z21 = pottses[0].numpy(x), pottses[1].numpy(x)
+    assert not np.array_equal(np.histogram(z20, edges)[0], np.histogram(z21, edges)[0])
 
 
 @pytest.mark.parametrize("bad_value", [np.nan, np.inf])
@@ -287,9 +494,10 @@ def sharded_case():
     mask = np.zeros((8,), bool)
     mask[3] = True
     space = InputSpace((8,), 3, frozen_mask=mask, frozen_values=np.full(8, 2))
-    model = Potts(space, seed=8)
-    return enumerate_output_distribution(model.jax_fn, space, np.linspace(-5, 5, 21),
-                                         chunk_size=3, statistic_fn=ends_equal, progress=False)
+    model = Potts(space, seed=8)  # apply + params: the parameters are replicated over the mesh.
+    return enumerate_output_distribution(Potts.apply, space, np.linspace(-5, 5, 21),
+                                         params=model.params, chunk_size=3,
+                                         statistic_fn=ends_equal, progress=False)
 
 
 def test_sharded_over_eight_devices_equals_single_device(tmp_path):

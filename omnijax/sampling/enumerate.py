@@ -8,24 +8,30 @@ frozen positions keep their values.
 Inputs are evaluated in chunks of exactly K^m: the low m digits come from the offset inside
 the chunk (int32 on the device) and the high digits from the chunk number (int64 on the
 host), so no 64-bit integer is needed on the device. Each jit call scans several chunks per
-device over a 1-D mesh of all devices; the host adds each call's histogram into int64 totals.
+device over a 1-D mesh of all devices, the model's parameters being one of its arguments.
+The calls are the blocks of `driver.run_blocks` (progress, NaN check, Orbax checkpoints,
+resume); the host adds each call's results into int64/float64 totals in chunk order, so a
+resumed run is bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import os
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from omnijax.sampling.driver import NonFiniteOutputError, run_blocks
+from omnijax.sampling.fingerprint import run_fingerprint
 from omnijax.sampling.histogram import bin_index, validate_bin_edges
-from omnijax.util.progress import Progress
 from omnijax.sampling.spaces import InputSpace
-from omnijax.sampling.targets import check_output_fn, scalar_result, make_value
+from omnijax.sampling.targets import Target, check_output_fn, make_value, scalar_result
 
 MAX_SIZE = 2**40  # beyond this enumeration would take days even on a GPU.
 _MAX_CHUNK = 2**24  # per-chunk float32 sums of 0/1 statistics stay exact below 2**24.
@@ -35,6 +41,7 @@ _DEFAULT_CHUNK_ACCELERATOR = 2**17  # smaller ones leave a GPU idle between scan
 _ONEHOT_BUDGET = 2**26  # floats in one default chunk's one-hot batch, at most.
 _CALL_INPUTS = 2**22  # inputs per jit call (all devices together) aimed for.
 _CHECKPOINT_EVERY = 4  # calls between checkpoint saves.
+_CACHE_SIZE = 8  # compiled enumeration programs kept for later calls with the same model code.
 _AXIS = "inputs"
 
 
@@ -85,66 +92,85 @@ class _Plan:
         return self.per_device * self.num_devices
 
 
-@dataclasses.dataclass
-class _Totals:
-    """Running host totals; what a checkpoint holds."""
-
-    next_chunk: int
-    counts: np.ndarray  # int64 (num_bins + 2,): below, bins..., above.
-    statistic_sum: np.ndarray | None  # float64 (num_bins,)
-    min_output: float = math.inf
-    max_output: float = -math.inf
-
-
-def enumerate_output_distribution(output_fn, space: InputSpace, bin_edges, *, statistic_fn=None,
-                                  chunk_size: int | None = None, progress: bool = True,
+def enumerate_output_distribution(output_fn, space: InputSpace, bin_edges, *, params=None,
+                                  statistic_fn=None, chunk_size: int | None = None,
+                                  progress: bool = True,
+                                  checkpoint_dir: str | os.PathLike | None = None,
                                   checkpoint_path: str | os.PathLike | None = None
                                   ) -> ExactOutputDistribution:
     """Evaluate `output_fn` on every input of `space` and histogram the outputs exactly.
 
     Args:
-      output_fn: one one-hot input of shape space.shape + (K,) -> real scalar.
+      output_fn: the model, one input's one-hot array (space.shape + (K,)) -> real scalar: a
+        Flax NNX module, apply(params, onehot) with `params`, or a plain function (see
+        `omnijax.sampling.targets`). The parameters are an argument of the compiled program.
       space: the InputSpace; at most MAX_SIZE (2**40) inputs.
       bin_edges: strictly increasing finite edges; bin i is [edges[i], edges[i+1]), the last
         bin includes its top edge.
+      params: the parameter pytree when output_fn is apply(params, onehot).
       statistic_fn: optional, one integer input of space.shape -> real scalar; its per-bin
         sum is accumulated (e.g. 1.0 where a sequence satisfies a constraint).
       chunk_size: inputs evaluated per vmap, rounded down to a power of K (at least K).
         Default: the power of K nearest 2**14 on CPU and 2**17 on accelerators, smaller
         when its one-hot batch is large.
       progress: print fraction done, inputs/s and ETA to stderr when there are several calls.
-      checkpoint_path: optional .npz file; running totals are saved there every few calls
-        and a later run with the same space size, bin edges and chunk size resumes from it.
+      checkpoint_dir: optional directory; the running totals are saved there (Orbax) every
+        few calls and after the last one. A later run with the same model parameters, space
+        (frozen mask and values included), bin edges, chunking and has-a-statistic resumes
+        from it; a directory of another run is refused (ValueError naming what differs) and
+        left untouched.
+      checkpoint_path: deprecated alias of checkpoint_dir.
 
     Raises:
-      ValueError: on a bad argument, or when output_fn returns NaN or inf for some input.
+      ValueError: on a bad argument or a checkpoint of another run; NonFiniteOutputError (a
+        ValueError) naming the first input whose output is NaN or inf.
     """
     _check_space(space)
-    check_output_fn(output_fn, space)
+    target = check_output_fn(output_fn, space, params=params)
     edges = validate_bin_edges(bin_edges)
     if statistic_fn is not None:
         _check_statistic_fn(statistic_fn, space)
+    checkpoint_dir = _checkpoint_dir(checkpoint_dir, checkpoint_path)
     mesh = Mesh(np.array(jax.devices()), (_AXIS,))
     plan = _make_plan(space, chunk_size, mesh.size, mesh.devices.flat[0].platform)
-    totals = _start_totals(checkpoint_path, space, edges, plan, statistic_fn is not None)
-    call = _make_call(output_fn, statistic_fn, space, edges, plan.chunk_digits, mesh)
+    num_calls = -(-plan.num_chunks // plan.chunks_per_call)
+    call = _compiled_call(target.apply, statistic_fn, space, edges, plan.chunk_digits, mesh)
     sharding = NamedSharding(mesh, PartitionSpec(_AXIS))
-    bar = Progress("enumerate", space.size, "inputs",
-                   enabled=progress and plan.num_chunks - totals.next_chunk > plan.chunks_per_call)
-    bar.update(totals.next_chunk * plan.chunk_size)
-    calls_done = 0
-    while totals.next_chunk < plan.num_chunks:
-        first = totals.next_chunk
+    weights = jax.device_put(target.params, NamedSharding(mesh, PartitionSpec()))
+
+    def run_block(b, carry):
+        first = int(carry["next_chunk"])
         bases, valid = _chunk_bases(space, plan, first)
-        out = jax.device_get(call(jax.device_put(bases, sharding), jax.device_put(valid, sharding)))
-        _raise_if_not_finite(output_fn, space, plan, first, out["first_bad"])
-        _add_call(totals, out, plan, first)
-        calls_done += 1
-        bar.update(totals.next_chunk * plan.chunk_size)
-        if checkpoint_path is not None and (
-                calls_done % _CHECKPOINT_EVERY == 0 or totals.next_chunk == plan.num_chunks):
-            _save_checkpoint(checkpoint_path, _checkpoint_meta(space, edges, plan), totals)
-    return _result(totals, edges, space.size)
+        out = call(weights, jax.device_put(bases, sharding), jax.device_put(valid, sharding))
+        return _add_call(carry, jax.device_get(out), plan, first)
+
+    fingerprint = None
+    if checkpoint_dir is not None:
+        fingerprint = run_fingerprint("enumerate", space, target, None, {
+            "bin_edges": edges, "chunk_size": plan.chunk_size,
+            "chunks_per_call": plan.chunks_per_call, "has_statistic": statistic_fn is not None})
+    totals = run_blocks(
+        run_block, _fresh_totals(len(edges) - 1), num_calls, label="enumerate", unit="inputs",
+        units_after=lambda b: min((b + 1) * plan.chunks_per_call, plan.num_chunks) * plan.chunk_size,
+        total_units=space.size, check=lambda totals: _raise_if_not_finite(target, space, totals),
+        checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
+        checkpoint_every=_CHECKPOINT_EVERY, progress=progress and num_calls > 1)
+    return _result(totals, edges, space.size, statistic_fn is not None)
+
+
+def _checkpoint_dir(checkpoint_dir, checkpoint_path):
+    """The checkpoint directory, from checkpoint_dir or its deprecated alias checkpoint_path."""
+    name = "checkpoint_dir"
+    if checkpoint_path is not None:
+        if checkpoint_dir is not None:
+            raise ValueError("pass checkpoint_dir only: checkpoint_path is its deprecated alias")
+        warnings.warn("checkpoint_path is deprecated: pass checkpoint_dir, a directory of Orbax "
+                      "checkpoints", DeprecationWarning, stacklevel=3)
+        checkpoint_dir, name = checkpoint_path, "checkpoint_path"
+    if checkpoint_dir is not None and os.path.isfile(checkpoint_dir):
+        raise ValueError(f"{name} {os.fspath(checkpoint_dir)!r} is a file (an old .npz checkpoint?); "
+                         f"checkpoints are directories now: pass checkpoint_dir naming a new one")
+    return checkpoint_dir
 
 
 def _check_space(space) -> None:
@@ -221,30 +247,54 @@ def _chunk_bases(space: InputSpace, plan: _Plan, first: int) -> tuple[np.ndarray
     return bases.astype(np.int32), valid
 
 
-def _make_call(output_fn, statistic_fn, space: InputSpace, edges: np.ndarray, m: int, mesh: Mesh):
-    """Jitted (bases, valid) -> dict of one call's results, computed over the mesh.
 
+_programs: collections.OrderedDict = collections.OrderedDict()
+
+
+def _compiled_call(apply, statistic_fn, space: InputSpace, edges: np.ndarray, m: int, mesh: Mesh):
+    """`_make_call`'s program, reused by later calls with the same model code, statistic_fn,
+    layout, edges and mesh (the last _CACHE_SIZE are kept): new parameters need no new trace."""
+    key = (apply, statistic_fn, space.shape, space.num_categories,
+           space.free_positions.tobytes(), edges.tobytes(), m, mesh)
+    try:
+        hash(key)
+    except TypeError:  # an unhashable apply or statistic_fn: compile for this call only.
+        return _make_call(apply, statistic_fn, space, edges, m, mesh)
+    if key in _programs:
+        _programs.move_to_end(key)
+    else:
+        _programs[key] = _make_call(apply, statistic_fn, space, edges, m, mesh)
+        while len(_programs) > _CACHE_SIZE:
+            _programs.popitem(last=False)
+    return _programs[key]
+
+
+def _make_call(apply, statistic_fn, space: InputSpace, edges: np.ndarray, m: int, mesh: Mesh):
+    """Jitted (params, bases, valid) -> dict of one call's results, computed over the mesh.
+
+    params (the Target's parameters) are replicated, bases and valid split over the devices.
     "counts" (below, bins..., above; int32), "min" and "max" are reduced over devices;
     "first_bad" (offset of the first non-finite output in each chunk, or K^m) and
     "stat_sums" (float32 per bin, only with a statistic_fn) come per chunk.
     """
-    value = jax.vmap(make_value(output_fn, space))
+    value = jax.vmap(make_value(Target(apply), space), in_axes=(None, 0))
     stat = None if statistic_fn is None else jax.vmap(
         lambda x: jnp.asarray(statistic_fn(x), jnp.float32))
     k = space.num_categories
     chunk = k**m
+    shape = space.shape
     low = space.free_positions[space.num_free - m:]
     strides = (k ** np.arange(m - 1, -1, -1, dtype=np.int64)).astype(np.int32)
     num_slots = len(edges) + 1
 
-    def per_device(bases, valid):
+    def per_device(params, bases, valid):
         digits = (jnp.arange(chunk, dtype=jnp.int32)[:, None] // strides) % k
 
         def step(carry, chunk_in):
             counts, zmin, zmax = carry
             base, ok = chunk_in
             x = jnp.broadcast_to(base, (chunk, base.shape[0])).at[:, low].set(digits)
-            z = value(x)
+            z = value(params, x)
             slot = bin_index(z, edges) + 1
             counts = counts + jnp.zeros(num_slots, jnp.int32).at[slot].add(ok.astype(jnp.int32))
             zmin = jnp.where(ok, jnp.minimum(zmin, z.min()), zmin)
@@ -252,7 +302,7 @@ def _make_call(output_fn, statistic_fn, space: InputSpace, edges: np.ndarray, m:
             bad = ~jnp.isfinite(z)
             per_chunk = {"first_bad": jnp.where(ok & bad.any(), jnp.argmax(bad), chunk)}
             if stat is not None:
-                s = stat(x.reshape((chunk,) + space.shape))
+                s = stat(x.reshape((chunk,) + shape))
                 sums = jnp.zeros(num_slots, jnp.float32).at[slot].add(s)[1:-1]
                 per_chunk["stat_sums"] = jnp.where(ok, sums, 0.0)
             return (counts, zmin, zmax), per_chunk
@@ -267,19 +317,40 @@ def _make_call(output_fn, statistic_fn, space: InputSpace, edges: np.ndarray, m:
     out_specs = {"counts": replicated, "min": replicated, "max": replicated, "first_bad": spec}
     if stat is not None:
         out_specs["stat_sums"] = spec
-    return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(spec, spec), out_specs=out_specs))
+    return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(replicated, spec, spec),
+                                 out_specs=out_specs))
 
 
-def _add_call(totals: _Totals, out, plan: _Plan, first: int) -> None:
-    """Add one call's device results into the host totals, in chunk order."""
-    totals.counts += out["counts"].astype(np.int64)
-    if totals.statistic_sum is not None:
-        # Sequential in chunk order, so the sum does not depend on how chunks were grouped.
-        rows = np.vstack([totals.statistic_sum[None], out["stat_sums"].astype(np.float64)])
-        totals.statistic_sum = np.add.accumulate(rows, axis=0)[-1]
-    totals.min_output = min(totals.min_output, float(out["min"]))
-    totals.max_output = max(totals.max_output, float(out["max"]))
-    totals.next_chunk = min(first + plan.chunks_per_call, plan.num_chunks)
+def _fresh_totals(num_bins: int) -> dict:
+    """The running host totals (the carry of `run_blocks`, what a checkpoint holds), empty.
+
+    next_chunk: chunks done; counts: int64 (below, bins..., above); statistic_sum: float64 per
+    bin (zeros without a statistic_fn); min/max_output: float64; first_nonfinite: the index
+    of the first input whose output is NaN or inf, -1 if none (0-d arrays for Orbax).
+    """
+    return {"next_chunk": np.array(0, np.int64), "counts": np.zeros(num_bins + 2, np.int64),
+            "statistic_sum": np.zeros(num_bins, np.float64),
+            "min_output": np.array(np.inf), "max_output": np.array(-np.inf),
+            "first_nonfinite": np.array(-1, np.int64)}
+
+
+def _add_call(totals: dict, out, plan: _Plan, first: int) -> dict:
+    """The totals with one call's device results (chunks first...) added, in chunk order."""
+    # Sequential in chunk order, so the sum does not depend on how chunks were grouped.
+    stat = totals["statistic_sum"]
+    if "stat_sums" in out:
+        stat = np.add.accumulate(np.vstack([stat[None], out["stat_sums"].astype(np.float64)]))[-1]
+    first_nonfinite = totals["first_nonfinite"]
+    hits = np.flatnonzero(out["first_bad"] < plan.chunk_size)
+    if first_nonfinite < 0 and hits.size:
+        j = int(hits[0])
+        first_nonfinite = np.array((first + j) * plan.chunk_size + int(out["first_bad"][j]), np.int64)
+    return {"next_chunk": np.array(min(first + plan.chunks_per_call, plan.num_chunks), np.int64),
+            "counts": totals["counts"] + out["counts"].astype(np.int64),
+            "statistic_sum": stat,
+            "min_output": np.minimum(totals["min_output"], np.float64(out["min"])),
+            "max_output": np.maximum(totals["max_output"], np.float64(out["max"])),
+            "first_nonfinite": first_nonfinite}
 
 
 def input_at(space: InputSpace, index: int) -> np.ndarray:
@@ -290,83 +361,30 @@ def input_at(space: InputSpace, index: int) -> np.ndarray:
     return x.reshape(space.shape)
 
 
-def _raise_if_not_finite(output_fn, space: InputSpace, plan: _Plan, first: int,
-                         first_bad: np.ndarray) -> None:
-    """Raise ValueError naming the first input of this call whose output is NaN or inf."""
-    hits = np.flatnonzero(first_bad < plan.chunk_size)
-    if hits.size == 0:
+def _raise_if_not_finite(target: Target, space: InputSpace, totals: dict) -> None:
+    """Raise NonFiniteOutputError naming the first input whose output is NaN or inf, if any."""
+    index = int(totals["first_nonfinite"])
+    if index < 0:
         return
-    j = int(hits[0])
-    index = (first + j) * plan.chunk_size + int(first_bad[j])
     x = input_at(space, index)
-    z = float(jax.jit(make_value(output_fn, space))(x.reshape(-1)))
-    raise ValueError(
+    z = float(jax.jit(make_value(target, space))(target.params, x.reshape(-1)))
+    raise NonFiniteOutputError(
         f"output_fn returned {z} (not finite) for input index {index} with values "
         f"{x.tolist()}; the exact distribution needs a finite output for every input")
 
 
-def _start_totals(checkpoint_path, space: InputSpace, edges: np.ndarray, plan: _Plan,
-                  has_statistic: bool) -> _Totals:
-    """Fresh totals, or those of `checkpoint_path` when it exists and matches this run."""
-    num_bins = len(edges) - 1
-    fresh = _Totals(0, np.zeros(num_bins + 2, np.int64),
-                    np.zeros(num_bins) if has_statistic else None)
-    if checkpoint_path is None or not os.path.exists(checkpoint_path):
-        return fresh
-    return _load_checkpoint(checkpoint_path, _checkpoint_meta(space, edges, plan), has_statistic)
-
-
-def _checkpoint_meta(space: InputSpace, edges: np.ndarray, plan: _Plan) -> dict:
-    """What a checkpoint must agree on to be resumed."""
-    return {"space_size": np.int64(space.size), "num_categories": np.int64(space.num_categories),
-            "bin_edges": edges, "chunk_size": np.int64(plan.chunk_size)}
-
-
-def _save_checkpoint(path, meta: dict, totals: _Totals) -> None:
-    """Write the totals to `path` atomically: a temp file, then os.replace."""
-    tmp = f"{os.fspath(path)}.tmp"
-    stat = totals.statistic_sum
-    with open(tmp, "wb") as f:
-        np.savez(f, **meta, next_chunk=np.int64(totals.next_chunk), counts=totals.counts,
-                 has_statistic=stat is not None,
-                 statistic_sum=np.zeros(0) if stat is None else stat,
-                 min_output=totals.min_output, max_output=totals.max_output)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _load_checkpoint(path, meta: dict, has_statistic: bool) -> _Totals:
-    """Totals saved at `path`; ValueError naming checkpoint_path unless they match `meta`."""
-    try:
-        with np.load(path) as f:
-            saved = {name: f[name] for name in f.files}
-    except Exception as err:
-        raise ValueError(f"checkpoint_path {os.fspath(path)!r} is not a readable checkpoint: "
-                         f"{type(err).__name__}: {err}") from err
-    wanted = dict(meta, has_statistic=np.bool_(has_statistic))
-    for name, value in wanted.items():
-        if name not in saved or np.shape(saved[name]) != np.shape(value) or np.any(
-                saved[name] != value):
-            raise ValueError(
-                f"checkpoint_path {os.fspath(path)!r} was saved by a different run: its {name} is "
-                f"{saved.get(name)}, this run's is {value}; delete it or pass another path")
-    return _Totals(int(saved["next_chunk"]), saved["counts"].astype(np.int64),
-                   saved["statistic_sum"].astype(np.float64) if has_statistic else None,
-                   float(saved["min_output"]), float(saved["max_output"]))
-
-
-def _result(totals: _Totals, edges: np.ndarray, total: int) -> ExactOutputDistribution:
+def _result(totals: dict, edges: np.ndarray, total: int, has_statistic: bool) -> ExactOutputDistribution:
     """Freeze the totals into an ExactOutputDistribution."""
-    counts = totals.counts[1:-1].copy()
+    all_counts = np.asarray(totals["counts"], np.int64)
+    counts = all_counts[1:-1].copy()
     with np.errstate(divide="ignore"):
         log_rho = np.log(counts / total)  # -inf where a bin is empty.
-    stat = None if totals.statistic_sum is None else _read_only(totals.statistic_sum.copy())
+    stat = np.array(totals["statistic_sum"], np.float64) if has_statistic else None
     return ExactOutputDistribution(
         bin_edges=_read_only(edges.copy()), counts=_read_only(counts),
-        num_below=int(totals.counts[0]), num_above=int(totals.counts[-1]), total=total,
-        log_rho=_read_only(log_rho), statistic_sum=stat,
-        min_output=totals.min_output, max_output=totals.max_output)
+        num_below=int(all_counts[0]), num_above=int(all_counts[-1]), total=total,
+        log_rho=_read_only(log_rho), statistic_sum=None if stat is None else _read_only(stat),
+        min_output=float(totals["min_output"]), max_output=float(totals["max_output"]))
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
