@@ -1,6 +1,8 @@
 """`python -m experiments.pr` on two runs over all 4x4 binary images, counted exactly: the files it
 writes, its AUPRs against omnijax.evaluation.precision_recall on the same inputs, cross-model normalisation against
-a known offset, and its errors. Each command is a subprocess, as a user runs it."""
+a known offset, and its errors. Each command is a subprocess, as a user runs it. And one definition of r(z): the
+store's table, `python -m omnijax.annotation precision`, omnijax.evaluation.bin_precision and the report agree
+where samples have unequal numbers of annotators."""
 
 import csv
 import json
@@ -16,6 +18,8 @@ import pytest
 
 from omnijax import evaluation as ev
 from omnijax.annotation import Judge, Oracle, Store, annotate
+from omnijax.annotation.store import load_samples
+from experiments.workflows import pr_report
 from experiments.workflows.mnist import scores
 from experiments.workflows.results import write_rho_csv
 from omnijax.training.checkpoint import ModelSpec, save_model
@@ -200,3 +204,78 @@ def test_bad_input_fails_and_overwrites_nothing(runs, case, named):
     assert result.returncode != 0
     assert named.format(root=runs.root) in result.stderr
     assert os.listdir(out) == ["pr.csv"] and (out / "pr.csv").read_text() == "earlier result\n"
+
+
+# --------------------------------------------------------------------------------------------
+# One definition of r(z): the store, `omnijax.annotation precision`, omnijax.evaluation and the report agree.
+
+# Per bin: (samples, annotators alice, bob, carol), NaN = not scored. Samples have 1 to 3 annotators,
+# so each sample's mean (the definition) and the pool of all scores (the old evaluation path) differ.
+UNEQUAL = [
+    np.array([[1.0, 1.0, 1.0], [0.0, np.nan, np.nan], [0.0, np.nan, np.nan], [1.0, 0.0, np.nan]]),
+    np.array([[0.0, 0.0, 1.0], [1.0, np.nan, np.nan], [np.nan, np.nan, np.nan]]),   # one unscored sample
+    np.array([[1.0, np.nan, 0.5], [1.0, 1.0, np.nan], [0.0, np.nan, np.nan]]),
+]
+UNEQUAL_WEIGHTS = [np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.5, 0.25, 0.25]), np.array([0.6, 0.3, 0.1])]
+
+
+def test_one_definition_of_r_with_unequal_annotators_per_sample(tmp_path):
+    workdir = str(tmp_path / "unequal")
+    os.makedirs(workdir)
+    edges = np.array([-1.0, 0.0, 1.0, 2.0])
+    bins = np.concatenate([[b] * len(s) for b, s in enumerate(UNEQUAL)]).astype(np.int32)
+    inputs = ALL[np.random.default_rng(5).choice(len(ALL), len(bins), replace=False)]
+    np.savez_compressed(os.path.join(workdir, "samples.npz"), bin=bins, z=(edges[bins] + 0.5).astype(np.float32),
+                        inputs=inputs, bin_edges=edges, weight=np.concatenate(UNEQUAL_WEIGHTS))
+    write_rho_csv(os.path.join(workdir, "rho.csv"), types.SimpleNamespace(
+        num_bins=3, bin_edges=edges, log_rho=np.log([0.6, 0.3, 0.1]), log_rho_stderr=np.zeros(3),
+        n_samples=np.array([len(s) for s in UNEQUAL])))
+    names = ["alice", "bob", "carol"]
+    with Store(os.path.join(workdir, "annotations.sqlite")) as store:
+        run = store.import_run(workdir)
+        ids = {b: [s.id for s in store.samples(run.id, bin=b)] for b in range(3)}
+        for j, name in enumerate(names):
+            store.add_annotator(name)
+            store.add_scores(name, [(ids[b][i], s[i, j]) for b, s in enumerate(UNEQUAL) for i in range(len(s))
+                                    if not np.isnan(s[i, j])])
+        table = store.bin_precision_table(run.id, sample_weights=load_samples(workdir)["weight"])
+
+    # The definition by hand: each scored sample's mean score, weighted by its weight.
+    expected = []
+    for s, w in zip(UNEQUAL, UNEQUAL_WEIGHTS):
+        scored = ~np.isnan(s).all(axis=1)
+        expected.append(np.sum(w[scored] * np.nanmean(s[scored], axis=1)) / np.sum(w[scored]))
+    pooled = [np.nansum(w @ np.nan_to_num(s)) / np.sum(w @ ~np.isnan(s)) for s, w in zip(UNEQUAL, UNEQUAL_WEIGHTS)]
+    assert np.abs(np.subtract(expected, pooled)).max() > 0.05   # the case tells the two definitions apart
+
+    library = ev.bin_precision(UNEQUAL, weights_per_bin=UNEQUAL_WEIGHTS, num_bootstrap=1000, seed=0)
+    np.testing.assert_allclose(library.r, expected, rtol=1e-12)
+    np.testing.assert_allclose(table.r(), expected, rtol=1e-12)
+    np.testing.assert_array_equal([row.n_scored for row in table.rows], [4, 2, 3])
+
+    # `python -m omnijax.annotation precision` prints the store's table.
+    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+    cli = subprocess.run([sys.executable, "-m", "omnijax.annotation", "precision", f"--run={workdir}"], cwd=REPO,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    rows = list(csv.DictReader(cli.stdout.splitlines()))
+    np.testing.assert_allclose([float(row["r"]) for row in rows], expected, rtol=1e-12)
+
+    # The report: its curve's r and its intervals are one computation, the library's.
+    runs = pr_report.load_runs([workdir])
+    report = pr_report.build_report(runs, pr_report.normalisations(runs, False), "high")
+    (r,) = report.runs
+    np.testing.assert_allclose(r.bins.r, expected, rtol=1e-12)
+    np.testing.assert_array_equal(r.bins.ci_low, library.ci_low)     # same seed, same resampling
+    np.testing.assert_array_equal(r.bins.ci_high, library.ci_high)
+    assert (r.bins.ci_low <= r.bins.r).all() and (r.bins.r <= r.bins.ci_high).all()
+    assert r.pr.precision[0] == pytest.approx(expected[2], rel=1e-12)  # the top bin alone
+    rho = np.array([0.6, 0.3, 0.1])
+    assert r.pr.precision[-1] == pytest.approx(rho @ expected / rho.sum(), rel=1e-6)  # rho.csv keeps 6 digits
+    out = str(tmp_path / "out")
+    result = run_pr(f"--runs={workdir}", f"--out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(out, "summary.json")) as f:
+        (summary,) = json.load(f)["runs"]
+    np.testing.assert_allclose([row["r"] for row in summary["r"]], expected, rtol=1e-12)
+    np.testing.assert_allclose([row["ci_low"] for row in summary["r"]], library.ci_low, rtol=1e-12)

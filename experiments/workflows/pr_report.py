@@ -2,8 +2,9 @@
 §2.3, §3.2): the library behind `python -m experiments.pr`.
 
 A run directory holds rho.csv (ln ρ per bin), samples.npz (representative inputs per bin) and
-annotations.sqlite (their scores, from `python -m omnijax.annotation.cli`). Per run this gives r(z) with
-a bootstrap interval, the PR curve, its AUPR and its convergence with the annotated samples per bin;
+annotations.sqlite (their scores, from `python -m omnijax.annotation serve`). Per run this gives r(z) with
+a bootstrap interval (both from the store's table, i.e. `omnijax.evaluation.bin_precision`, the one
+definition of r), the PR curve, its AUPR and its convergence with the annotated samples per bin;
 across runs, the AUPR ratio of the first two over their common recall range. Recalls of different
 runs are comparable only on one scale: each run's own ln ρ (a fraction of all inputs, as its
 sampler estimated it), or, when the runs carry their models, ln ρ shifted by cross-model
@@ -49,8 +50,8 @@ class RunData:
     bin_edges: np.ndarray             # from samples.npz (rho.csv's are rounded)
     log_rho: np.ndarray               # from rho.csv
     samples: dict                     # load_samples: bin, z, inputs, bin_edges, ...
-    table: PrecisionTable             # r(z) per bin from the store
-    scores_per_bin: list[np.ndarray]  # per bin (scored samples in file order, annotators), NaN = not scored
+    table: PrecisionTable             # r(z) per bin with its interval, from the store (ev.bin_precision)
+    scores_per_bin: list[np.ndarray]  # per bin (samples in file order, annotators), NaN = not scored
     weights_per_bin: list[np.ndarray]  # per bin, those samples' within-bin weights (samples.npz)
     annotators: dict[str, str]        # name -> kind of the annotators whose scores count
 
@@ -71,8 +72,7 @@ class RunReport:
     run: RunData
     normalisation: Normalisation
     pr: ev.PrecisionRecall            # log_recall on the report's scale (offset added)
-    bins: ev.BinPrecision             # interval of r(z); centred on the pooled score mean, which is the
-                                      # store's r wherever every annotator scored every sample
+    bins: ev.BinPrecision             # r(z) and its interval: the table's estimate, the r of the curve
     aupr: float                       # over the curve's own log-recall span, nats
     convergence: ev.PRConvergence | None
     convergence_note: str
@@ -142,26 +142,14 @@ def load_run(workdir: str, label: str, annotators=None) -> RunData:
         if unknown:
             raise ReportError(f"--annotators: {unknown} have not annotated run {label} ({workdir}); its "
                               f"annotators are {sorted(kinds)}")
-        table = store.bin_precision_table(run.id, annotators, samples["weight"])
+        table = store.bin_precision_table(run.id, annotators, samples["weight"], num_bootstrap=NUM_BOOTSTRAP,
+                                          seed=0)
         if not table.rows:
             chosen = f" by --annotators={','.join(annotators)}" if annotators else ""
             raise ReportError(f"run {label} ({workdir}) has no annotations: none of its samples is "
                               f"scored{chosen}; {how}")
-        scores = [s for s in store.current_scores(run.id) if annotators is None or s.annotator in annotators]
-        bin_of = {s.id: s.bin for s in store.samples(run.id)}
-        index_of = {s.id: s.index for s in store.samples(run.id)}
-    names = list(dict.fromkeys(s.annotator for s in scores))
-    given: dict[int, dict[str, float]] = {}
-    for s in scores:  # in file order
-        given.setdefault(s.sample, {})[s.annotator] = s.score
-    rows: list[list[list[float]]] = [[] for _ in range(len(edges) - 1)]
-    weights: list[list[float]] = [[] for _ in range(len(edges) - 1)]
-    for sample, by_name in given.items():
-        rows[bin_of[sample]].append([by_name.get(name, math.nan) for name in names])
-        weights[bin_of[sample]].append(samples["weight"][index_of[sample]])
-    per_bin = [np.array(r, np.float64).reshape(-1, len(names)) for r in rows]
-    return RunData(label, workdir, edges, log_rho, samples, table, per_bin, [np.array(w) for w in weights],
-                   {n: kinds[n] for n in names})
+    given = table.scores
+    return RunData(label, workdir, edges, log_rho, samples, table, given.scores, given.weights, dict(given.kinds))
 
 
 def _read_log_rho(path: str, edges: np.ndarray) -> np.ndarray:
@@ -288,9 +276,10 @@ def build_report(runs: list[RunData], norms: list[Normalisation], positive: str 
     notes, reports = [], []
     for run, norm in zip(runs, norms):
         log_rho = run.log_rho + norm.log_offset
+        bins = run.table.estimate  # r(z) of the curve and its interval: one computation
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ev.MissingAnnotationWarning)  # reported below, per run
-            pr = ev.precision_recall(run.bin_edges, log_rho, run.table.r(), positive)
+            pr = ev.precision_recall(run.bin_edges, log_rho, bins.r, positive)
             convergence, convergence_note = _convergence(run, log_rho, positive)
         if pr.excluded_bins.size:
             notes.append(f"run {run.label}: bins {pr.excluded_bins.tolist()} (z in "
@@ -299,8 +288,6 @@ def build_report(runs: list[RunData], norms: list[Normalisation], positive: str 
         if run.table.n_judge_scores:
             notes.append(f"run {run.label}: {run.table.n_judge_scores} scores come from a judge (a reference "
                          "model, not a person); the paper warns such scores are unreliable")
-        bins = ev.bin_precision(run.scores_per_bin, weights_per_bin=run.weights_per_bin, num_bootstrap=NUM_BOOTSTRAP,
-                                seed=0)
         reports.append(RunReport(run, norm, pr, bins, ev.aupr(pr), convergence, convergence_note))
     ratio, span, areas, ratio_note = None, None, None, "needs two runs"
     if len(reports) > 1:
@@ -317,7 +304,7 @@ def build_report(runs: list[RunData], norms: list[Normalisation], positive: str 
 
 def _convergence(run: RunData, log_rho: np.ndarray, positive: str):
     """PR convergence for 1, 2, 4, ... annotated samples per bin up to the most any bin has."""
-    most = max(len(s) for s in run.scores_per_bin)
+    most = int(run.table.estimate.n_scored.max())
     counts = sorted({2 ** k for k in range(most.bit_length()) if 2 ** k < most} | {most})
     try:
         return ev.pr_convergence(run.bin_edges, log_rho, run.scores_per_bin, np.array(counts),
@@ -373,7 +360,7 @@ def _write_files(report: Report, directory: str) -> list[str]:
     for r in report.runs:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", r.run.label)
         evaluation_plots.plot_bin_precision(
-            os.path.join(directory, f"r_{safe}.png"), r.run.bin_edges, r.run.table.r(), r.bins.ci_low,
+            os.path.join(directory, f"r_{safe}.png"), r.run.bin_edges, r.bins.r, r.bins.ci_low,
             r.bins.ci_high, log_rho=r.run.log_rho + r.normalisation.log_offset,
             title=f"{r.run.label}: r(z), 95% bootstrap interval over samples and annotators")
         names.append(f"r_{safe}.png")
@@ -422,6 +409,9 @@ def _run_summary(r: RunReport) -> dict:
         "excluded_bins": [{"bin": int(b), "lo": float(r.run.bin_edges[b]), "hi": float(r.run.bin_edges[b + 1])}
                           for b in r.pr.excluded_bins],
         "annotators": r.run.annotators,
+        "r": [{"bin": b, "lo": float(r.run.bin_edges[b]), "hi": float(r.run.bin_edges[b + 1]),
+               "r": _number(r.bins.r[b]), "ci_low": _number(r.bins.ci_low[b]), "ci_high": _number(r.bins.ci_high[b]),
+               "n_scored": int(r.bins.n_scored[b])} for b in range(len(r.bins.r)) if r.bins.n_scored[b]],
         "n_scores": sum(row.n_scores for row in r.run.table.rows),
         "n_judge_scores": r.run.table.n_judge_scores,
         "convergence_aupr": None if r.convergence is None else

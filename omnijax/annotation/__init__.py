@@ -1,17 +1,20 @@
 """Scoring the representative inputs of a sampling run (paper §2.2): people, oracles and judges score
-each bin's inputs in [0, 1]; the mean score per bin is the precision r(z).
+each bin's inputs in [0, 1]; the precision r(z) of a bin is the weighted mean over its scored inputs
+of each input's mean score (omnijax.evaluation.bin_precision, the one definition).
 
     store = Store("runs/x/annotations.sqlite"); run = store.import_run("runs/x")
     annotate(store, run.id, Oracle("truth", predicate))     # or people, via python -m omnijax.annotation serve
-    store.bin_precision_table(run.id).r()                    # r(z), NaN where nobody scored
+    store.bin_precision_table(run.id, sample_weights=load_samples("runs/x")["weight"]).r()  # NaN: unscored
 """
 
 from omnijax.annotation.annotators import Agreement, Judge, Oracle, agreement, annotate
-from omnijax.annotation.store import BinPrecision, PrecisionTable, Run, Sample, Score, Store, check_score
+from omnijax.annotation.store import (BinPrecision, BinScores, PrecisionTable, Run, Sample, Score, Store, check_score,
+                                      load_samples)
 
 __all__ = [
     "Agreement",
     "BinPrecision",
+    "BinScores",
     "Judge",
     "Oracle",
     "PrecisionTable",
@@ -22,4 +25,5 @@ __all__ = [
     "agreement",
     "annotate",
     "check_score",
+    "load_samples",
 ]

@@ -20,6 +20,9 @@ import time
 
 import numpy as np
 
+from omnijax.evaluation.precision_recall import BinPrecision as BinPrecisionArrays
+from omnijax.evaluation.precision_recall import bin_precision
+
 KINDS = ("person", "oracle", "judge")
 CSV_FIELDS = ["run", "run_name", "index", "bin", "z", "annotator", "kind", "score", "time", "superseded"]
 
@@ -101,7 +104,8 @@ class Score:
 
 @dataclasses.dataclass(frozen=True)
 class BinPrecision:
-    """r(z) of one bin: the mean over its scored samples of each sample's mean score across annotators."""
+    """r(z) of one bin, by `omnijax.evaluation.bin_precision` (the one definition): the weighted mean
+    over its scored samples of each sample's mean score across annotators."""
     bin: int
     lo: float
     hi: float
@@ -111,6 +115,20 @@ class BinPrecision:
     n_samples: int         # samples of the bin in the run
     n_scores: int          # current scores counted (one per sample and annotator)
     n_judge_scores: int    # of those, scores from a model used as judge
+    ci_low: float = math.nan   # bootstrap interval (bin_precision_table(num_bootstrap=...)); NaN if not asked for
+    ci_high: float = math.nan
+
+
+@dataclasses.dataclass(frozen=True)
+class BinScores:
+    """A run's current scores as one (samples, annotators) matrix per bin: the input of
+    `omnijax.evaluation.bin_precision`. Rows are ALL the bin's samples in file order (NaN rows for
+    unscored ones), columns the chosen annotators who scored anything in the run."""
+    annotators: list[str]            # column order
+    kinds: dict[str, str]            # annotator -> kind
+    scores: list[np.ndarray]         # per bin (samples, annotators), NaN = not scored
+    weights: list[np.ndarray]        # per bin, the samples' within-bin weights
+    indices: list[np.ndarray]        # per bin, the samples' positions in samples.npz
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +138,8 @@ class PrecisionTable:
     unannotated: list[int]   # bins with samples but no score
     empty: list[int]         # bins without samples
     num_bins: int
+    estimate: BinPrecisionArrays | None = None  # the per-bin arrays that bin_precision returned
+    scores: BinScores | None = None             # what it was computed from
 
     def r(self) -> np.ndarray:
         """r(z) per bin, NaN where unknown."""
@@ -338,42 +358,65 @@ class Store:
     def scores_for_bin(self, run_id: int, bin: int) -> list[Score]:
         return self.current_scores(run_id, bin=bin)
 
-    def bin_precision_table(self, run_id: int, annotators: list[str] | None = None,
-                            sample_weights=None) -> PrecisionTable:
-        """r(z) per bin from the current scores (of `annotators`, default all): the mean over scored
-        samples of each sample's mean score, weighted by `sample_weights` (indexed by the sample's
-        position in samples.npz; `load_samples(...)["weight"]`), equally when None."""
+    def bin_scores(self, run_id: int, annotators: list[str] | None = None, sample_weights=None) -> BinScores:
+        """The current scores (of `annotators`, default all) as per-bin (samples, annotators) matrices,
+        with the samples' weights (`sample_weights` indexed by position in samples.npz, i.e.
+        `load_samples(...)["weight"]`; equal weights when None)."""
         run = self.run(run_id)
         known = self.annotators()
         unknown = sorted(set(annotators or ()) - set(known))
         if unknown:
             raise ValueError(f"unknown annotators {unknown}; known: {sorted(known)}")
-        per_sample: dict[int, list[Score]] = {}
-        for s in self.current_scores(run_id):
-            if annotators is None or s.annotator in annotators:
-                per_sample.setdefault(s.sample, []).append(s)
-        sizes = dict(self._query("SELECT bin, COUNT(*) FROM samples WHERE run = ? GROUP BY bin", (run_id,)))
-        bin_of = dict(self._query("SELECT id, bin FROM samples WHERE run = ?", (run_id,)))
-        index_of = dict(self._query("SELECT id, idx FROM samples WHERE run = ?", (run_id,)))
-        by_bin: dict[int, list[tuple[int, list[Score]]]] = {}
-        for sample_id, scores in per_sample.items():
-            by_bin.setdefault(bin_of[sample_id], []).append((index_of[sample_id], scores))
+        scores = [s for s in self.current_scores(run_id) if annotators is None or s.annotator in annotators]
+        scorers = {s.annotator for s in scores}
+        names = [name for name in known if name in scorers]  # registration order
+        column = {name: j for j, name in enumerate(names)}
+        samples = self._query("SELECT id, idx, bin FROM samples WHERE run = ? ORDER BY idx", (run_id,))
+        if sample_weights is not None:
+            sample_weights = np.asarray(sample_weights, np.float64)
+            if sample_weights.shape != (len(samples),):
+                raise ValueError(f"sample_weights must hold one weight per sample of run {run.name} "
+                                 f"({len(samples)}), got shape {sample_weights.shape}")
+        row_of, indices = {}, [[] for _ in range(run.num_bins)]
+        for sample_id, idx, b in samples:
+            row_of[sample_id] = (b, len(indices[b]))
+            indices[b].append(idx)
+        matrices = [np.full((len(i), len(names)), np.nan) for i in indices]
+        for s in scores:
+            b, i = row_of[s.sample]
+            matrices[b][i, column[s.annotator]] = s.score
+        idx = [np.asarray(i, np.int64) for i in indices]
+        weights = [np.ones(len(i)) if sample_weights is None else sample_weights[i] for i in idx]
+        return BinScores(names, {n: known[n] for n in names}, matrices, weights, idx)
+
+    def bin_precision_table(self, run_id: int, annotators: list[str] | None = None,
+                            sample_weights=None, *, num_bootstrap: int | None = None,
+                            seed=0) -> PrecisionTable:
+        """r(z) per bin from the current scores (of `annotators`, default all), computed by
+        `omnijax.evaluation.bin_precision` (the one definition of r: each scored sample counts once,
+        its score the mean of its annotators', weighted by `sample_weights`, which are indexed by the
+        sample's position in samples.npz: pass `load_samples(...)["weight"]`; equal when None).
+        num_bootstrap: replicates of its two-way bootstrap interval (ci_low, ci_high); None: none."""
+        run = self.run(run_id)
+        given = self.bin_scores(run_id, annotators, sample_weights)
+        estimate = bin_precision(given.scores, weights_per_bin=given.weights, num_bootstrap=num_bootstrap,
+                                 seed=seed)
+        judge = np.array([given.kinds[n] == "judge" for n in given.annotators], bool)
         rows = []
-        for b in sorted(by_bin):
-            means = np.array([np.mean([s.score for s in scores]) for _, scores in by_bin[b]])
-            w = (np.ones(len(means)) if sample_weights is None
-                 else np.asarray(sample_weights, np.float64)[[i for i, _ in by_bin[b]]])
-            w = w / w.sum() if w.sum() > 0 else np.full(len(means), 1 / len(means))
-            r = float(w @ means)
-            flat = [s for _, scores in by_bin[b] for s in scores]
-            n = len(means)
+        for b in range(run.num_bins):
+            if estimate.n_scored[b] == 0:
+                continue
             rows.append(BinPrecision(
-                bin=b, lo=run.bin_edges[b], hi=run.bin_edges[b + 1], r=r,
-                stderr=float(math.sqrt(n / (n - 1) * np.sum(w ** 2 * (means - r) ** 2))) if n > 1 else math.nan,
-                n_scored=len(means), n_samples=sizes[b], n_scores=len(flat),
-                n_judge_scores=sum(s.kind == "judge" for s in flat)))
-        return PrecisionTable(rows=rows, unannotated=sorted(set(sizes) - set(by_bin)),
-                              empty=sorted(set(range(run.num_bins)) - set(sizes)), num_bins=run.num_bins)
+                bin=b, lo=run.bin_edges[b], hi=run.bin_edges[b + 1], r=float(estimate.r[b]),
+                stderr=float(estimate.stderr[b]), n_scored=int(estimate.n_scored[b]),
+                n_samples=int(estimate.n_samples[b]), n_scores=int(estimate.n_scores[b]),
+                n_judge_scores=int(np.sum(~np.isnan(given.scores[b][:, judge]))),
+                ci_low=float(estimate.ci_low[b]), ci_high=float(estimate.ci_high[b])))
+        sizes = estimate.n_samples
+        return PrecisionTable(rows=rows, unannotated=[b for b in range(run.num_bins) if sizes[b] and
+                                                      not estimate.n_scored[b]],
+                              empty=[b for b in range(run.num_bins) if not sizes[b]], num_bins=run.num_bins,
+                              estimate=estimate, scores=given)
 
     # CSV.
 

@@ -3,7 +3,8 @@
 
 Every metric is a sum over output bins b of ρ_b (the fraction of ALL inputs whose output falls
 in b, given as ln ρ_b because the interesting bins hold tiny fractions) weighted by r_b (the
-precision of bin b: the mean annotation score in [0, 1] of its representative inputs):
+precision of bin b: the weighted mean over its scored representative inputs of each input's
+mean annotation score in [0, 1]; `bin_precision` is the one place that computes it):
 
     precision(λ) = Σ_{b positive} r_b ρ_b / Σ_{b positive} ρ_b              (Eq. 3)
     recall(λ)    ∝ Σ_{b positive} r_b ρ_b, reported as ln Σ r_b ρ_b         (Eq. 4)
@@ -69,12 +70,23 @@ class ROC(NamedTuple):
 
 
 class BinPrecision(NamedTuple):
-    """r(z) per bin with a two-way bootstrap percentile interval (see `bin_precision`)."""
+    """r(z) per bin (`bin_precision`, the one definition), with its standard error and a two-way
+    bootstrap percentile interval. Arrays of shape (B,).
+
+    r: weighted mean over the bin's scored samples of each sample's mean score; NaN where unknown.
+    stderr: standard error of r over samples; NaN with fewer than two scored samples.
+    ci_low, ci_high: the bootstrap interval; NaN where r is, or when no bootstrap was asked for.
+    n_scores: scores counted (one per sample and annotator).
+    n_scored: samples with at least one score.
+    n_samples: samples given (rows), scored or not.
+    """
 
     r: np.ndarray
+    stderr: np.ndarray
     ci_low: np.ndarray
     ci_high: np.ndarray
     n_scores: np.ndarray
+    n_scored: np.ndarray
     n_samples: np.ndarray
 
 
@@ -294,67 +306,112 @@ def _area(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Precision per bin from annotation scores.
+# Precision per bin from annotation scores: THE definition of r(z).
+#
+# Every r(z) of omnijax — the annotation store's table, `python -m omnijax.annotation precision`,
+# the PR curves of `experiments.pr` and their intervals — is computed by `bin_precision` below.
 
 
-def bin_precision(scores_per_bin, *, weights_per_bin=None, num_bootstrap: int = 1000, seed=0,
+def bin_precision(scores_per_bin, *, weights_per_bin=None, num_bootstrap: int | None = 1000, seed=0,
                   confidence: float = 0.95) -> BinPrecision:
-    """r(z) per bin with a bootstrap interval over samples AND annotators (Fig. 6).
+    """r(z) per bin: the weighted mean over the bin's scored samples of each sample's mean score.
 
     Args:
       scores_per_bin: a sequence, one entry per bin, each a 2-D array (samples, annotators)
         of scores in [0, 1], NaN where an annotator did not score a sample. A 1-D array is
         one annotator. A bin with no samples (shape (0,) or (0, A)) gets r = NaN.
-      weights_per_bin: optional, per bin a (samples,) array of nonnegative sample weights (e.g.
-        samples.npz's `weight`, which undo the sampler's tilt within a bin); equal when None.
-      num_bootstrap: bootstrap replicates.
+      weights_per_bin: optional, per bin a (samples,) array of nonnegative sample weights:
+        samples.npz's `weight`, the inclusion weights that make a bin's representatives a
+        uniform sample of the bin's inputs. Equal weights when None.
+      num_bootstrap: bootstrap replicates for the interval; None computes no interval
+        (ci_low = ci_high = NaN), for callers that need r alone.
       seed: int or numpy Generator for the resampling.
       confidence: level of the percentile interval.
 
-    r_b is the weighted mean of all the bin's scores (each score counts once, with its sample's
-    weight; with complete scores it is the mean over annotators of each annotator's precision). The interval is a two-way
-    percentile bootstrap: each replicate resamples the bin's samples and, independently,
-    the annotators, both with replacement, so it carries both the sampling error of a finite
-    set of representative inputs and the disagreement between annotators. Replicates that
-    draw no score are dropped. Bins with no score get NaN (r, ci_low, ci_high).
+    The definition. A sample is scored when at least one annotator scored it; its score s_i is
+    the mean of its annotators' scores. Each scored sample counts once, with its weight w_i:
+
+        r_b = Σ_i w_i s_i / Σ_i w_i        over the scored samples i of bin b.
+
+    So r_b estimates the fraction of the bin's inputs that are positive, whatever the number of
+    annotators per sample (a sample scored by three people does not count three times). It is
+    NaN where no sample is scored (or the scored samples' weights sum to 0): unknown, never 0.
+
+    stderr is the standard error of that weighted mean over samples (ratio estimator:
+    sqrt(n/(n-1) Σ w̃_i² (s_i - r)²), w̃ = w / Σ w; NaN with fewer than two scored samples).
+    The interval is a two-way percentile bootstrap of the same estimator: each replicate draws
+    the bin's scored samples with replacement and, independently, the annotators who scored in
+    the bin with replacement; each drawn sample's score is the mean over the drawn annotators
+    (with multiplicity) who scored it, samples none of them scored drop out of the replicate,
+    and the replicate's r is the weighted mean above. It carries both the sampling error of a
+    finite set of representatives and the disagreement between annotators. Replicates with no
+    score are dropped.
     """
     bins = _check_scores_per_bin(scores_per_bin)
     weights = _check_weights_per_bin(weights_per_bin, bins)
-    num_bootstrap = check_positive_int("num_bootstrap", num_bootstrap)
+    if num_bootstrap is not None:
+        num_bootstrap = check_positive_int("num_bootstrap", num_bootstrap)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
     rng = np.random.default_rng(seed)
     tail = 100 * (1 - confidence) / 2
     n = len(bins)
-    r, low, high = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
-    n_scores = np.array([int(np.sum(~np.isnan(s))) for s in bins])
+    r, stderr, low, high = (np.full(n, np.nan) for _ in range(4))
+    n_scores = np.array([int(np.sum(~np.isnan(s))) for s in bins], dtype=np.int64)
+    n_scored = np.array([int(np.sum((~np.isnan(s)).any(axis=1))) for s in bins], dtype=np.int64)
     for b, s in enumerate(bins):
         if n_scores[b] == 0:
             continue
-        r[b] = _weighted_mean(s, weights[b])
-        means = _two_way_bootstrap_means(s, weights[b], num_bootstrap, rng)
-        low[b], high[b] = np.nanpercentile(means, [tail, 100 - tail])
-    return BinPrecision(r, low, high, n_scores, np.array([s.shape[0] for s in bins]))
+        r[b], stderr[b] = _bin_r(s, weights[b])
+        if num_bootstrap is not None and not math.isnan(r[b]):
+            means = _two_way_bootstrap(s, weights[b], num_bootstrap, rng)
+            if np.isfinite(means).any():
+                low[b], high[b] = np.nanpercentile(means, [tail, 100 - tail])
+    return BinPrecision(r, stderr, low, high, n_scores, n_scored, np.array([s.shape[0] for s in bins]))
 
 
-def _weighted_mean(scores: np.ndarray, weights: np.ndarray) -> float:
-    """Mean of a (samples, annotators) block's scores, each with its sample's weight; NaN if none."""
+def _scored_rows(scores: np.ndarray, weights: np.ndarray):
+    """The scored samples of one bin: (their per-sample mean scores, their weights)."""
     known = ~np.isnan(scores)
-    total = np.sum(weights @ known)
-    return float(np.sum(weights @ np.where(known, scores, 0.0)) / total) if total > 0 else math.nan
+    count = known.sum(axis=1)
+    scored = count > 0
+    means = np.where(known, scores, 0.0).sum(axis=1)[scored] / count[scored]
+    return means, weights[scored]
 
 
-def _two_way_bootstrap_means(scores: np.ndarray, weights: np.ndarray, num_bootstrap: int, rng) -> np.ndarray:
-    """Pooled weighted mean score of each replicate; rows and columns are drawn as multiplicities,
-    so a replicate's sum is (c_rows * w) · S · c_cols (NaN → 0) and its count the same with the mask."""
-    n, a = scores.shape
-    rows = rng.multinomial(n, np.full(n, 1 / n), size=num_bootstrap) * weights[None, :]
-    cols = rng.multinomial(a, np.full(a, 1 / a), size=num_bootstrap).astype(np.float64)
+def _bin_r(scores: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """(r, stderr) of one bin's (samples, annotators) block, as defined in `bin_precision`."""
+    means, w = _scored_rows(scores, weights)
+    total = w.sum()
+    if means.size == 0 or total <= 0:
+        return math.nan, math.nan
+    w = w / total
+    # A weighted mean lies between the smallest and largest sample mean; clipping removes the rounding
+    # that could otherwise put r a hair outside [0, 1] (e.g. 1.0000000000000002 for all-1 scores).
+    r = float(np.clip(w @ means, means.min(), means.max()))
+    n = means.size
+    stderr = math.sqrt(n / (n - 1) * float(np.sum(w ** 2 * (means - r) ** 2))) if n > 1 else math.nan
+    return r, stderr
+
+
+def _two_way_bootstrap(scores: np.ndarray, weights: np.ndarray, num_bootstrap: int, rng) -> np.ndarray:
+    """r of each bootstrap replicate (NaN for a replicate with no score), as in `bin_precision`.
+
+    Samples and annotators are drawn as multiplicities: row counts c (replicates, samples) over
+    the scored samples, column counts d (replicates, annotators) over the annotators who scored
+    in the bin. A drawn sample's score is (d · S_i) / (d · K_i) (S with NaN as 0, K the mask)."""
     known = ~np.isnan(scores)
-    total = np.einsum("ki,ij,kj->k", rows, np.where(known, scores, 0.0), cols)
-    count = np.einsum("ki,ij,kj->k", rows, known.astype(np.float64), cols)
+    rows, cols = known.any(axis=1), known.any(axis=0)
+    known, s, w = known[rows][:, cols], np.where(known, scores, 0.0)[rows][:, cols], weights[rows]
+    n, a = s.shape
+    c = rng.multinomial(n, np.full(n, 1 / n), size=num_bootstrap) * w[None, :]
+    d = rng.multinomial(a, np.full(a, 1 / a), size=num_bootstrap).astype(np.float64)
+    total, count = d @ s.T, d @ known.T.astype(np.float64)          # (replicates, samples)
+    has = count > 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.nan)
+        sample_mean = np.where(has, total / np.where(has, count, 1.0), 0.0)
+        num, den = np.sum(c * has * sample_mean, axis=1), np.sum(c * has, axis=1)
+        return np.where(den > 0, np.clip(num / np.where(den > 0, den, 1.0), 0.0, 1.0), np.nan)
 
 
 def _check_weights_per_bin(weights_per_bin, bins: list[np.ndarray]) -> list[np.ndarray]:
@@ -398,10 +455,9 @@ def pr_convergence(bin_edges, log_rho, scores_per_bin, sample_counts, *, weights
                    positive: str = "high") -> PRConvergence:
     """PR curves as the number of annotated samples per bin grows (Fig. 5).
 
-    For each n in `sample_counts`, r_b is the mean score of bin b's first n samples (all
-    annotators, weighted by `weights_per_bin` as in `bin_precision`; a bin with fewer than n
-    samples uses all it has) and the PR curve follows from `precision_recall`. Scores are given
-    as in `bin_precision`; a bin with no scores
+    For each n in `sample_counts`, r_b is `bin_precision`'s r of bin b's first n scored samples
+    (in the order given; a bin with fewer than n uses all it has) and the PR curve follows from
+    `precision_recall`. Scores and weights are given as in `bin_precision`; a bin with no scores
     is excluded as usual. Each curve's AUPR is taken over the log-recall range common to all
     curves.
     """
@@ -411,9 +467,12 @@ def pr_convergence(bin_edges, log_rho, scores_per_bin, sample_counts, *, weights
     if (counts.ndim != 1 or counts.size == 0 or not np.issubdtype(counts.dtype, np.integer)
             or (counts < 1).any()):
         raise ValueError(f"sample_counts must be a non-empty list of positive ints, got {sample_counts!r}")
+    scored = [(~np.isnan(s)).any(axis=1) for s in bins]
+    bins = [s[keep] for s, keep in zip(bins, scored)]
+    weights = [w[keep] for w, keep in zip(weights, scored)]
     curves = []
     for n in counts:
-        r = np.array([_weighted_mean(s[:n], w[:n]) for s, w in zip(bins, weights)])
+        r = np.array([_bin_r(s[:n], w[:n])[0] for s, w in zip(bins, weights)])
         curves.append(precision_recall(bin_edges, log_rho, r, positive))
     lo, hi = common_log_recall_range(curves)
     return PRConvergence(counts, curves[0].thresholds, np.stack([c.precision for c in curves]),
