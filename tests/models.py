@@ -7,22 +7,25 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
+from omnijax.models.mlp import MLP
 from omnijax.sampling.spaces import InputSpace
 
 
-def random_mlp(space: InputSpace, seed: int, hidden: int = 8, scale: float = 1.0):
-    """A random 2-layer tanh MLP on the one-hot input: output_fn(onehot) -> scalar."""
+def random_mlp(space: InputSpace, seed: int, hidden: int = 8, scale: float = 1.0) -> MLP:
+    """A random 2-layer tanh MLP on the one-hot input, no output bias: omnijax's own MLP (an NNX
+    module, callable as output_fn(onehot) -> scalar) with weights w1 ~ N * scale / sqrt(D),
+    b1 ~ N * 0.1, w2 ~ N * 2.0 drawn from jax.random.key(seed)."""
     k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
     fan_in = space.num_positions * space.num_categories
     w1 = jax.random.normal(k1, (fan_in, hidden)) * scale / np.sqrt(space.num_positions)
     b1 = jax.random.normal(k2, (hidden,)) * 0.1
     w2 = jax.random.normal(k3, (hidden,)) * 2.0
-
-    def output_fn(onehot):
-        return jnp.tanh(onehot.reshape(-1) @ w1 + b1) @ w2
-
-    return output_fn
+    model = MLP(space.shape, space.num_categories, hidden, activation="tanh", output_bias=False,
+                rngs=nnx.Rngs(0))
+    model.set_weights(w1, b1, w2)
+    return model
 
 
 def all_inputs(space: InputSpace) -> np.ndarray:
