@@ -70,14 +70,12 @@ def write_comparison_csv(path, table: dict[str, np.ndarray]) -> None:
 
 def plot_comparison(path, table: dict[str, np.ndarray], title: str = "") -> None:
     """Fig. 2 style: ln rho(z) as lines (sampled with 2-sigma bars), r(z) as bars, exact beside sampled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     centres = (table["bin_lo"] + table["bin_hi"]) / 2
     width = table["bin_hi"] - table["bin_lo"]
-    fig, rho_axis = plt.subplots(figsize=(8, 4.5))
+    fig = Figure(figsize=(8, 4.5))
+    rho_axis = fig.subplots()
     r_axis = rho_axis.twinx()
     r_axis.bar(centres - width / 4, np.nan_to_num(table["r_exact"]), width / 2, color="tab:gray", alpha=0.45,
                label="r(z) exact")
@@ -100,4 +98,3 @@ def plot_comparison(path, table: dict[str, np.ndarray], title: str = "") -> None
     rho_axis.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -27,12 +27,27 @@ from omnijax.annotation.store import Run, load_samples
 
 COMMANDS = ("serve", "precision", "agreement", "export", "import")
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "Run directory holding samples.npz.")
-flags.DEFINE_string("db", None, "SQLite file of the scores (default <run>/annotations.sqlite).")
-flags.DEFINE_integer("port", 8000, "serve: port on 127.0.0.1 (0 picks a free one).")
-flags.DEFINE_string("question", DEFAULT_QUESTION, "serve: what annotators are asked about each input.")
-flags.DEFINE_string("csv", None, "export/import: the CSV file.")
-flags.DEFINE_list("annotators", None, "precision: only these annotators' scores; agreement: exactly two names.")
+_flags_defined = False
+
+
+def _define_flags() -> None:
+    """The command's absl flags; defined only when the command runs (importing this module defines none)."""
+    global _flags_defined
+    if _flags_defined:
+        return
+    _flags_defined = True
+    flags.DEFINE_string("run", None, "Run directory holding samples.npz.")
+    flags.DEFINE_string("db", None, "SQLite file of the scores (default <run>/annotations.sqlite).")
+    flags.DEFINE_integer("port", 8000, "serve: port on 127.0.0.1 (0 picks a free one).")
+    flags.DEFINE_string("question", DEFAULT_QUESTION, "serve: what annotators are asked about each input.")
+    flags.DEFINE_string("csv", None, "export/import: the CSV file.")
+    flags.DEFINE_list("annotators", None, "precision: only these annotators' scores; agreement: exactly two names.")
+
+
+def run() -> None:
+    """`python -m omnijax.annotation COMMAND --flags`: defines the flags, then runs `main`."""
+    _define_flags()
+    app.run(main)
 
 
 def _open() -> tuple[Store, Run]:
@@ -57,7 +72,7 @@ def _precision(store: Store, run) -> None:
     writer.writerow(["bin", "bin_lo", "bin_hi", "r", "r_stderr", "n_scored", "n_samples", "n_scores",
                      "n_judge_scores"])
     for row in table.rows:
-        writer.writerow([row.bin, f"{row.lo:.6g}", f"{row.hi:.6g}", f"{row.r:.6g}",
+        writer.writerow([row.bin, f"{row.lo:.6g}", f"{row.hi:.6g}", "" if math.isnan(row.r) else repr(row.r),
                          "" if math.isnan(row.stderr) else f"{row.stderr:.6g}", row.n_scored, row.n_samples,
                          row.n_scores, row.n_judge_scores])
     if table.unannotated:
@@ -119,4 +134,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -1,12 +1,13 @@
-"""Pictures people look at: rho(z) with its error band, and grids of representative inputs."""
+"""Pictures people look at: rho(z) with its error band, and grids of representative inputs.
+
+Figures are `matplotlib.figure.Figure` objects saved with `savefig`: no backend is chosen and
+no pyplot state is touched, so importing or calling this module changes nothing for the caller.
+"""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def plot_log_rho(path, bin_edges, log_rho, stderr=None, exact_log_rho=None, title="", xlabel="output z"):
@@ -14,7 +15,8 @@ def plot_log_rho(path, bin_edges, log_rho, stderr=None, exact_log_rho=None, titl
     centers = (bin_edges[:-1] + bin_edges[1:]) / 2
     finite = np.isfinite(log_rho)
     log10 = np.log10(np.e)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     ax.plot(centers[finite], log_rho[finite] * log10, "o-", ms=3, label="sampled")
     if stderr is not None:
         band = finite & np.isfinite(stderr)
@@ -29,7 +31,6 @@ def plot_log_rho(path, bin_edges, log_rho, stderr=None, exact_log_rho=None, titl
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_representative_images(path, rows, labels, image_shape, per_row=8, title="", num_categories=None):
@@ -41,7 +42,8 @@ def plot_representative_images(path, rows, labels, image_shape, per_row=8, title
     """
     colour = len(image_shape) == 3 and image_shape[-1] == 3
     num_rows = max(len(rows), 1)
-    fig, axes = plt.subplots(num_rows, per_row, figsize=(per_row * 0.9, num_rows * 0.9 + 0.4), squeeze=False)
+    fig = Figure(figsize=(per_row * 0.9, num_rows * 0.9 + 0.4))
+    axes = fig.subplots(num_rows, per_row, squeeze=False)
     for r, (images, label) in enumerate(zip(rows, labels)):
         top = max(int(np.max(images)), 1) if num_categories is None else num_categories - 1
         for c in range(per_row):
@@ -59,7 +61,6 @@ def plot_representative_images(path, rows, labels, image_shape, per_row=8, title
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_representative_sequences(path, rows, labels, marks=None, per_row=6, title=""):
@@ -68,12 +69,8 @@ def plot_representative_sequences(path, rows, labels, marks=None, per_row=6, tit
     rows[i]: list of strings (the bin's representatives); labels[i]: the row's label (e.g. "z≈1.8");
     marks[i][j]: optional bool per sequence, drawn green (True) or red (False), e.g. an oracle's verdict.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * per_row, 0.35 * max(len(rows), 1) + 0.8))
+    fig = Figure(figsize=(1.6 + 1.3 * per_row, 0.35 * max(len(rows), 1) + 0.8))
+    ax = fig.subplots()
     ax.axis("off")
     for i, (row, label) in enumerate(zip(rows, labels)):
         y = 1 - (i + 0.5) / max(len(rows), 1)
@@ -84,4 +81,3 @@ def plot_representative_sequences(path, rows, labels, marks=None, per_row=6, tit
                     color=colour, transform=ax.transAxes)
     ax.set_title(title, fontsize=10)
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)

@@ -3,24 +3,24 @@ interval (Fig. 6) and PR convergence with the annotated samples per bin (Fig. 5)
 
 Recall axes show log10 of the unnormalised recall (decades read more easily than nats); the
 AUPR numbers of `omnijax.evaluation.precision_recall` are in nats (divide by ln 10 for decades).
+Figures are `matplotlib.figure.Figure` objects saved with `savefig`: no backend, no pyplot state.
 """
 
 from __future__ import annotations
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from omnijax.evaluation.precision_recall import PRConvergence, PrecisionRecall  # noqa: E402
+from omnijax.evaluation.precision_recall import PRConvergence, PrecisionRecall
 
 _LOG10_E = np.log10(np.e)
 
 
 def plot_pr_curves(path, curves: dict[str, PrecisionRecall], title: str = "") -> None:
     """Precision against log10 recall for each named model, on one figure."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for name, pr in curves.items():
         keep = np.isfinite(pr.log_recall)
         ax.plot(pr.log_recall[keep] * _LOG10_E, pr.precision[keep], "o-", ms=3, label=name)
@@ -41,7 +41,8 @@ def plot_bin_precision(path, bin_edges, r, ci_low, ci_high, log_rho=None, title:
     edges = np.asarray(bin_edges, dtype=np.float64)
     centers = (edges[:-1] + edges[1:]) / 2
     r, ci_low, ci_high = (np.asarray(a, dtype=np.float64) for a in (r, ci_low, ci_high))
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     ax.plot(centers, r, "o-", ms=3, color="C0", label="r(z)")
     ax.fill_between(centers, ci_low, ci_high, color="C0", alpha=0.25, label="confidence interval")
     ax.set_xlabel(xlabel)
@@ -60,8 +61,9 @@ def plot_bin_precision(path, bin_edges, r, ci_low, ci_high, log_rho=None, title:
 
 def plot_convergence(path, convergence: PRConvergence, title: str = "") -> None:
     """Left: the PR curve for each number of annotated samples per bin; right: AUPR against it."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    colours = plt.cm.viridis(np.linspace(0, 0.9, len(convergence.sample_counts)))
+    fig = Figure(figsize=(10, 4))
+    left, right = fig.subplots(1, 2)
+    colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(convergence.sample_counts)))
     for n, precision, log_recall, colour in zip(convergence.sample_counts, convergence.precision,
                                                 convergence.log_recall, colours):
         keep = np.isfinite(log_recall)
@@ -81,4 +83,3 @@ def plot_convergence(path, convergence: PRConvergence, title: str = "") -> None:
 def _save(fig, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
