@@ -2,11 +2,14 @@
 (and a slider), the server is SIGKILLed and restarted, every score is there and r(z) is right; a score
 given while the server is down reaches the store once it is back; the page never shows z.
 
-Needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver) and the
-selenium package; .ci/run installs them. Missing, the test fails and says what to install."""
+Needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver; other paths with
+$OMNIJAX_TEST_CHROMIUM, $OMNIJAX_TEST_CHROMEDRIVER) and the selenium package (the `test` extra). When the
+browser is missing and the test runs as root on a machine with apt-get (a fresh CI container), it installs
+them itself; otherwise it fails (never skips) and says exactly what to install."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,22 +22,70 @@ import pytest
 from omnijax.annotation import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+CHROMIUM = os.environ.get("OMNIJAX_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("OMNIJAX_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
+APT_PACKAGES = ("chromium", "chromium-driver")
 # Outputs and bin edges with digits that cannot appear in the page by chance.
 Z = {0: [-2.7182818, -3.1415926], 1: [0.5772156, 1.4142135, 1.7320508, 0.6931471], 3: [6.2831853, 7.3890561, 5.4365636]}
 EDGES = [-4.1234567, -1.0987654, 2.2468013, 5.1357913, 8.9753197]
 TARGET = 1  # the bin both annotators score
 
 
-def require_browser():
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
-    if missing:
-        pytest.fail(f"{' and '.join(missing)} missing: `apt-get install -y chromium chromium-driver` installs "
-                    "Debian's chromium and chromedriver (.ci/run does this)")
+def _missing(paths) -> list[str]:
+    return [path for path in paths if not (os.path.isfile(path) and os.access(path, os.X_OK))]
+
+
+def find_browser(chromium=CHROMIUM, chromedriver=CHROMEDRIVER, *, euid=None, apt_get="which", run=subprocess.run,
+                 log=print) -> tuple[str, str]:
+    """(chromium, chromedriver), installing Debian's packages first when they are missing and this process
+    may: as root (`euid`, default os.geteuid()) with apt-get (`apt_get`: its path, None for none, "which"
+    to look it up). Otherwise, or if the install does not produce them, pytest.fail saying what to install.
+    `run` and `log` are subprocess.run and print, replaceable so the decision can be tested."""
+    paths = (chromium, chromedriver)
+    missing = _missing(paths)
+    if not missing:
+        return paths
+    euid = os.geteuid() if euid is None else euid
+    apt_get = shutil.which("apt-get") if apt_get == "which" else apt_get
+    command = f"apt-get install -y {' '.join(APT_PACKAGES)}"
+    what = (f"{' and '.join(missing)} missing: the annotation browser test drives Debian's headless chromium "
+            f"through its chromedriver; install both with `{command}` (as root; `apt-get update` first on a "
+            "fresh machine)")
+    if euid != 0 or not apt_get:
+        why = "not running as root" if euid != 0 else "apt-get not found"
+        pytest.fail(f"{what}. The test installs them itself only as root with apt-get ({why}).", pytrace=False)
+    install = [apt_get, "install", "-y", "-q", *APT_PACKAGES]
+    log(f"{what}. Installing them now: {' '.join(install)} (this takes a minute or two)")
+    done = run(install, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = done.stdout or ""
+    if done.returncode != 0:
+        log(f"apt-get install failed ({done.returncode}); running apt-get update -q and trying again")
+        update = run([apt_get, "update", "-q"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        done = run(install, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        output = (update.stdout or "") + (done.stdout or "")
+    missing = _missing(paths)
+    if done.returncode != 0 or missing:
+        pytest.fail(f"{what}. Installing them with {' '.join(install)} failed (exit {done.returncode}"
+                    f"{'; still missing ' + ', '.join(missing) if missing else ''}):\n{output[-3000:]}",
+                    pytrace=False)
+    log(f"installed {' '.join(APT_PACKAGES)}")
+    return paths
+
+
+@pytest.fixture
+def browser(capsys):
+    """(chromium, chromedriver), installed first if need be (see find_browser); selenium checked."""
+    def log(message):
+        with capsys.disabled():     # shown while it happens (pytest -n 0 or -s), not only on failure
+            print(f"\n[test_annotation_browser] {message}", flush=True)
+
+    paths = find_browser(log=log)
     try:
         import selenium  # noqa: F401
     except ImportError:
-        pytest.fail("the selenium package is missing: pip install -e '.[test]' (or pip install selenium)")
+        pytest.fail("the selenium package is missing: pip install -e '.[test]' (or pip install selenium)",
+                    pytrace=False)
+    return paths
 
 
 def make_run(directory):
@@ -77,17 +128,17 @@ def start_server(workdir, port, log):
     pytest.fail("the server did not answer within 120 s")
 
 
-def start_browser(profile):
+def start_browser(profile, chromium, chromedriver):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = chromium
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
                 f"--user-data-dir={profile}"):
         options.add_argument(arg)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(chromedriver), options=options)
 
 
 class Page:
@@ -136,8 +187,7 @@ class Page:
                 for c in self.find("#grid .cell") if c.get_attribute("data-score")}
 
 
-def test_two_annotators_server_killed_and_restarted(tmp_path):
-    require_browser()
+def test_two_annotators_server_killed_and_restarted(tmp_path, browser):
     from selenium.webdriver.common.keys import Keys
 
     workdir = str(tmp_path / "run")
@@ -151,7 +201,7 @@ def test_two_annotators_server_killed_and_restarted(tmp_path):
         with Store(os.path.join(workdir, "annotations.sqlite")) as store:
             (run,) = store.runs()
             target = [s.id for s in store.samples(run.id, bin=TARGET)]
-        driver = start_browser(tmp_path / "profile")
+        driver = start_browser(tmp_path / "profile", *browser)
         driver.get(url)
         page = Page(driver, url)
 
@@ -207,7 +257,7 @@ def test_two_annotators_server_killed_and_restarted(tmp_path):
                                            **{("bob", i): v for i, v in bob.items()}})
             assert store.annotators() == {"alice": "person", "bob": "person"}
             table = store.bin_precision_table(run.id)
-        expected = np.mean([(alice[i] + bob[i]) / 2 for i in target])
+        expected = np.mean([(alice[i] + bob[i]) / 2 for i in target])   # every sample has both annotators
         assert [row.bin for row in table.rows] == [TARGET]
         assert table.rows[0].r == pytest.approx(expected) and (table.rows[0].n_scores, table.rows[0].n_scored) == (8, 4)
         assert table.unannotated == [0, 3] and table.empty == [2]
@@ -217,3 +267,70 @@ def test_two_annotators_server_killed_and_restarted(tmp_path):
         server.kill()
         server.wait()
         log.close()
+
+
+# --------------------------------------------------------------------------------------------
+# How the test gets its browser, decided without touching this machine's real browser.
+
+
+class FakeApt:
+    """Stands in for subprocess.run of apt-get: records the commands; install fails `failures` times,
+    then "installs" by creating the given files."""
+
+    def __init__(self, creates, failures=0):
+        self.creates, self.failures, self.commands = creates, failures, []
+
+    def __call__(self, command, **kwargs):
+        self.commands.append(command[1:])
+        if command[1] == "install":
+            if self.failures:
+                self.failures -= 1
+                return subprocess.CompletedProcess(command, 100, stdout="E: Unable to locate package chromium\n")
+            for path in self.creates:
+                with open(path, "w") as f:
+                    f.write("#!/bin/sh\n")
+                os.chmod(path, 0o755)
+        return subprocess.CompletedProcess(command, 0, stdout="ok\n")
+
+
+def test_present_browser_is_used_as_is(tmp_path):
+    paths = [str(tmp_path / "chromium"), str(tmp_path / "chromedriver")]
+    apt = FakeApt(paths)
+    apt([None, "install"])                       # make them exist
+    apt.commands.clear()
+    assert find_browser(*paths, euid=1000, apt_get=None, run=apt, log=lambda m: None) == tuple(paths)
+    assert apt.commands == []
+
+
+@pytest.mark.parametrize("failures, commands", [
+    (0, [["install", "-y", "-q", "chromium", "chromium-driver"]]),
+    (1, [["install", "-y", "-q", "chromium", "chromium-driver"], ["update", "-q"],
+         ["install", "-y", "-q", "chromium", "chromium-driver"]]),
+])
+def test_missing_browser_is_installed_as_root_with_apt(tmp_path, failures, commands):
+    paths = [str(tmp_path / "chromium"), str(tmp_path / "chromedriver")]
+    apt, said = FakeApt(paths, failures), []
+    assert find_browser(*paths, euid=0, apt_get="/usr/bin/apt-get", run=apt, log=said.append) == tuple(paths)
+    assert apt.commands == commands
+    assert "Installing them now" in said[0] and said[-1] == "installed chromium chromium-driver"
+
+
+@pytest.mark.parametrize("euid, apt_get, why", [(1000, "/usr/bin/apt-get", "not running as root"),
+                                                (0, None, "apt-get not found")])
+def test_missing_browser_fails_saying_what_to_install(tmp_path, euid, apt_get, why):
+    paths = [str(tmp_path / "chromium"), str(tmp_path / "chromedriver")]
+    apt = FakeApt(paths)
+    with pytest.raises(pytest.fail.Exception) as failed:
+        find_browser(*paths, euid=euid, apt_get=apt_get, run=apt, log=lambda m: None)
+    message = str(failed.value)
+    assert f"{paths[0]} and {paths[1]} missing" in message and why in message
+    assert "`apt-get install -y chromium chromium-driver`" in message
+    assert apt.commands == []                    # nothing was run
+
+
+def test_failed_install_fails_with_apt_output(tmp_path):
+    paths = [str(tmp_path / "chromium"), str(tmp_path / "chromedriver")]
+    apt = FakeApt(paths, failures=2)
+    with pytest.raises(pytest.fail.Exception, match="(?s)failed \\(exit 100.*Unable to locate package"):
+        find_browser(*paths, euid=0, apt_get="/usr/bin/apt-get", run=apt, log=lambda m: None)
+    assert [c[0] for c in apt.commands] == ["install", "update", "install"]
