@@ -58,9 +58,14 @@ class SamplingAlgorithm(NamedTuple):
     params: Any
 
 
-def _bind(model, space: InputSpace, params):
+def _check_space(space) -> InputSpace:
     if not isinstance(space, InputSpace):
         raise ValueError(f"space must be an omnijax.InputSpace, got {type(space).__name__}")
+    return space
+
+
+def _bind(model, space: InputSpace, params):
+    _check_space(space)
     target = check_output_fn(model, space, "model", params=params)
     return target, make_value_and_grad(target, space)
 
@@ -96,17 +101,17 @@ def mh(model, space: InputSpace, proposal: Proposal, *, beta: float = 1.0, param
 
 def gwg(model, space: InputSpace, *, beta: float = 1.0, num_flips: int = 1, params=None) -> SamplingAlgorithm:
     """Gibbs-with-gradients MH at `beta` (`num_flips` site moves per proposal)."""
-    return mh(model, space, proposals_lib.gwg(space, num_flips=num_flips), beta=beta, params=params)
+    return mh(model, space, proposals_lib.gwg(_check_space(space), num_flips=num_flips), beta=beta, params=params)
 
 
 def dlp(model, space: InputSpace, *, beta: float = 1.0, step_size: float = 0.2, params=None) -> SamplingAlgorithm:
     """Discrete Langevin (DMALA) MH at `beta`."""
-    return mh(model, space, proposals_lib.dlp(space, step_size=step_size), beta=beta, params=params)
+    return mh(model, space, proposals_lib.dlp(_check_space(space), step_size=step_size), beta=beta, params=params)
 
 
 def uniform(model, space: InputSpace, *, beta: float = 1.0, params=None) -> SamplingAlgorithm:
     """Plain single-site MH at `beta` (no gradient)."""
-    return mh(model, space, proposals_lib.uniform(space), beta=beta, params=params)
+    return mh(model, space, proposals_lib.uniform(_check_space(space)), beta=beta, params=params)
 
 
 def _proposal(proposal, space: InputSpace, options: dict | None) -> Proposal:
