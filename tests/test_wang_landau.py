@@ -6,16 +6,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from omnijax.sampling import driver
 from omnijax.sampling import wang_landau_estimate as wang_landau
 from omnijax.sampling.checkpoint import RunCheckpointer
 from omnijax.sampling.enumerate import enumerate_output_distribution
 from omnijax.sampling.estimate import estimate_output_distribution
 from omnijax.sampling.histogram import bin_index
-from omnijax.sampling.mcmc import wang_landau as kernel
+from omnijax.sampling.mcmc import wang_landau_kernel as kernel
 from omnijax.sampling.proposals import gwg
 from omnijax.sampling.driver import NonFiniteOutputError
 from omnijax.sampling.spaces import InputSpace
-from omnijax.sampling.targets import make_value_and_grad
+from omnijax.sampling.targets import as_target, make_value_and_grad
 from omnijax.sampling.wang_landau_estimate import estimate_wang_landau
 from tests.models import all_inputs, outputs_of, random_mlp
 
@@ -26,7 +27,7 @@ RUN = dict(num_steps=20_000, steps_per_block=5_000, progress=False)  # default 4
 @pytest.fixture(scope="module")
 def mlp():
     """A random MLP over 4x4 binary inputs, 24 bins spanning its exact output range."""
-    output_fn = random_mlp(SPACE, seed=0)
+    output_fn = as_target(random_mlp(SPACE, seed=0))  # estimate_wang_landau takes a Target
     z = outputs_of(output_fn, SPACE, all_inputs(SPACE))
     pad = 1e-4 * (z.max() - z.min())
     edges = np.linspace(z.min() - pad, z.max() + pad, 25)
@@ -47,7 +48,7 @@ def run(mlp, tmp_path_factory):
     output_fn, edges, _ = mlp
     directory = tmp_path_factory.mktemp("killed_after_block_1")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(wang_landau, "RunCheckpointer", _DiskStopsAfterBlock1)
+        patch.setattr(driver, "RunCheckpointer", _DiskStopsAfterBlock1)
         estimate = estimate_wang_landau(output_fn, SPACE, edges, key=jax.random.key(0),
                                         checkpoint_dir=directory, **RUN)
     return estimate, directory
@@ -63,7 +64,7 @@ def test_kernel_with_fixed_log_g_samples_its_target():
     """With ln f = 0, ln g stays put and the walkers must sample pi ∝ exp(-ln g(bin)) inside the
     window: the state-dependent beta (forward at x, reverse at x') keeps MH exact."""
     space = InputSpace((10,), 2)
-    output_fn = random_mlp(space, seed=3)
+    output_fn = as_target(random_mlp(space, seed=3))
     z = outputs_of(output_fn, space, all_inputs(space)).astype(np.float32)
     edges = np.quantile(z, np.linspace(0.1, 0.9, 9))  # walkers start outside too: the pull brings them in
     counts = _per_bin(z, edges)
@@ -78,14 +79,14 @@ def test_kernel_with_fixed_log_g_samples_its_target():
     window = kernel.make_window(edges, beta_clip=4 * 8 / (edges[-1] - edges[0]), kappa=2.0)
 
     @jax.jit
-    def sample(key):
+    def sample(key, params):
         init_key, run_key = jax.random.split(key)
-        state = kernel.init(space.random_inputs(init_key, num_walkers), vg, proposal, 8, log_f_initial=0.0)
+        state = kernel.init(space.random_inputs(init_key, num_walkers), params, vg, proposal, 8, log_f_initial=0.0)
         state = state._replace(log_g=jnp.asarray(log_g, jnp.float32), visits=jnp.ones(8, jnp.int32))
-        step = lambda s, k: (kernel.step(k, s, window, vg, proposal)[0], None)
+        step = lambda s, k: (kernel.step(k, s, window, params, vg, proposal)[0], None)
         return jax.lax.scan(step, state, jax.random.split(run_key, 300))[0]
 
-    final = sample(jax.random.key(1))
+    final = sample(jax.random.key(1), output_fn.params)
     np.testing.assert_array_equal(final.log_g, log_g.astype(np.float32))
     found = _per_bin(final.chains.z, edges)
     assert found.sum() == num_walkers  # everyone entered the window and stayed
