@@ -9,7 +9,6 @@ resumes and returns bit-identical results. A Wang–Landau run killed by SIGKILL
 bit-identically (replica exchange: tests/test_resume.py).
 """
 
-import hashlib
 import os
 import re
 import signal
@@ -25,6 +24,7 @@ import pytest
 import omnijax as oj
 from tests import kill_resume_job
 from tests.models import all_inputs, outputs_of, random_mlp
+from tests.directory_state import directory_listing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 D = 10
@@ -100,21 +100,6 @@ def estimate(model, space, edges, directory, method):
                                            progress=False, **METHODS[method])
 
 
-def listing(directory):
-    """Every file and folder under `directory`: relative path -> (size, mtime_ns, sha256)."""
-    found = {}
-    for root, dirs, files in os.walk(directory):
-        for name in dirs + files:
-            path = os.path.join(root, name)
-            info = os.lstat(path)
-            digest = None
-            if os.path.isfile(path):
-                with open(path, "rb") as f:
-                    digest = hashlib.sha256(f.read()).hexdigest()
-            found[os.path.relpath(path, directory)] = (info.st_size, info.st_mtime_ns, digest)
-    return found
-
-
 def as_arrays(est):
     arrays = dict(log_rho=est.log_rho, stderr=est.log_rho_stderr, ci_low=est.log_rho_ci_low,
                   ci_high=est.log_rho_ci_high, n=est.n_samples, reps=est.representative_inputs,
@@ -133,7 +118,7 @@ def test_another_run_is_refused_and_the_directory_untouched(tmp_path, method, fo
     directory = str(tmp_path / "ckpt")
     first = estimate(model, SPACE, edges, directory, method)
     assert np.isfinite(first.log_rho).any()
-    saved = listing(directory)
+    saved = directory_listing(directory)
     assert any(name.isdigit() for name in saved), f"no checkpoint written: {sorted(saved)}"
 
     for model_used, space, differs in [(model, OTHER_MASK, "frozen_mask"), (model, OTHER_VALUES, "frozen_values"),
@@ -144,7 +129,7 @@ def test_another_run_is_refused_and_the_directory_untouched(tmp_path, method, fo
         named = re.search(r"differs in: ([^)]*)\)", message)
         assert named, message
         assert named.group(1).split(", ") == [differs], message  # that, and nothing else
-        assert listing(directory) == saved, f"the refused run ({differs}) changed {directory}"
+        assert directory_listing(directory) == saved, f"the refused run ({differs}) changed {directory}"
 
     resumed = estimate(model, SPACE, edges, directory, method)  # same run: resumes, nothing to do
     again, before = as_arrays(resumed), as_arrays(first)

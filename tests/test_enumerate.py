@@ -6,7 +6,6 @@ checkpoints (resume after an exception or SIGKILL is bit-identical; another run'
 is refused untouched) and the model's parameters as arguments of the compiled program.
 """
 
-import hashlib
 import itertools
 import os
 import signal
@@ -27,6 +26,7 @@ from omnijax.sampling.enumerate import enumerate_output_distribution, input_at
 from omnijax.sampling.spaces import InputSpace
 from omnijax.sampling.targets import check_output_fn
 from tests import enumerate_job
+from tests.directory_state import directory_listing
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -238,21 +238,6 @@ def saved_state(directory):
     return block, saved["state"], saved["meta"]
 
 
-def snapshot(directory):
-    """Every file and folder under `directory`: relative path -> (size, mtime, sha256)."""
-    out = {}
-    for root, dirs, files in os.walk(directory):
-        for name in dirs + files:
-            path = os.path.join(root, name)
-            st = os.stat(path)
-            digest = None
-            if os.path.isfile(path):
-                with open(path, "rb") as f:
-                    digest = hashlib.sha256(f.read()).hexdigest()
-            out[os.path.relpath(path, directory)] = (st.st_size, st.st_mtime_ns, digest)
-    return out
-
-
 def assert_same_result(a, b):
     """Two results equal bit for bit."""
     for name in ("counts", "log_rho", "bin_edges"):
@@ -349,17 +334,17 @@ def test_checkpoint_of_another_run_is_refused_untouched(monkeypatch, tmp_path, c
     first, second, differing = _refusal_cases()[case]
     directory = tmp_path / "run"
     enumerate_output_distribution(checkpoint_dir=directory, progress=False, **first)
-    before = snapshot(directory)
+    before = directory_listing(directory)
     assert completed_checkpoints(directory)
     with pytest.raises(ValueError) as info:
         enumerate_output_distribution(checkpoint_dir=directory, progress=False, **second)
     message = str(info.value)
     assert f"checkpoint_dir={str(directory)!r}" in message
     assert f"(differs in: {', '.join(differing)})" in message
-    assert snapshot(directory) == before
+    assert directory_listing(directory) == before
     # The same run again resumes from the finished checkpoint and leaves it as it was.
     enumerate_output_distribution(checkpoint_dir=directory, progress=False, **first)
-    assert snapshot(directory) == before
+    assert directory_listing(directory) == before
 
 
 def test_checkpoint_path_is_a_deprecated_alias_of_checkpoint_dir(monkeypatch, tmp_path):
