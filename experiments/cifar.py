@@ -27,7 +27,7 @@ import omnijax as oj
 from experiments.workflows import cifar as flow
 from experiments.workflows import mnist as mnist_workflow
 from omnijax.data.cifar import CIFAR, IMAGE_SHAPE, DatasetUnavailable
-from experiments.workflows.results import write_run_outputs
+from experiments.workflows.results import convergence_summary, print_verdict, write_run_outputs
 from omnijax.training.resume import parameter_digest
 
 FLAGS = flags.FLAGS
@@ -101,7 +101,9 @@ def main(argv):
     sampling_seconds = time.perf_counter() - sample_start
     title = f"{label}: log softmax of class {target} over all {levels}^{32 * 32 * 3} images"
     paths = write_run_outputs(workdir, est, title=title, image_shape=space.shape)
-    metrics.update({**flow.sampling_metrics(est), "num_steps": num_steps, "num_groups": preset.num_groups,
+    print_verdict(est)
+    metrics.update({**flow.sampling_metrics(est), "convergence": convergence_summary(est),
+                    "num_steps": num_steps, "num_groups": preset.num_groups,
                     "sampling_seconds": round(sampling_seconds, 1),
                     "seconds": round(time.perf_counter() - started, 1), "traditional": rows})
     with open(os.path.join(workdir, "metrics.json"), "w") as f:

@@ -87,7 +87,7 @@ def main(argv):
     from experiments.workflows import mnist as flow
     from omnijax.models.functional import as_log_softmax_fn, as_output_fn
     from omnijax.sampling.output_range import bin_edges_from_outputs
-    from experiments.workflows.results import write_run_outputs
+    from experiments.workflows.results import convergence_summary, print_verdict, write_run_outputs
     from omnijax.training.resume import parameter_digest
 
     started = time.perf_counter()
@@ -161,13 +161,14 @@ def main(argv):
     what = {"bce": "classifier", "aug": "classifier, noise-augmented", "gen": "energy-based, log-likelihood"}
     title = f"{label} ({what[FLAGS.training]}) over all {levels}^784 images"
     paths = write_run_outputs(workdir, est, title=title, image_shape=space.shape)
+    print_verdict(est)
     filled = np.isfinite(est.log_rho)
     metrics.update({
         "bin_edges": [float(e) for e in est.bin_edges], "num_steps": num_steps, "num_groups": preset.num_groups,
         "betas": est.betas.tolist(), "swap_acceptance": est.diagnostics["swap_acceptance"].tolist(),
         "round_trips": int(est.diagnostics["round_trips"].sum()), "bins_sampled": int(filled.sum()),
         "sampling_seconds": round(sampling_seconds, 1), "seconds": round(time.perf_counter() - started, 1),
-        "traditional": rows,
+        "traditional": rows, "convergence": convergence_summary(est),
     })
     with open(os.path.join(workdir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)

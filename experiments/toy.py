@@ -84,7 +84,7 @@ def main(argv):
     from experiments.workflows import toy as flow
     from omnijax.sampling.output_range import bin_edges_from_outputs
     from omnijax.evaluation.plots import plot_representative_sequences
-    from experiments.workflows.results import write_run_outputs
+    from experiments.workflows.results import convergence_summary, print_verdict, write_run_outputs
     from omnijax.training.language_model import generate
     from omnijax.training.resume import parameter_digest
 
@@ -153,6 +153,7 @@ def main(argv):
     exact_comparison.write_comparison_csv(os.path.join(workdir, "comparison.csv"), table)
     exact_comparison.plot_comparison(os.path.join(workdir, "comparison.png"), table, title)
     write_run_outputs(workdir, est, title=title)
+    print_verdict(est)
     _write_representatives(workdir, est, annotations, plot_representative_sequences)
 
     metrics = {
@@ -167,7 +168,7 @@ def main(argv):
         "swap_acceptance": est.diagnostics["swap_acceptance"].tolist(),
         "round_trips": int(est.diagnostics["round_trips"].sum()), **checks,
         "enumerate_seconds": round(enumerate_seconds, 1), "sampling_seconds": round(sample_seconds, 1),
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(time.perf_counter() - started, 1), "convergence": convergence_summary(est),
     }
     with open(os.path.join(workdir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)

@@ -33,7 +33,7 @@ def check_outputs(workdir, num_categories=2):
         assert os.path.getsize(os.path.join(workdir, name)) > 0, name
     with open(os.path.join(workdir, "rho.csv")) as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["bin_lo", "bin_hi", "log_rho", "log_rho_stderr", "n_samples"]
+    assert list(rows[0]) == ["bin_lo", "bin_hi", "log_rho", "log_rho_stderr", "n_samples", "converged"]
     lo, hi = np.array([[float(r["bin_lo"]), float(r["bin_hi"])] for r in rows]).T
     assert np.all(lo < hi) and np.allclose(lo[1:], hi[:-1], rtol=1e-5)
     log_rho = np.array([float(r["log_rho"]) for r in rows])

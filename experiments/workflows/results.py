@@ -10,14 +10,52 @@ import numpy as np
 from omnijax.evaluation.plots import plot_log_rho, plot_representative_images
 
 
+def bin_converged(est) -> np.ndarray:
+    """Per bin: False where the estimate's verdict distrusts the bin (`diagnostics["bin_converged"]`:
+    bins named in a warning, every bin after a run-wide one); True for estimates without a verdict."""
+    diagnostics = getattr(est, "diagnostics", None) or {}
+    return np.asarray(diagnostics.get("bin_converged", np.ones(est.num_bins, bool)), bool)
+
+
+def convergence_summary(est) -> dict:
+    """The verdict for metrics.json: converged, warnings, round trips and the weakest swap pair."""
+    d = getattr(est, "diagnostics", None) or {}
+    summary = {"converged": bool(d.get("converged", False)), "warnings": list(d.get("warnings", [])),
+               "unconverged_bins": [int(b) for b in d.get("unconverged_bins", [])]}
+    for name in ("round_trips_total", "round_trips_median", "walkers_without_round_trip", "num_walkers",
+                 "weakest_swap_acceptance"):
+        if name in d:
+            summary[name] = d[name]
+    if "weakest_pair" in d:
+        summary["weakest_pair"] = [int(i) for i in d["weakest_pair"]]
+        summary["weakest_pair_betas"] = [float(b) for b in d["weakest_pair_betas"]]
+    return summary
+
+
+def print_verdict(est, out=print) -> None:
+    """One line with the verdict, then each warning."""
+    s = convergence_summary(est)
+    extra = ""
+    if "round_trips_total" in s:
+        extra = (f" | round trips {s['round_trips_total']} (median per walker {s['round_trips_median']:g}, "
+                 f"{s['walkers_without_round_trip']}/{s['num_walkers']} walkers with none) | weakest swap "
+                 f"pair {tuple(s['weakest_pair'])} at {s['weakest_swap_acceptance']:.3f}")
+    out(f"verdict: {'converged' if s['converged'] else 'NOT converged'}{extra}")
+    for warning in s["warnings"]:
+        out(f"  warning: {warning}")
+
+
 def write_rho_csv(path, est) -> None:
-    """Columns bin_lo,bin_hi,log_rho,log_rho_stderr,n_samples."""
+    """Columns bin_lo,bin_hi,log_rho,log_rho_stderr,n_samples,converged (1 or 0, see `bin_converged`;
+    numeric so that np.loadtxt still reads the file)."""
+    converged = bin_converged(est)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["bin_lo", "bin_hi", "log_rho", "log_rho_stderr", "n_samples"])
+        writer.writerow(["bin_lo", "bin_hi", "log_rho", "log_rho_stderr", "n_samples", "converged"])
         for b in range(est.num_bins):
             writer.writerow([f"{est.bin_edges[b]:.6g}", f"{est.bin_edges[b + 1]:.6g}", f"{est.log_rho[b]:.6g}",
-                             f"{est.log_rho_stderr[b]:.6g}", int(est.n_samples[b])])
+                             f"{est.log_rho_stderr[b]:.6g}", int(est.n_samples[b]),
+                             int(converged[b])])
 
 
 def write_samples_npz(path, est) -> None:
@@ -45,7 +83,8 @@ def write_run_outputs(workdir, est, title="", image_shape=None, max_rows=16) -> 
     os.makedirs(workdir, exist_ok=True)
     paths = {name: os.path.join(workdir, name) for name in ("rho.csv", "rho.png", "samples.npz")}
     write_rho_csv(paths["rho.csv"], est)
-    plot_log_rho(paths["rho.png"], est.bin_edges, est.log_rho, est.log_rho_stderr, title=title)
+    plot_log_rho(paths["rho.png"], est.bin_edges, est.log_rho, est.log_rho_stderr, title=title,
+                 converged=bin_converged(est))
     write_samples_npz(paths["samples.npz"], est)
     if image_shape is not None:
         filled = [b for b in range(est.num_bins) if len(est.representatives(b))]

@@ -10,14 +10,26 @@ import numpy as np
 from matplotlib.figure import Figure
 
 
-def plot_log_rho(path, bin_edges, log_rho, stderr=None, exact_log_rho=None, title="", xlabel="output z"):
-    """rho(z) per bin on a log axis, with a ±2 stderr band and, if given, the exact values."""
+def plot_log_rho(path, bin_edges, log_rho, stderr=None, exact_log_rho=None, title="", xlabel="output z",
+                 converged=None):
+    """rho(z) per bin on a log axis, with a ±2 stderr band and, if given, the exact values.
+
+    converged: optional bool per bin; bins marked False get a hollow red marker and a red band
+    over their z range (the estimate's verdict says not to trust them)."""
     centers = (bin_edges[:-1] + bin_edges[1:]) / 2
     finite = np.isfinite(log_rho)
     log10 = np.log10(np.e)
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
     ax.plot(centers[finite], log_rho[finite] * log10, "o-", ms=3, label="sampled")
+    if converged is not None:
+        bad = ~np.asarray(converged, bool)
+        for i, b in enumerate(np.flatnonzero(bad)):
+            ax.axvspan(bin_edges[b], bin_edges[b + 1], color="tab:red", alpha=0.12, lw=0,
+                       label="not converged" if i == 0 else None)
+        shown = bad & finite
+        if shown.any():
+            ax.plot(centers[shown], log_rho[shown] * log10, "o", ms=6, mfc="none", mec="tab:red")
     if stderr is not None:
         band = finite & np.isfinite(stderr)
         ax.fill_between(centers[band], (log_rho[band] - 2 * stderr[band]) * log10,

@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from omnijax.sampling import diagnostics as diagnostics_lib
 from omnijax.sampling import histogram
 from omnijax.sampling import inclusion
 from omnijax.sampling import ladder as ladder_lib
@@ -124,7 +125,7 @@ def estimate_pt(
     group = np.broadcast_to(np.arange(num_groups)[None, :, None], z.shape)
     boot = bootstrap_log_rho(z.reshape(-1), slot.reshape(-1), group.reshape(-1), ladder, edges,
                              boot_key, num_bootstrap=num_bootstrap)
-    _, free_energies = mbar_log_weights(z.reshape(-1), slot.reshape(-1), ladder)
+    log_w, free_energies = mbar_log_weights(z.reshape(-1), slot.reshape(-1), ladder)
     replica_records = np.bincount(slot.reshape(-1), minlength=len(ladder)).astype(np.float64)
     log_visits = inclusion.log_expected_visits(z.reshape(-1), ladder, free_energies, replica_records,
                                                space.log_size)
@@ -142,6 +143,9 @@ def estimate_pt(
         "num_steps": int(np.asarray(state.step)[0]),
         "pilot": pilot._asdict(),
     }
+    diagnostics.update(convergence_diagnostics(
+        state, ladder, edges, np.asarray(log_w).reshape(z.shape),
+        np.asarray(histogram.bin_index(z, edges)), np.asarray(boot.n_samples)))
     return OutputDistributionEstimate(
         space=space, bin_edges=edges, log_rho=np.asarray(boot.log_rho, np.float64),
         log_rho_stderr=np.asarray(boot.stderr, np.float64),
@@ -152,6 +156,20 @@ def estimate_pt(
         representative_z=np.asarray(run.reservoir.z),
         replica_free_energies=np.asarray(free_energies, np.float64), replica_records=replica_records,
         reservoir_log_c=reservoir_log_c)
+
+
+def convergence_diagnostics(state, ladder, edges, log_w, record_bins, n_samples) -> dict:
+    """Round trips, swap acceptance, group agreement, drift and effective samples of a run
+    (`omnijax.sampling.diagnostics`), with the verdict: "converged" (bool), "warnings" (plain
+    sentences naming the bins, pairs or walkers concerned), "unconverged_bins" (named bins) and
+    "bin_converged" (bool per bin, all False after a run-wide warning)."""
+    trips = diagnostics_lib.round_trip_report(state.round_trips)
+    swaps = diagnostics_lib.swap_report(state.swap_accepts, state.swap_attempts, ladder)
+    stats = diagnostics_lib.group_statistics(log_w, record_bins, len(edges) - 1)
+    converged, warnings, bins, run_wide = diagnostics_lib.pt_verdict(trips, swaps, stats, ladder, edges,
+                                                                     n_samples)
+    return {**trips, **swaps, **stats, "converged": bool(converged), "warnings": warnings,
+            "unconverged_bins": bins, "bin_converged": diagnostics_lib.bin_verdict(len(edges) - 1, bins, run_wide)}
 
 
 def _ladder_from_pilot(pilot, edges, num_replicas):

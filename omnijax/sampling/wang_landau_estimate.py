@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from omnijax.sampling import diagnostics as diagnostics_lib
 from omnijax.sampling import reservoir as reservoir_lib
 from omnijax.sampling.fingerprint import run_fingerprint
 from omnijax.sampling.result import OutputDistributionEstimate
@@ -151,6 +152,10 @@ def estimate_wang_landau(
         "normalization": normalization,
         "alignment": alignment,
     }
+    converged, warnings, unconverged, run_wide = diagnostics_lib.wang_landau_verdict(
+        diagnostics["final_log_f"], diagnostics["one_over_t"], visits, edges)
+    diagnostics.update(converged=bool(converged), warnings=warnings, unconverged_bins=unconverged,
+                       bin_converged=diagnostics_lib.bin_verdict(num_bins, unconverged, run_wide))
     return OutputDistributionEstimate(
         space=space, bin_edges=edges, log_rho=log_rho, log_rho_stderr=stderr, log_rho_ci_low=ci_low,
         log_rho_ci_high=ci_high, n_samples=visits.sum(axis=0), method="wang_landau", betas=None,

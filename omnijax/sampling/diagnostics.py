@@ -1,0 +1,244 @@
+"""Convergence diagnostics and the verdict every estimate carries (pure numpy).
+
+Replica exchange (method="pt"): the kept records (records, G groups, W walkers) with their
+full-run MBAR weights ln w_n are cut, per group, into `num_batches` consecutive batches of
+records. Holding the full run's free energies fixed (no new solve), group g's batch k
+estimates the bin fraction p_gk(b) = sum_{n in g,k, bin b} w_n / sum_{n in g,k} w_n. From these:
+
+* group agreement, per bin: F_b = (between-group variance of the groups' own estimates) /
+  (that variance as predicted by the spread of each group's batches). Independent groups that
+  sample the same distribution give F ~ F(G-1, G(K-1)) (mean 1); groups that each see a
+  different part of the space (stuck walkers, too short a run) give F >> 1.
+* drift, per bin: the first half of the kept records against the second, paired within each
+  group, in units of its standard error (a Student t with G-1 degrees of freedom).
+* effective samples, per bin: n_b / tau_b, where tau_b = (variance over the groups of each
+  group's count of records in the bin) / (that variance for independent records); tau_b >= 1.
+
+Significance thresholds are Bonferroni-corrected over the bins tested (family-wise 1%), and
+the drift threshold is never below 3 standard errors. Agreement and drift are tested only in
+bins with >= `MIN_EFFECTIVE` effective samples (bins below get their own warning).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+MIN_SWAP_ACCEPTANCE = 0.1
+MIN_EFFECTIVE = 10.0
+FAMILY_ALPHA = 0.01
+MIN_DRIFT_SIGMA = 3.0
+
+
+def _quantile_from_density(log_density, mass_below: float) -> float:
+    """x >= 0 where the integral of exp(log_density) from 0 reaches `mass_below` (log grid)."""
+    u = np.linspace(-14.0, 9.0, 200_001)
+    x = np.exp(u)
+    integrand = np.exp(log_density(x)) * x
+    mass = np.concatenate([[0.0], np.cumsum((integrand[1:] + integrand[:-1]) / 2) * (u[1] - u[0])])
+    return float(np.interp(mass_below, mass, x))
+
+
+def t_two_sided(dof: int, p: float) -> float:
+    """|t| exceeded with probability p by Student's t with `dof` degrees of freedom."""
+    n = float(dof)
+    const = math.lgamma((n + 1) / 2) - math.lgamma(n / 2) - 0.5 * math.log(n * math.pi)
+    return _quantile_from_density(lambda t: const - (n + 1) / 2 * np.log1p(t**2 / n), 0.5 - p / 2)
+
+
+def f_upper(d1: int, d2: int, p: float) -> float:
+    """The value exceeded with probability p by an F(d1, d2) variable."""
+    a, b = d1 / 2.0, d2 / 2.0
+    const = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(d1 / d2)
+    return _quantile_from_density(
+        lambda x: const + (a - 1) * np.log(x) - (a + b) * np.log1p(d1 * x / d2), 1.0 - p)
+
+
+def describe_bins(bins, edges, limit: int = 8) -> str:
+    """'bin 3 [0.1, 0.2)' or 'bins 3 [..), 5 [..) and 4 more'."""
+    bins = [int(b) for b in bins]
+    parts = [f"{b} [{edges[b]:.4g}, {edges[b + 1]:.4g})" for b in bins[:limit]]
+    more = f" and {len(bins) - limit} more" if len(bins) > limit else ""
+    return ("bin " if len(bins) == 1 else "bins ") + ", ".join(parts) + more
+
+
+def round_trip_report(round_trips) -> dict:
+    """round_trips (G, W) per walker -> per walker, total, median and walkers with none."""
+    trips = np.asarray(round_trips)
+    return {"round_trips_per_walker": trips, "round_trips_total": int(trips.sum()),
+            "round_trips_median": float(np.median(trips)),
+            "walkers_without_round_trip": int((trips == 0).sum()), "num_walkers": int(trips.size)}
+
+
+def swap_report(swap_accepts, swap_attempts, betas) -> dict:
+    """Per neighbouring pair (summed over groups) acceptance, and the weakest pair."""
+    accepts = np.asarray(swap_accepts).reshape(-1, len(betas) - 1).sum(axis=0)
+    attempts = np.asarray(swap_attempts).reshape(-1, len(betas) - 1).sum(axis=0)
+    rate = accepts / np.maximum(attempts, 1)
+    weakest = int(np.argmin(rate))
+    return {"swap_acceptance": rate, "weakest_pair": (weakest, weakest + 1),
+            "weakest_pair_betas": (float(betas[weakest]), float(betas[weakest + 1])),
+            "weakest_swap_acceptance": float(rate[weakest])}
+
+
+def group_statistics(log_w, bins, num_bins: int, num_batches: int = 4) -> dict:
+    """Per-bin agreement, drift and effective samples from records (T, G, W).
+
+    log_w: full-run MBAR ln weight of each record; bins: its bin (outside: <0 or >= num_bins).
+    Returns arrays of shape (num_bins,) (NaN where not computable) and the groups' own
+    ln rho (G, num_bins), all with the full run's free energies held fixed.
+    """
+    log_w = np.asarray(log_w, np.float64)
+    bins = np.asarray(bins)
+    records, groups, _ = log_w.shape
+    k = max(1, min(num_batches, records))
+    k -= (k % 2) if k > 1 else 0
+    batch = (np.arange(records) * k // records)[:, None, None]
+    cell = np.broadcast_to(batch * groups + np.arange(groups)[None, :, None], log_w.shape)
+    inside = (bins >= 0) & (bins < num_bins)
+    b = np.where(inside, bins, num_bins)
+    # ln of summed weight per (batch, group, bin), shifted per bin so the tails keep precision.
+    top = np.full(num_bins + 1, -np.inf)
+    np.maximum.at(top, b.ravel(), log_w.ravel())
+    top = np.where(np.isfinite(top), top, 0.0)
+    sums = np.zeros((k * groups, num_bins + 1))
+    np.add.at(sums, (cell.ravel(), b.ravel()), np.exp(log_w - top[b]).ravel())
+    # totals per (batch, group) over all records, in units of exp(top_total)
+    top_total = float(log_w.max())
+    totals = np.zeros(k * groups)
+    np.add.at(totals, cell.ravel(), np.exp(log_w - top_total).ravel())
+    sums, totals = sums.reshape(k, groups, -1)[..., :num_bins], totals.reshape(k, groups)
+    scale = np.exp(top[:num_bins] - top_total)  # weight units of bin b relative to the totals
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # relative fractions r = p_(part) / p_(full run), which need no absolute scale
+        full = sums.sum(axis=(0, 1)) / totals.sum()
+        rel = lambda s, t: (s / t[..., None]) / full
+        group_rel = rel(sums.sum(axis=0), totals.sum(axis=0))          # (G, B)
+        batch_rel = rel(sums, totals)                                  # (K, G, B)
+        half = k // 2
+        first = rel(sums[:half].sum(axis=0), totals[:half].sum(axis=0)) if k > 1 else np.nan * group_rel
+        second = rel(sums[half:].sum(axis=0), totals[half:].sum(axis=0)) if k > 1 else np.nan * group_rel
+        between = group_rel.var(axis=0, ddof=1) if groups > 1 else np.full(num_bins, np.nan)
+        within = batch_rel.var(axis=0, ddof=1).mean(axis=0) if k > 1 else np.full(num_bins, np.nan)
+        agreement = between / (within / k)
+        diff = first - second
+        drift = diff.mean(axis=0) / (diff.std(axis=0, ddof=1) / math.sqrt(groups)) if groups > 1 \
+            else np.full(num_bins, np.nan)
+        log_rho_groups = np.log(sums.sum(axis=0) / totals.sum(axis=0)[:, None] * scale)
+        log_rho_halves = np.log(np.stack([sums[:half].sum(axis=(0, 1)) / totals[:half].sum(),
+                                          sums[half:].sum(axis=(0, 1)) / totals[half:].sum()]) * scale)
+    # effective samples from the spread of the groups' raw counts
+    counts = np.zeros((groups, num_bins + 1))
+    np.add.at(counts, (np.broadcast_to(np.arange(groups)[None, :, None], b.shape).ravel(), b.ravel()), 1.0)
+    counts = counts[:, :num_bins]
+    per_group = log_w.shape[0] * log_w.shape[2]
+    q = counts.sum(axis=0) / (per_group * groups)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = counts.var(axis=0, ddof=1) / (per_group * q * (1 - q)) if groups > 1 else np.full(num_bins, np.nan)
+    tau = np.where(np.isfinite(tau), np.maximum(tau, 1.0), np.nan)
+    n_eff = np.where(counts.sum(axis=0) > 0, counts.sum(axis=0) / tau, 0.0)
+    return {"group_agreement": agreement, "drift_sigma": drift, "n_effective": n_eff,
+            "log_rho_per_group": log_rho_groups, "log_rho_first_half": log_rho_halves[0],
+            "log_rho_second_half": log_rho_halves[1], "num_batches": k, "num_groups": groups}
+
+
+def empty_interior_bins(n_samples) -> np.ndarray:
+    """Empty bins that lie between the first and the last filled bin."""
+    filled = np.flatnonzero(np.asarray(n_samples) > 0)
+    if not filled.size:
+        return filled
+    inner = np.arange(filled[0], filled[-1] + 1)
+    return inner[np.asarray(n_samples)[inner] == 0]
+
+
+def bin_verdict(num_bins: int, named_bins, run_wide: bool) -> np.ndarray:
+    """Per bin True unless the bin is named in a warning; all False after a run-wide warning
+    (no round trips, a ladder gap, groups stuck): then no bin's normalisation is trustworthy."""
+    ok = np.full(num_bins, not run_wide)
+    ok[list(named_bins)] = False
+    return ok
+
+
+def pt_verdict(trips: dict, swaps: dict, stats: dict, betas, edges, n_samples) -> tuple[bool, list[str], list, bool]:
+    """(converged, warnings, bins named, any run-wide warning) for a replica-exchange run; see the module docstring.
+    Warnings that name no bin (round trips, swap pairs) come first."""
+    warnings, flagged = [], set()
+    n_samples = np.asarray(n_samples)
+    if trips["round_trips_total"] == 0:
+        warnings.append(f"No walker completed a round trip (bottom -> top -> bottom of the ladder) in any "
+                        f"of the {trips['num_walkers']} walkers: the ends of the ladder are not linked "
+                        f"through the samples, so ln rho across the range is not trustworthy.")
+    elif trips["walkers_without_round_trip"]:
+        warnings.append(f"{trips['walkers_without_round_trip']} of {trips['num_walkers']} walkers never "
+                        f"completed a round trip (total {trips['round_trips_total']}): those walkers stay "
+                        f"in one stretch of the ladder.")
+    rate = swaps["swap_acceptance"]
+    for i in np.flatnonzero(rate < MIN_SWAP_ACCEPTANCE):
+        warnings.append(f"Swap acceptance between ladder rungs {i} and {i + 1} (beta {betas[i]:.4g} and "
+                        f"{betas[i + 1]:.4g}) is {rate[i]:.3f} < {MIN_SWAP_ACCEPTANCE}: the ladder has a "
+                        f"gap there, and the two sides are barely linked.")
+    run_wide = len(warnings)
+    filled = n_samples > 0
+    few = np.flatnonzero(filled & ~(stats["n_effective"] >= MIN_EFFECTIVE))
+    if few.size:
+        flagged.update(few.tolist())
+        warnings.append(f"Too few effective independent samples (< {MIN_EFFECTIVE:g}) in "
+                        f"{describe_bins(few, edges)}: their ln rho rests on a handful of visits.")
+    tested = filled & (stats["n_effective"] >= MIN_EFFECTIVE)
+    num_tested = int(tested.sum())
+    groups, k = stats["num_groups"], stats["num_batches"]
+    if num_tested and groups > 1 and k > 1:
+        p = FAMILY_ALPHA / num_tested
+        limit_f = f_upper(groups - 1, groups * (k - 1), p)
+        bad = np.flatnonzero(tested & ~(stats["group_agreement"] <= limit_f))
+        if bad.size:
+            flagged.update(bad.tolist())
+            warnings.append(f"The {groups} independent groups disagree about ln rho in "
+                            f"{describe_bins(bad, edges)} (between-group variance up to "
+                            f"{np.nanmax(stats['group_agreement'][bad]):.3g}x what their own records "
+                            f"predict, limit {limit_f:.3g}).")
+        limit_t = max(MIN_DRIFT_SIGMA, t_two_sided(groups - 1, p))
+        drifting = np.flatnonzero(tested & ~(np.abs(stats["drift_sigma"]) <= limit_t))
+        if drifting.size:
+            flagged.update(drifting.tolist())
+            warnings.append(f"ln rho drifts between the first and second half of the kept records in "
+                            f"{describe_bins(drifting, edges)} (up to "
+                            f"{np.nanmax(np.abs(stats['drift_sigma'][drifting])):.3g} standard errors, "
+                            f"limit {limit_t:.3g}): the run has not reached equilibrium.")
+    elif groups < 2:
+        warnings.append("Only one group of walkers: agreement between groups and drift cannot be checked.")
+        run_wide += 1
+    holes = empty_interior_bins(n_samples)
+    if holes.size:
+        flagged.update(holes.tolist())
+        warnings.append(f"No sample fell in {describe_bins(holes, edges)}, though bins on both sides are "
+                        f"filled: the samples there do not overlap, and the two sides' normalisations "
+                        f"are not linked.")
+    return not warnings, warnings, sorted(flagged), bool(run_wide)
+
+
+def wang_landau_verdict(log_f, one_over_t, visits, edges) -> tuple[bool, list[str], list, bool]:
+    """(converged, warnings, bins named) for Wang–Landau: every group in the 1/t regime, every
+    visited bin seen by every group, no empty bin between visited ones. (Groups' spread is the
+    stderr itself, so there is no independent agreement test; no records, so no drift test.)"""
+    warnings, flagged = [], set()
+    one_over_t = np.asarray(one_over_t).astype(bool)
+    visits = np.asarray(visits)
+    if not one_over_t.all():
+        warnings.append(f"{int((~one_over_t).sum())} of {one_over_t.size} Wang–Landau groups never reached the "
+                        f"1/t regime (final ln f up to {float(np.max(log_f)):.3g}): ln g is still being "
+                        f"shaped by the modification factor; run longer.")
+    run_wide = bool(warnings)
+    seen = visits > 0
+    partial = np.flatnonzero(seen.any(axis=0) & ~seen.all(axis=0))
+    if partial.size:
+        flagged.update(partial.tolist())
+        warnings.append(f"Only some of the {visits.shape[0]} groups visited {describe_bins(partial, edges)}: "
+                        f"the groups disagree about which outputs are reachable.")
+    holes = empty_interior_bins(visits.sum(axis=0))
+    if holes.size:
+        flagged.update(holes.tolist())
+        warnings.append(f"No walker visited {describe_bins(holes, edges)}, though bins on both sides were "
+                        f"visited.")
+    return not warnings, warnings, sorted(flagged), run_wide
