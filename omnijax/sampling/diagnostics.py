@@ -29,6 +29,7 @@ MIN_SWAP_ACCEPTANCE = 0.1
 MIN_EFFECTIVE = 10.0
 FAMILY_ALPHA = 0.01
 MIN_DRIFT_SIGMA = 3.0
+MIN_REPRESENTATIVES_CHECKED = 8  # a bin holding this many representatives, all from one walker, is flagged
 
 
 def _quantile_from_density(log_density, mass_below: float) -> float:
@@ -160,9 +161,22 @@ def bin_verdict(num_bins: int, named_bins, run_wide: bool) -> np.ndarray:
     return ok
 
 
-def pt_verdict(trips: dict, swaps: dict, stats: dict, betas, edges, n_samples) -> tuple[bool, list[str], list, bool]:
+def representative_report(tags, priority) -> dict:
+    """Per bin: representatives held, distinct walkers and distinct (walker, round trips) pairs
+    they come from (tags (B, capacity, 2) and priority (B, capacity) of the reservoir)."""
+    tags, priority = np.asarray(tags), np.asarray(priority)
+    held = np.isfinite(priority)
+    walkers = np.array([len(np.unique(t[h, 0])) for t, h in zip(tags, held)], np.int64)
+    trips = np.array([len(np.unique(t[h], axis=0)) for t, h in zip(tags, held)], np.int64)
+    return {"representative_count": held.sum(axis=1).astype(np.int64), "representative_walkers": walkers,
+            "representative_round_trips": trips}
+
+
+def pt_verdict(trips: dict, swaps: dict, stats: dict, betas, edges, n_samples,
+               reps: dict | None = None) -> tuple[bool, list[str], list, bool]:
     """(converged, warnings, bins named, any run-wide warning) for a replica-exchange run; see the module docstring.
-    Warnings that name no bin (round trips, swap pairs) come first."""
+    Warnings that name no bin (round trips, swap pairs) come first. `reps` (`representative_report`)
+    adds a warning for a bin whose >= MIN_REPRESENTATIVES_CHECKED representatives all come from one walker."""
     warnings, flagged = [], set()
     n_samples = np.asarray(n_samples)
     if trips["round_trips_total"] == 0:
@@ -215,6 +229,14 @@ def pt_verdict(trips: dict, swaps: dict, stats: dict, betas, edges, n_samples) -
         warnings.append(f"No sample fell in {describe_bins(holes, edges)}, though bins on both sides are "
                         f"filled: the samples there do not overlap, and the two sides' normalisations "
                         f"are not linked.")
+    if reps is not None:
+        count, walkers = np.asarray(reps["representative_count"]), np.asarray(reps["representative_walkers"])
+        single = np.flatnonzero(filled & (count >= MIN_REPRESENTATIVES_CHECKED) & (walkers <= 1))
+        if single.size:
+            flagged.update(single.tolist())
+            warnings.append(f"All representatives of {describe_bins(single, edges)} come from a single walker: "
+                            f"the bin was reached by one trajectory only, so its representatives (and its "
+                            f"ln rho) may show one region of the inputs, not the bin.")
     return not warnings, warnings, sorted(flagged), bool(run_wide)
 
 

@@ -145,7 +145,7 @@ def estimate_pt(
     }
     diagnostics.update(convergence_diagnostics(
         state, ladder, edges, np.asarray(log_w).reshape(z.shape),
-        np.asarray(histogram.bin_index(z, edges)), np.asarray(boot.n_samples)))
+        np.asarray(histogram.bin_index(z, edges)), np.asarray(boot.n_samples), run.reservoir))
     return OutputDistributionEstimate(
         space=space, bin_edges=edges, log_rho=np.asarray(boot.log_rho, np.float64),
         log_rho_stderr=np.asarray(boot.stderr, np.float64),
@@ -155,20 +155,24 @@ def estimate_pt(
         representative_priority=np.asarray(run.reservoir.priority),
         representative_z=np.asarray(run.reservoir.z),
         replica_free_energies=np.asarray(free_energies, np.float64), replica_records=replica_records,
-        reservoir_log_c=reservoir_log_c)
+        reservoir_log_c=reservoir_log_c, representative_tags=np.asarray(run.reservoir.tags))
 
 
-def convergence_diagnostics(state, ladder, edges, log_w, record_bins, n_samples) -> dict:
+def convergence_diagnostics(state, ladder, edges, log_w, record_bins, n_samples, reservoir=None) -> dict:
     """Round trips, swap acceptance, group agreement, drift and effective samples of a run
-    (`omnijax.sampling.diagnostics`), with the verdict: "converged" (bool), "warnings" (plain
+    (`omnijax.sampling.diagnostics`), and, given the reservoir, per bin the distinct walkers
+    ("representative_walkers") and distinct (walker, round trips) pairs ("representative_round_trips")
+    its representatives come from; with the verdict: "converged" (bool), "warnings" (plain
     sentences naming the bins, pairs or walkers concerned), "unconverged_bins" (named bins) and
     "bin_converged" (bool per bin, all False after a run-wide warning)."""
     trips = diagnostics_lib.round_trip_report(state.round_trips)
     swaps = diagnostics_lib.swap_report(state.swap_accepts, state.swap_attempts, ladder)
     stats = diagnostics_lib.group_statistics(log_w, record_bins, len(edges) - 1)
+    reps = (None if reservoir is None
+            else diagnostics_lib.representative_report(reservoir.tags, reservoir.priority))
     converged, warnings, bins, run_wide = diagnostics_lib.pt_verdict(trips, swaps, stats, ladder, edges,
-                                                                     n_samples)
-    return {**trips, **swaps, **stats, "converged": bool(converged), "warnings": warnings,
+                                                                     n_samples, reps)
+    return {**trips, **swaps, **stats, **(reps or {}), "converged": bool(converged), "warnings": warnings,
             "unconverged_bins": bins, "bin_converged": diagnostics_lib.bin_verdict(len(edges) - 1, bins, run_wide)}
 
 

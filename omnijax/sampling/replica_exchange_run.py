@@ -82,9 +82,12 @@ def block_program(value_and_grad: ValueAndGrad, proposal: Proposal, schedule: Sc
             0, rounds, lambda i, s: group_step(jax.random.split(keys[i], num_groups), s, params), state)
         x = state.chains.x.reshape(-1, state.chains.x.shape[-1])
         z = state.chains.z.reshape(-1)
+        # Tags: flat walker index g*R + r and that walker's round trips so far.
+        tags = jnp.stack([jnp.arange(z.shape[0], dtype=jnp.int32),
+                          state.round_trips.reshape(-1).astype(jnp.int32)], axis=-1)
         reservoir = jax.lax.cond(
             state.step[0] > schedule.burn_in,
-            lambda r: reservoir_lib.insert(r, keys[-1], x, z, edges, multipliers),
+            lambda r: reservoir_lib.insert(r, keys[-1], x, z, edges, multipliers, tags),
             lambda r: r, reservoir)
         return (state, reservoir), (state.chains.z, state.slot, state.step[0])
 

@@ -6,6 +6,11 @@ offered again). An input visited more often has more draws, so it is more likely
 `omnijax.sampling.inclusion` gives the probability, and the weights that undo it. Inputs are told
 apart by a 32-bit hash with odd per-position multipliers, so two inputs that differ at one
 position never collide.
+
+Each kept input also carries two int32 `tags` given by the caller at insertion (replica
+exchange: the flat walker index g*R + r and that walker's round-trip count at the time), so
+one can tell how many distinct walkers and round trips a bin's representatives come from.
+Tags ride along with the input they were offered with; they play no part in what is kept.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ class Reservoir(NamedTuple):
     z: jax.Array         # (B, capacity) float32
     priority: jax.Array  # (B, capacity) float32, +inf marks an empty slot
     hash: jax.Array      # (B, capacity) uint32
+    tags: jax.Array | None = None  # (B, capacity, NUM_TAGS) int32: (walker, round trips) at insertion
+
+
+NUM_TAGS = 2
 
 
 def empty(num_bins: int, capacity: int, num_positions: int) -> Reservoir:
@@ -32,6 +41,7 @@ def empty(num_bins: int, capacity: int, num_positions: int) -> Reservoir:
         z=jnp.zeros((num_bins, capacity), jnp.float32),
         priority=jnp.full((num_bins, capacity), jnp.inf, jnp.float32),
         hash=jnp.zeros((num_bins, capacity), jnp.uint32),
+        tags=jnp.zeros((num_bins, capacity, NUM_TAGS), jnp.int32),
     )
 
 
@@ -47,15 +57,21 @@ def input_hash(x: jax.Array, multipliers: jax.Array) -> jax.Array:
 
 
 def insert(reservoir: Reservoir, key: jax.Array, x: jax.Array, z: jax.Array,
-           bin_edges: jax.Array, multipliers: jax.Array) -> Reservoir:
-    """Offer candidates x (N, D) with outputs z (N,) to their bins; outside the edges they are dropped."""
+           bin_edges: jax.Array, multipliers: jax.Array, tags: jax.Array | None = None) -> Reservoir:
+    """Offer candidates x (N, D) with outputs z (N,) to their bins; outside the edges they are dropped.
+
+    tags: optional int32 (N, NUM_TAGS) stored with each kept candidate (zeros when not given);
+    they do not change which candidates are kept, nor the random draws."""
     num_bins = reservoir.priority.shape[0]
+    if tags is None:
+        tags = jnp.zeros((z.shape[0], NUM_TAGS), jnp.int32)
+    tags = jnp.asarray(tags, jnp.int32).reshape(z.shape[0], NUM_TAGS)
     bins = bin_index(z, bin_edges)
     hashes = input_hash(x, multipliers)
     priorities = jnp.log(jax.random.exponential(key, z.shape, jnp.float32))
 
     def offer(res, candidate):
-        xi, zi, b, h, p = candidate
+        xi, zi, b, h, p, ti = candidate
         inside = (b >= 0) & (b < num_bins)
         b = jnp.clip(b, 0, num_bins - 1)
         held = jnp.isfinite(res.priority[b])
@@ -68,15 +84,27 @@ def insert(reservoir: Reservoir, key: jax.Array, x: jax.Array, z: jax.Array,
             z=res.z.at[b, worst].set(keep(zi, res.z[b, worst])),
             priority=res.priority.at[b, worst].set(keep(p, res.priority[b, worst])),
             hash=res.hash.at[b, worst].set(keep(h, res.hash[b, worst])),
+            tags=res.tags.at[b, worst].set(keep(ti, res.tags[b, worst])),
         ), None
 
-    reservoir, _ = jax.lax.scan(offer, reservoir, (x, z, bins, hashes, priorities))
+    reservoir, _ = jax.lax.scan(offer, reservoir, (x, z, bins, hashes, priorities, tags))
     return reservoir
+
+
+def held_order(priority_row) -> np.ndarray:
+    """Slots of one bin that hold an input, in priority order."""
+    priority = np.asarray(priority_row)
+    order = np.argsort(priority, kind="stable")
+    return order[np.isfinite(priority[order])]
 
 
 def contents(reservoir: Reservoir, bin_idx: int) -> tuple[np.ndarray, np.ndarray]:
     """(inputs (n, D), outputs (n,)) held for one bin, in priority order."""
-    priority = np.asarray(reservoir.priority[bin_idx])
-    order = np.argsort(priority, kind="stable")
-    order = order[np.isfinite(priority[order])]
+    order = held_order(reservoir.priority[bin_idx])
     return np.asarray(reservoir.x[bin_idx])[order], np.asarray(reservoir.z[bin_idx])[order]
+
+
+def held_tags(reservoir: Reservoir, bin_idx: int) -> np.ndarray:
+    """Tags (n, NUM_TAGS) of the inputs held for one bin, in the order of `contents`."""
+    order = held_order(reservoir.priority[bin_idx])
+    return np.asarray(reservoir.tags[bin_idx])[order]

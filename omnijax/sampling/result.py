@@ -35,6 +35,9 @@ class OutputDistributionEstimate:
     replica_free_energies: np.ndarray | None = None  # (R,) F_r = ln E_uniform[exp(beta_r z)] (MBAR)
     replica_records: np.ndarray | None = None        # (R,) records per replica after burn-in
     reservoir_log_c: np.ndarray | None = None        # (B,) per-bin constant of `omnijax.sampling.inclusion`
+    # (B, capacity, 2) int32 per kept input: (flat walker index g*R + r, that walker's round trips
+    # at insertion); see `omnijax.sampling.reservoir`. None where the method did not record them.
+    representative_tags: np.ndarray | None = None
 
     @property
     def num_bins(self) -> int:
@@ -47,8 +50,17 @@ class OutputDistributionEstimate:
 
     def _held(self, bin_index) -> tuple[np.ndarray, np.ndarray]:
         reservoir = reservoir_lib.Reservoir(self.representative_inputs, self.representative_z,
-                                            self.representative_priority, None)
+                                            self.representative_priority, None, self.representative_tags)
         return reservoir_lib.contents(reservoir, self._check_bin(bin_index))
+
+    def representative_provenance(self, bin_index: int) -> np.ndarray:
+        """(walker index g*R + r, that walker's round trips when it was kept) of each of
+        `representatives(bin_index)`, int32 of shape (n, 2), same order."""
+        if self.representative_tags is None:
+            raise ValueError(f"this estimate (method={self.method!r}) recorded no representative provenance")
+        reservoir = reservoir_lib.Reservoir(self.representative_inputs, self.representative_z,
+                                            self.representative_priority, None, self.representative_tags)
+        return reservoir_lib.held_tags(reservoir, self._check_bin(bin_index))
 
     def representatives(self, bin_index: int) -> np.ndarray:
         """Distinct sampled inputs of one bin, int32 of shape (n, *space.shape)."""

@@ -222,7 +222,9 @@ def _block_fn(value_and_grad: Callable, proposal: Proposal, window: kernel.Windo
         reservoir = jax.lax.cond(
             (step % record_every == 0) & (step > burn_in),
             lambda r: reservoir_lib.insert(r, reservoir_key, x, state.chains.z.reshape(-1), window.edges,
-                                           multipliers),
+                                           multipliers,  # tags: flat walker index, 0 round trips
+                                           jnp.stack([jnp.arange(x.shape[0], dtype=jnp.int32),
+                                                      jnp.zeros(x.shape[0], jnp.int32)], axis=-1)),
             lambda r: r, reservoir)
         return (state, reservoir), None
 
