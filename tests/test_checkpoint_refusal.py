@@ -9,12 +9,7 @@ resumes and returns bit-identical results. A Wang–Landau run killed by SIGKILL
 bit-identically (replica exchange: tests/test_resume.py).
 """
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -24,9 +19,8 @@ import pytest
 import omnijax as oj
 from tests import kill_resume_job
 from tests.models import all_inputs, outputs_of, random_mlp
-from tests.directory_state import directory_listing
+from tests.directory_state import directory_listing, kill_after_first_checkpoint
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 D = 10
 
 
@@ -146,23 +140,9 @@ def test_the_other_weights_are_another_model(form):
     assert 0 < np.abs(z - z_nudged).max() < 10 * NUDGE
 
 
-def completed_checkpoints(directory):
-    if not os.path.isdir(directory):
-        return []
-    return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
-
-
 def test_wang_landau_killed_by_sigkill_resumes_bit_identical(tmp_path, capfd):
     ckpt = str(tmp_path / "ckpt")
-    job = subprocess.Popen([sys.executable, "-m", "tests.kill_resume_job", ckpt], cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not completed_checkpoints(ckpt) and time.time() < deadline and job.poll() is None:
-        time.sleep(0.01)
-    job.send_signal(signal.SIGKILL)
-    assert job.wait() == -signal.SIGKILL, "the job ended before it was killed"
-    saved = completed_checkpoints(ckpt)
-    assert saved, "the job never wrote a checkpoint"
+    saved = kill_after_first_checkpoint("tests.kill_resume_job", [ckpt], ckpt)
     num_blocks = kill_resume_job.OPTIONS["num_steps"] // kill_resume_job.OPTIONS["steps_per_block"]
     assert max(saved) < num_blocks - 1, "killed too late: the run had already finished"
 

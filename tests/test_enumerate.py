@@ -8,10 +8,8 @@ is refused untouched) and the model's parameters as arguments of the compiled pr
 
 import itertools
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +24,7 @@ from omnijax.sampling.enumerate import enumerate_output_distribution, input_at
 from omnijax.sampling.spaces import InputSpace
 from omnijax.sampling.targets import check_output_fn
 from tests import enumerate_job
-from tests.directory_state import directory_listing
+from tests.directory_state import completed_checkpoints, directory_listing, kill_after_first_checkpoint
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -218,14 +216,6 @@ class Interrupted(Exception):
     pass
 
 
-def completed_checkpoints(directory):
-    """Block numbers of the finished Orbax checkpoints in `directory`."""
-    directory = os.fspath(directory)
-    if not os.path.isdir(directory):
-        return []
-    return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
-
-
 def saved_state(directory):
     """(block, totals, meta) of the newest checkpoint in `directory`, read with Orbax directly."""
     manager = ocp.CheckpointManager(os.path.abspath(directory), item_names=("state", "meta"))
@@ -378,15 +368,7 @@ def test_checkpoint_path_is_a_deprecated_alias_of_checkpoint_dir(monkeypatch, tm
 
 def test_killed_enumeration_resumes_bit_identical(tmp_path, capfd):
     ckpt = str(tmp_path / "ckpt")
-    job = subprocess.Popen([sys.executable, "-m", "tests.enumerate_job", ckpt], cwd=REPO_ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not completed_checkpoints(ckpt) and time.time() < deadline and job.poll() is None:
-        time.sleep(0.01)
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    saved = completed_checkpoints(ckpt)
-    assert saved, "the job never wrote a checkpoint"
+    saved = kill_after_first_checkpoint("tests.enumerate_job", [ckpt], ckpt)
     assert max(saved) < enumerate_job.NUM_CALLS - 1, "killed too late: the job had finished"
 
     resumed = enumerate_job.run(ckpt, progress=True)

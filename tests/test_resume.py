@@ -1,36 +1,17 @@
 """A run killed at any point resumes from its last checkpoint, bit-identical to an uninterrupted one."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from tests import resume_job
+from tests.directory_state import completed_checkpoints, kill_after_first_checkpoint
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def completed_checkpoints(directory):
-    if not os.path.isdir(directory):
-        return []
-    return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
 
 
 def test_killed_run_resumes_bit_identical(tmp_path, capfd):
     ckpt = str(tmp_path / "ckpt")
-    job = subprocess.Popen([sys.executable, "-m", "tests.resume_job", ckpt, str(tmp_path / "unused.npz")],
-                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not completed_checkpoints(ckpt) and time.time() < deadline and job.poll() is None:
-        time.sleep(0.02)
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    saved = completed_checkpoints(ckpt)
-    assert saved, "the job never wrote a checkpoint"
+    saved = kill_after_first_checkpoint("tests.resume_job", [ckpt, tmp_path / "unused.npz"], ckpt)
     num_blocks = resume_job.OPTIONS["num_steps"] // resume_job.OPTIONS["steps_per_block"]
     assert max(saved) < num_blocks - 1, "killed too late: the run had already finished"
 

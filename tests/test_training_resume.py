@@ -19,7 +19,7 @@ from flax import nnx
 from experiments.workflows import mnist as flow
 from omnijax.training.checkpoint import ModelSpec
 from tests import training_resume_job as job
-from tests.test_resume import completed_checkpoints
+from tests.directory_state import completed_checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UNITS = {"classifier": ("epoch", job.CLASSIFIER["epochs"]), "ebm": ("update", job.EBM["steps"]),
