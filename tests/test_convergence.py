@@ -4,7 +4,6 @@ known space: z = sum of integer weights of 16 bits, rho counted by convolution."
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import omnijax as oj
 from omnijax.sampling import diagnostics

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any
 
 import jax
 import numpy as np
@@ -17,7 +16,6 @@ from omnijax.sampling import diagnostics as diagnostics_lib
 from omnijax.sampling import histogram
 from omnijax.sampling import inclusion
 from omnijax.sampling import ladder as ladder_lib
-from omnijax.sampling import reservoir as reservoir_lib
 from omnijax.sampling.histogram import validate_bin_edges
 from omnijax.sampling.mcmc.replica_exchange_kernel import validate_betas
 from omnijax.sampling.proposals import make_proposal
