@@ -162,29 +162,41 @@ class Page:
     def login(self, name):
         self.wait.until(lambda d: self.find("#name")[0].is_displayed())
         assert not self.find("#work")[0].is_displayed()
+        assert not self.shown(), "the previous annotator's grid is still on the page"
         self.find("#name")[0].send_keys(name + "\n")
-        self.wait.until(lambda d: self.find("#grid .cell"))
+        self.wait.until(lambda d: self.shown() and self.title())
+
+    def read(self, script):
+        """One DOM read in one JavaScript task, so a re-render cannot land halfway through it."""
+        return self.driver.execute_script(script)
+
+    def title(self) -> str:
+        return self.read("return document.getElementById('title').textContent")
 
     def shown(self) -> list[int]:
-        return [int(c.get_attribute("data-sample")) for c in self.find("#grid .cell")]
+        return [int(i) for i in self.read(
+            "return Array.from(document.querySelectorAll('#grid .cell'), c => c.dataset.sample)")]
 
     def open_group_of(self, sample_ids):
-        """Steps through the groups with ] until the one holding these samples is shown."""
+        """Goes to group 1 with [, then steps with ] (waiting for each group's title) until the group
+        holding these samples is shown."""
         self.keys("[" * 10)
-        for _ in range(10):
+        self.wait.until(lambda d: self.title().startswith("Group 1 of "))
+        num_groups = int(self.title().rsplit(" ", 1)[1])
+        for g in range(1, num_groups + 1):
+            self.wait.until(lambda d: self.title() == f"Group {g} of {num_groups}")
             if set(self.shown()) == set(sample_ids):
                 return
-            before = self.shown()
             self.keys("]")
-            self.wait.until(lambda d: self.shown() != before)
         pytest.fail(f"no group shows samples {sample_ids}")
 
     def all_sent(self):
         self.wait.until(lambda d: self.find("#pending")[0].text == "0" and not self.find(".cell.unsaved"))
 
     def scores(self) -> dict[int, float]:
-        return {int(c.get_attribute("data-sample")): float(c.get_attribute("data-score"))
-                for c in self.find("#grid .cell") if c.get_attribute("data-score")}
+        pairs = self.read("return Array.from(document.querySelectorAll('#grid .cell'), "
+                          "c => [c.dataset.sample, c.dataset.score || ''])")
+        return {int(sample): float(score) for sample, score in pairs if score}
 
 
 def test_two_annotators_server_killed_and_restarted(tmp_path, browser):

@@ -370,6 +370,9 @@ async function start() {
 
 function logout() {
   S.name = null; localStorage.removeItem("omnijax-annotator");
+  // The next annotator must never see, or score with a key, the previous one's grid.
+  S.progress = null; S.samples = []; S.sel = 0; S.want = 0; S.group = 0;
+  $("grid").innerHTML = ""; $("groups").innerHTML = ""; $("title").textContent = "";
   $("work").hidden = true; $("switch").hidden = true; $("login").hidden = false; $("who").textContent = "";
   $("name").value = ""; $("name").focus();
 }
