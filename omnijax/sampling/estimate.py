@@ -12,15 +12,12 @@ import inspect
 import jax
 import numpy as np
 
-from omnijax.sampling import diagnostics as diagnostics_lib
-from omnijax.sampling import histogram
-from omnijax.sampling import inclusion
 from omnijax.sampling import ladder as ladder_lib
 from omnijax.sampling.histogram import validate_bin_edges
 from omnijax.sampling.mcmc.replica_exchange_kernel import validate_betas
 from omnijax.sampling.proposals import make_proposal
+from omnijax.sampling.pt_result import summarize_pt_run
 from omnijax.sampling.result import OutputDistributionEstimate
-from omnijax.sampling.reweighting import bootstrap_log_rho, mbar_log_weights
 from omnijax.sampling.fingerprint import run_fingerprint
 from omnijax.sampling.replica_exchange_run import Schedule, run_replica_exchange
 from omnijax.sampling.spaces import InputSpace
@@ -118,60 +115,8 @@ def estimate_pt(
     run = run_replica_exchange(run_key, x0, ladder, target, value_and_grad, sampler, edges, schedule,
                         reservoir_capacity=reservoir_size, checkpoint_dir=checkpoint_dir,
                         fingerprint=fingerprint, progress=progress)
-    kept = run.record_step > schedule.burn_in
-    z, slot = run.z[kept], run.slot[kept]
-    group = np.broadcast_to(np.arange(num_groups)[None, :, None], z.shape)
-    boot = bootstrap_log_rho(z.reshape(-1), slot.reshape(-1), group.reshape(-1), ladder, edges,
-                             boot_key, num_bootstrap=num_bootstrap)
-    log_w, free_energies = mbar_log_weights(z.reshape(-1), slot.reshape(-1), ladder)
-    replica_records = np.bincount(slot.reshape(-1), minlength=len(ladder)).astype(np.float64)
-    log_visits = inclusion.log_expected_visits(z.reshape(-1), ladder, free_energies, replica_records,
-                                               space.log_size)
-    record_bins = np.asarray(histogram.bin_index(z.reshape(-1), edges))
-    num_held = np.isfinite(np.asarray(run.reservoir.priority)).sum(axis=1)
-    reservoir_log_c = np.array([inclusion.fit_log_c(log_visits[record_bins == b], int(num_held[b]))
-                                for b in range(len(edges) - 1)])
-    state = run.state
-    diagnostics = {
-        "swap_acceptance": (np.asarray(state.swap_accepts).sum(axis=0)
-                            / np.maximum(np.asarray(state.swap_attempts).sum(axis=0), 1)),
-        "mh_acceptance": (np.asarray(state.mh_accepts).sum(axis=0)
-                          / np.maximum(np.asarray(state.mh_attempts).sum(axis=0), 1)),
-        "round_trips": np.asarray(state.round_trips),
-        "num_steps": int(np.asarray(state.step)[0]),
-        "pilot": pilot._asdict(),
-    }
-    diagnostics.update(convergence_diagnostics(
-        state, ladder, edges, np.asarray(log_w).reshape(z.shape),
-        np.asarray(histogram.bin_index(z, edges)), np.asarray(boot.n_samples), run.reservoir))
-    return OutputDistributionEstimate(
-        space=space, bin_edges=edges, log_rho=np.asarray(boot.log_rho, np.float64),
-        log_rho_stderr=np.asarray(boot.stderr, np.float64),
-        log_rho_ci_low=np.asarray(boot.ci_low, np.float64), log_rho_ci_high=np.asarray(boot.ci_high, np.float64),
-        n_samples=np.asarray(boot.n_samples), method="pt", betas=ladder, diagnostics=diagnostics,
-        representative_inputs=np.asarray(run.reservoir.x),
-        representative_priority=np.asarray(run.reservoir.priority),
-        representative_z=np.asarray(run.reservoir.z),
-        replica_free_energies=np.asarray(free_energies, np.float64), replica_records=replica_records,
-        reservoir_log_c=reservoir_log_c, representative_tags=np.asarray(run.reservoir.tags))
-
-
-def convergence_diagnostics(state, ladder, edges, log_w, record_bins, n_samples, reservoir=None) -> dict:
-    """Round trips, swap acceptance, group agreement, drift and effective samples of a run
-    (`omnijax.sampling.diagnostics`), and, given the reservoir, per bin the distinct walkers
-    ("representative_walkers") and distinct (walker, round trips) pairs ("representative_round_trips")
-    its representatives come from; with the verdict: "converged" (bool), "warnings" (plain
-    sentences naming the bins, pairs or walkers concerned), "unconverged_bins" (named bins) and
-    "bin_converged" (bool per bin, all False after a run-wide warning)."""
-    trips = diagnostics_lib.round_trip_report(state.round_trips)
-    swaps = diagnostics_lib.swap_report(state.swap_accepts, state.swap_attempts, ladder)
-    stats = diagnostics_lib.group_statistics(log_w, record_bins, len(edges) - 1)
-    reps = (None if reservoir is None
-            else diagnostics_lib.representative_report(reservoir.tags, reservoir.priority))
-    converged, warnings, bins, run_wide = diagnostics_lib.pt_verdict(trips, swaps, stats, ladder, edges,
-                                                                     n_samples, reps)
-    return {**trips, **swaps, **stats, **(reps or {}), "converged": bool(converged), "warnings": warnings,
-            "unconverged_bins": bins, "bin_converged": diagnostics_lib.bin_verdict(len(edges) - 1, bins, run_wide)}
+    return summarize_pt_run(run, space, edges, ladder, schedule.burn_in, boot_key, num_bootstrap=num_bootstrap,
+                            extra_diagnostics={"pilot": pilot._asdict()})
 
 
 def _ladder_from_pilot(pilot, edges, num_replicas):
