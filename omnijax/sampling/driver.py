@@ -9,6 +9,12 @@ atomically; see `omnijax.sampling.checkpoint`). A restarted run restores the new
 carry of the SAME run (the fingerprint must match, else the directory is refused untouched)
 and goes on from the next block. Blocks draw their randomness from fold_in(key, b), so a
 resumed run is bit-identical to an uninterrupted one.
+
+Many processes (after `jax.distributed.initialize()`): every process runs the same loop on
+the same carry. Groups are laid over every device of every process (`shard_over_groups`),
+host-side reads go through `to_host` (a gather across processes, so every process sees the
+same numbers and takes the same branches), Orbax writes each process's shards and process 0
+the host arrays, and only process 0 prints progress.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from omnijax.sampling.checkpoint import RunCheckpointer
 from omnijax.util.progress import Progress
@@ -48,17 +55,19 @@ def run_blocks(run_block: Callable[[int, Any], Any], carry: Any, num_blocks: int
     """
     first_block = 0
     checkpointer = None
+    if place is not None:
+        carry = place(carry)  # first, so a checkpoint is read straight into the devices' layout
     if checkpoint_dir is not None:
         checkpointer = RunCheckpointer(checkpoint_dir, fingerprint or {})
         restored = checkpointer.restore_latest(carry)
         if restored is not None:
             done_block, carry = restored
             first_block = done_block + 1
-    if place is not None:
-        carry = place(carry)
+            if place is not None:
+                carry = place(carry)
     if check is not None:
         check(carry)
-    bar = Progress(label, total_units, unit, enabled=progress)
+    bar = Progress(label, total_units, unit, enabled=progress and jax.process_index() == 0)
     bar.update(units_after(first_block - 1))
     try:
         for b in range(first_block, num_blocks):
@@ -75,15 +84,55 @@ def run_blocks(run_block: Callable[[int, Any], Any], carry: Any, num_blocks: int
 
 
 def shard_over_groups(tree, num_groups: int):
-    """Lay the leading (group) axis of every (C, ...) leaf over all devices, when it divides evenly."""
+    """Lay the leading (group) axis of every (C, ...) leaf over all devices of all processes,
+    when it divides evenly; other leaves are replicated.
+
+    One process whose devices do not divide num_groups keeps the tree where it is. Several
+    processes must all take part in every computation, so there the tree is replicated on
+    every device instead (each device runs all groups: correct, not faster).
+    """
     devices = jax.devices()
-    if len(devices) == 1 or num_groups % len(devices):
+    if len(devices) == 1 or (num_groups % len(devices) and jax.process_count() == 1):
         return tree
     mesh = jax.sharding.Mesh(np.array(devices), ("groups",))
-    grouped = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("groups"))
+    spec = jax.sharding.PartitionSpec("groups" if num_groups % len(devices) == 0 else None)
+    grouped = jax.sharding.NamedSharding(mesh, spec)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     return jax.tree.map(
-        lambda a: jax.device_put(a, grouped if np.ndim(a) and np.shape(a)[0] == num_groups else replicated), tree)
+        lambda a: _put(a, grouped if np.ndim(a) and np.shape(a)[0] == num_groups else replicated), tree)
+
+
+def replicate(tree):
+    """Every leaf replicated on every device of every process (e.g. a carry not split by group)."""
+    if len(jax.devices()) == 1:
+        return jax.device_put(tree)
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("groups",))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.tree.map(lambda a: _put(a, replicated), tree)
+
+
+def _put(a, sharding):
+    """device_put that also works across processes, where every process holds the same full `a`."""
+    if isinstance(a, jax.Array) and a.sharding == sharding:
+        return a
+    if jax.process_count() > 1 and isinstance(a, jax.Array) and a.is_fully_addressable:
+        a = np.asarray(a)  # a process-local array: every process passes its own (equal) copy
+    return jax.device_put(a, sharding)
+
+
+def to_host(tree):
+    """Every leaf as a numpy array holding the whole (global) value, on every process.
+
+    A leaf split over other processes' devices is gathered (a collective: every process must
+    call this in the same order, which the block loop guarantees).
+    """
+    return jax.tree.map(_leaf_to_host, tree)
+
+
+def _leaf_to_host(a):
+    if isinstance(a, jax.Array) and not (a.is_fully_addressable or a.is_fully_replicated):
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+    return np.asarray(a)
 
 
 def first_nonfinite(first_step: np.ndarray) -> tuple[tuple[int, ...], int, int] | None:

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from omnijax.sampling import reservoir as reservoir_lib
-from omnijax.sampling.driver import NonFiniteOutputError, first_nonfinite, run_blocks, shard_over_groups
+from omnijax.sampling.driver import (NonFiniteOutputError, first_nonfinite, replicate, run_blocks,
+                                     shard_over_groups, to_host)
 from omnijax.sampling.mcmc import replica_exchange_kernel as rx
 from omnijax.sampling.mcmc.mh_kernel import ValueAndGrad
 from omnijax.sampling.proposals.base import Proposal
@@ -111,12 +112,12 @@ def init_groups(x0: jax.Array, betas, target: Target, value_and_grad: ValueAndGr
 
 
 def raise_if_nonfinite(state: rx.ReplicaExchangeState, what: str = "output_fn") -> None:
-    found = first_nonfinite(state.first_nonfinite_step)
+    found = first_nonfinite(to_host(state.first_nonfinite_step))
     if found is None:
         return
     (group, replica), step, affected = found
-    slot = int(np.asarray(state.slot)[group, replica])
-    beta = float(np.asarray(state.betas)[group, slot])
+    slot = int(to_host(state.slot)[group, replica])
+    beta = float(to_host(state.betas)[group, slot])
     raise NonFiniteOutputError(
         f"{what} returned NaN or inf (output or gradient) for chain (group {group}, walker "
         f"{replica}) at MH step {step} (beta={beta:.4g}); {affected} walker(s) affected. Fix the "
@@ -148,12 +149,12 @@ def run_replica_exchange(key: jax.Array, x0: jax.Array, betas, target: Target, v
         state, reservoir, (z, slot, step) = block(params, carry["state"], carry["reservoir"],
                                                   jax.random.fold_in(key, b))
         rows = slice(b * schedule.records_per_block, (b + 1) * schedule.records_per_block)
-        carry["z"][rows], carry["slot"][rows], carry["record_step"][rows] = map(np.asarray, (z, slot, step))
+        carry["z"][rows], carry["slot"][rows], carry["record_step"][rows] = to_host((z, slot, step))
         return dict(carry, state=state, reservoir=reservoir)
 
     def place(carry):
         return dict(carry, state=shard_over_groups(carry["state"], num_groups),
-                    reservoir=jax.device_put(carry["reservoir"]))
+                    reservoir=replicate(carry["reservoir"]))
 
     carry = run_blocks(
         run_block, carry, schedule.num_blocks, label=label, unit="steps",
@@ -162,11 +163,11 @@ def run_replica_exchange(key: jax.Array, x0: jax.Array, betas, target: Target, v
         check=lambda c: raise_if_nonfinite(c["state"]), note=lambda c: swap_note(c["state"]),
         checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
         checkpoint_every=schedule.checkpoint_every_blocks, place=place, progress=progress)
-    state, reservoir = jax.device_get((carry["state"], carry["reservoir"]))
+    state, reservoir = to_host((carry["state"], carry["reservoir"]))
     return TemperingRun(carry["z"], carry["slot"], carry["record_step"], state, reservoir)
 
 
 def swap_note(state: rx.ReplicaExchangeState) -> str:
-    attempts = np.maximum(np.asarray(state.swap_attempts).sum(axis=0), 1)
-    rate = np.asarray(state.swap_accepts).sum(axis=0) / attempts
-    return f"swap acceptance min {rate.min():.2f} | round trips {int(np.asarray(state.round_trips).sum())}"
+    attempts, accepts, trips = to_host((state.swap_attempts, state.swap_accepts, state.round_trips))
+    rate = accepts.sum(axis=0) / np.maximum(attempts.sum(axis=0), 1)
+    return f"swap acceptance min {rate.min():.2f} | round trips {int(trips.sum())}"
