@@ -240,17 +240,37 @@ def pt_verdict(trips: dict, swaps: dict, stats: dict, betas, edges, n_samples,
     return not warnings, warnings, sorted(flagged), bool(run_wide)
 
 
-def wang_landau_verdict(log_f, one_over_t, visits, edges) -> tuple[bool, list[str], list, bool]:
-    """(converged, warnings, bins named) for Wang–Landau: every group in the 1/t regime, every
-    visited bin seen by every group, no empty bin between visited ones. (Groups' spread is the
-    stderr itself, so there is no independent agreement test; no records, so no drift test.)"""
+def wang_landau_verdict(log_f, one_over_t, visits, edges, *, log_f_final=None, flat_ratio=None,
+                        flatness=None, steps=None, stopped_by=None) -> tuple[bool, list[str], list, bool]:
+    """(converged, warnings, bins named) for Wang–Landau: every group in the 1/t regime, with
+    ln f <= log_f_final and its histogram since the last reduction flat (min H / mean H =
+    flat_ratio >= flatness) when those are given, every visited bin seen by every group, no
+    empty bin between visited ones. (Groups' spread is the stderr itself, so there is no
+    independent agreement test; no records, so no drift test.)"""
     warnings, flagged = [], set()
     one_over_t = np.asarray(one_over_t).astype(bool)
+    log_f = np.asarray(log_f, np.float64)
     visits = np.asarray(visits)
+    if stopped_by == "max_steps":
+        warnings.append(f"The max_steps budget ({steps} steps) ran out before the stopping rule held "
+                        f"(1/t regime, ln f <= {log_f_final:.3g}, histogram flat to {flatness}); "
+                        f"raise max_steps.")
     if not one_over_t.all():
         warnings.append(f"{int((~one_over_t).sum())} of {one_over_t.size} Wang–Landau groups never reached the "
                         f"1/t regime (final ln f up to {float(np.max(log_f)):.3g}): ln g is still being "
                         f"shaped by the modification factor; run longer.")
+    if log_f_final is not None and (log_f > np.float32(log_f_final)).any():
+        high = log_f > np.float32(log_f_final)
+        warnings.append(f"{int(high.sum())} of {log_f.size} Wang–Landau groups have ln f above the final "
+                        f"value {log_f_final:.3g} (groups {np.flatnonzero(high).tolist()}, largest "
+                        f"{float(log_f.max()):.3g}).")
+    if flat_ratio is not None:
+        ratio = np.asarray(flat_ratio, np.float64)
+        rough = ~((ratio > 0) & (ratio >= np.float32(flatness)))
+        if rough.any():
+            warnings.append(f"{int(rough.sum())} of {ratio.size} Wang–Landau groups' histogram since the last "
+                            f"reduction of ln f is not flat (min H / mean H {float(ratio.min()):.2f} < "
+                            f"{flatness}; groups {np.flatnonzero(rough).tolist()}).")
     run_wide = bool(warnings)
     seen = visits > 0
     partial = np.flatnonzero(seen.any(axis=0) & ~seen.all(axis=0))

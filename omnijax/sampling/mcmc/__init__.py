@@ -151,16 +151,24 @@ def replica_exchange(model, space: InputSpace, betas, *, proposal="gwg", proposa
 
 def wang_landau(model, space: InputSpace, bin_edges, *, proposal="gwg", proposal_options: dict | None = None,
                 beta_clip: float = 1.0, kappa: float | None = None, log_f_initial: float = 1.0,
-                flatness: float = 0.8, steps_per_check: int = 100, params=None) -> SamplingAlgorithm:
+                flatness: float = 0.8, halving_flatness: float = 0.0, steps_per_check: int = 100,
+                beta_rule: str = "slope", params=None) -> SamplingAlgorithm:
     """Gradient Wang–Landau of one group of walkers sharing ln g over `bin_edges`.
 
     init(x (W, *space.shape)); step = `steps_per_check` WL steps of every walker, then the
-    flatness check (ln f halves, or follows 1/t). ln rho ∝ exp(state.log_g - state.log_g_carry).
+    flatness check at halving_flatness (ln f halves, or follows 1/t; 0: every visited bin hit
+    since the last reduction, Belardinelli & Pereyra). ln rho ∝ exp(state.log_g - state.log_g_carry).
+    flatness: the stopping rule's and the "directional" gate's threshold.
+    beta_rule: "slope" (beta_eff = -d ln g / dz) or "directional" (the paper's appendix H
+    heuristic); see `omnijax.sampling.mcmc.wang_landau_kernel`. Stop when
+    `wang_landau_kernel.stopping_rule(state, log_f_final, flatness)` holds (1/t regime,
+    ln f <= log_f_final, histogram since the switch flat), not after a fixed step count.
     """
     target, value_and_grad = _bind(model, space, params)
     edges = validate_bin_edges(bin_edges)
     sampler = _proposal(proposal, space, proposal_options)
-    window = wl_kernel.make_window(edges, beta_clip, beta_clip if kappa is None else kappa)
+    rule = wl_kernel.check_beta_rule(beta_rule)
+    window = wl_kernel.make_window(edges, beta_clip, beta_clip if kappa is None else kappa, flatness)
     steps = check_positive_int("steps_per_check", steps_per_check)
 
     def init(x, params=None):
@@ -173,11 +181,11 @@ def wang_landau(model, space: InputSpace, bin_edges, *, proposal="gwg", proposal
 
         def one(carry, k):
             s, accepted = carry
-            s, info = wl_kernel.step(k, s, window, p, value_and_grad, sampler)
+            s, info = wl_kernel.step(k, s, window, p, value_and_grad, sampler, rule)
             return (s, accepted + info.accepted.astype(jnp.int32)), None
 
         zeros = jnp.zeros(state.chains.z.shape, jnp.int32)
         (state, accepted), _ = jax.lax.scan(one, (state, zeros), jax.random.split(key, steps))
-        return wl_kernel.check_flatness(state, flatness), accepted
+        return wl_kernel.check_flatness(state, halving_flatness), accepted
 
     return SamplingAlgorithm(init, step, target.params)

@@ -16,9 +16,24 @@ forward proposal and at x' for the reverse one (paper appendix H), so
 The state caches (x, z, kept) per walker (kept: the proposal's form of the gradient, see
 proposals.base): one value_and_grad per walker per step. ln g is float32 with a compensated
 (Kahan) sum, so late increments ln f ~ 1e-5 are not lost to rounding against ln g ~ 1e3.
-Schedule: ln f halves whenever H is flat over the bins visited so far; once a halving would
+Schedule: ln f halves whenever H is flat enough over the bins visited so far (`check_flatness`:
+every one hit since the last reduction and min H >= a threshold times mean H; threshold 0 is
+Belardinelli & Pereyra's rule, 0.8 the classic one); once a halving would
 take ln f below N/t (N bins visited, t ln g updates so far) ln f follows N/t from then on
-(Belardinelli & Pereyra, 2007).
+(Belardinelli & Pereyra, 2007). H is reset at every reduction (each halving and the switch to
+1/t), so in the 1/t regime it holds every visit since the switch. `stopping_rule` says when a
+group is done: in the 1/t regime, ln f <= a final value and that H flat.
+
+Two rules pick the proposal's beta (`BETA_RULES`):
+  * "slope" (default): beta_eff = -d ln g / dz at the walker's bin, as above.
+  * "directional": the heuristic of the paper's appendix H. Each walker carries a direction
+    gamma = +-1 that turns to -1 when it reaches the highest bin visited so far and to +1 at the
+    lowest; every step draws u ~ U[0, beta_clip] and uses beta = gamma * u in a bin whose
+    H passes the flatness test (H[b] >= flatness * mean H), else beta = hold_beta (0.1 *
+    beta_clip: small moves that keep the walker near a bin that still needs visits). The
+    same u and gamma score the reverse move at x' (with x''s bin), and gamma changes only
+    outside the MH step (a bijection of gamma given x), so every step still leaves
+    exp(-ln g) invariant: the heuristic changes which moves are proposed, never the target.
 Groups never interact; a run vmaps these functions over a leading group axis.
 """
 
@@ -46,6 +61,7 @@ class WangLandauState(NamedTuple):
     step: jax.Array               # () int32 steps done
     accepts: jax.Array            # () int32 accepted moves, all walkers
     first_nonfinite_step: jax.Array  # (W,) int32 first step whose proposal was NaN/inf, -1 if none
+    direction: jax.Array          # (W,) int32 +-1: the "directional" rule's gamma (unused by "slope")
 
 
 class Window(NamedTuple):
@@ -55,12 +71,26 @@ class Window(NamedTuple):
     centers: jax.Array    # (B,)
     beta_clip: jax.Array  # () largest |beta_eff| inside the window
     kappa: jax.Array      # () pull towards the window from outside (also its proposal beta)
+    flatness: jax.Array   # () "directional" rule: H[b] >= flatness * mean H opens bin b's gate
+    hold_beta: jax.Array  # () "directional" rule: beta in a bin whose gate is shut
 
 
-def make_window(bin_edges, beta_clip: float, kappa: float) -> Window:
+BETA_RULES = ("slope", "directional")
+HOLD_FRACTION = 0.1  # appendix H: beta = 0.1 in a bin that is not yet flat (here: of beta_clip)
+
+
+def make_window(bin_edges, beta_clip: float, kappa: float, flatness: float = 0.8) -> Window:
     """Window over `bin_edges` (any float array) with the given beta bounds."""
     edges = jnp.asarray(bin_edges, jnp.float32)
-    return Window(edges, (edges[:-1] + edges[1:]) / 2, jnp.float32(beta_clip), jnp.float32(kappa))
+    return Window(edges, (edges[:-1] + edges[1:]) / 2, jnp.float32(beta_clip), jnp.float32(kappa),
+                  jnp.float32(flatness), jnp.float32(HOLD_FRACTION * beta_clip))
+
+
+def check_beta_rule(beta_rule) -> str:
+    """`beta_rule` if it is one of BETA_RULES, else ValueError naming it."""
+    if not isinstance(beta_rule, str) or beta_rule not in BETA_RULES:
+        raise ValueError(f"beta_rule must be one of {BETA_RULES}, got {beta_rule!r}")
+    return beta_rule
 
 
 def init(x: jax.Array, params, value_and_grad: ValueAndGrad, proposal: Proposal, num_bins: int,
@@ -82,6 +112,7 @@ def init(x: jax.Array, params, value_and_grad: ValueAndGrad, proposal: Proposal,
         step=jnp.int32(0),
         accepts=jnp.int32(0),
         first_nonfinite_step=jnp.where(finite, -1, 0).astype(jnp.int32),
+        direction=jnp.ones(x.shape[0], jnp.int32),
     )
 
 
@@ -119,11 +150,12 @@ def _target(z, log_g, betas, window: Window):
 
 def _walker_step(key, chain: ChainState, log_g, betas, window: Window, params,
                  value_and_grad: ValueAndGrad, proposal: Proposal):
-    """One MH step of one walker on pi ∝ exp(-ln g(bin)) with state-dependent beta_eff."""
+    """One MH step of one walker on pi ∝ exp(-ln g(bin)) with state-dependent beta: betas (B,)
+    is this walker's beta per bin, read at x for the forward and at x' for the reverse move."""
     num_bins = log_g.shape[0]
     propose_key, accept_key = jax.random.split(key)
     log_pi, beta, b = _target(chain.z, log_g, betas, window)
-    # beta_eff moves with ln g every step, so the proposal summary is never reused here.
+    # beta moves with ln g every step, so the proposal summary is never reused here.
     summary = proposal.summarize(chain.x, chain.kept, beta)
     x_new, log_q_forward, move = proposal.propose(propose_key, chain.x, chain.kept, beta, summary)
     z_new, kept_new = evaluate(x_new, params, value_and_grad, proposal)
@@ -137,6 +169,33 @@ def _walker_step(key, chain: ChainState, log_g, betas, window: Window, params,
     return new_chain, MHInfo(accepted, ~finite)
 
 
+def open_gates(histogram: jax.Array, visits: jax.Array, flatness) -> jax.Array:
+    """(B,) bool: bins whose H passes the flatness test, H[b] >= flatness * mean H over the
+    bins visited so far (the "directional" rule's gate; False for unvisited bins)."""
+    visited = visits > 0
+    h = histogram.astype(jnp.float32)
+    mean_h = jnp.sum(jnp.where(visited, h, 0.0)) / jnp.maximum(jnp.sum(visited), 1)
+    return visited & (h > 0) & (h >= flatness * mean_h)
+
+
+def directional_betas(key: jax.Array, direction: jax.Array, gates: jax.Array, window: Window) -> jax.Array:
+    """(W, B) beta per walker and bin of the "directional" rule: gamma * u (u ~ U[0, beta_clip],
+    one draw per walker) where the gate is open, hold_beta where it is shut."""
+    u = jax.random.uniform(key, direction.shape, jnp.float32, 0.0, window.beta_clip)
+    return jnp.where(gates[None, :], (direction * u)[:, None], window.hold_beta)
+
+
+def turn_at_extremes(direction: jax.Array, b: jax.Array, visits: jax.Array) -> jax.Array:
+    """gamma after a step: -1 at (or above) the highest bin visited so far, +1 at (or below) the
+    lowest, unchanged in between; outside the window it points into it."""
+    num_bins = visits.shape[0]
+    idx = jnp.arange(num_bins)
+    top = jnp.max(jnp.where(visits > 0, idx, -1))
+    bottom = jnp.min(jnp.where(visits > 0, idx, num_bins))
+    direction = jnp.where(b >= top, -1, direction)
+    return jnp.where(b <= bottom, 1, direction).astype(jnp.int32)
+
+
 def _compensated_add(total, carry, increment):
     """Kahan summation: total - carry tracks the exact sum of all increments."""
     y = increment - carry
@@ -145,15 +204,21 @@ def _compensated_add(total, carry, increment):
 
 
 def step(key: jax.Array, state: WangLandauState, window: Window, params, value_and_grad: ValueAndGrad,
-         proposal: Proposal) -> tuple[WangLandauState, MHInfo]:
-    """Move every walker once, then add ln f to ln g and 1 to H at each walker's bin."""
+         proposal: Proposal, beta_rule: str = "slope") -> tuple[WangLandauState, MHInfo]:
+    """Move every walker once, then add ln f to ln g and 1 to H at each walker's bin.
+    beta_rule (static): "slope" or "directional", see the module docstring."""
     num_walkers = state.chains.x.shape[0]
     num_bins = state.log_g.shape[0]
     log_g = state.log_g - state.log_g_carry
-    betas = local_betas(log_g, state.visits > 0, window)
+    if beta_rule == "directional":
+        key, beta_key = jax.random.split(key)
+        gates = open_gates(state.histogram, state.visits, window.flatness)
+        betas = directional_betas(beta_key, state.direction, gates, window)
+    else:
+        betas = jnp.broadcast_to(local_betas(log_g, state.visits > 0, window), (num_walkers, num_bins))
     keys = jax.random.split(key, num_walkers)
-    chains, info = jax.vmap(lambda k, c: _walker_step(k, c, log_g, betas, window, params, value_and_grad,
-                                                      proposal))(keys, state.chains)
+    chains, info = jax.vmap(lambda k, c, bt: _walker_step(k, c, log_g, bt, window, params, value_and_grad,
+                                                          proposal))(keys, state.chains, betas)
     b = bin_index(chains.z, window.edges)
     inside = (b >= 0) & (b < num_bins)
     counts = jnp.zeros(num_bins, jnp.int32).at[jnp.clip(b, 0, num_bins - 1)].add(inside.astype(jnp.int32))
@@ -171,6 +236,7 @@ def step(key: jax.Array, state: WangLandauState, window: Window, params, value_a
         step=state.step + 1,
         accepts=state.accepts + jnp.sum(info.accepted, dtype=jnp.int32),
         first_nonfinite_step=first_bad,
+        direction=turn_at_extremes(state.direction, b, visits) if beta_rule == "directional" else state.direction,
     ), info
 
 
@@ -179,14 +245,25 @@ def one_over_t_log_f(visits: jax.Array) -> jax.Array:
     return jnp.sum(visits > 0).astype(jnp.float32) / jnp.maximum(jnp.sum(visits).astype(jnp.float32), 1.0)
 
 
+def flatness_ratio(histogram: jax.Array, visits: jax.Array) -> jax.Array:
+    """min H / mean H over the bins visited so far (0 when none is visited or one has H = 0)."""
+    visited = visits > 0
+    h = histogram.astype(jnp.float32)
+    min_h = jnp.min(jnp.where(visited, h, jnp.inf))
+    mean_h = jnp.sum(jnp.where(visited, h, 0.0)) / jnp.maximum(jnp.sum(visited), 1)
+    return jnp.where(jnp.any(visited) & (mean_h > 0), jnp.minimum(min_h, mean_h) / jnp.maximum(mean_h, 1e-30), 0.0)
+
+
 def is_flat(state: WangLandauState, flatness: float) -> jax.Array:
     """min H >= flatness * mean H over the bins visited so far (and every one of them hit)."""
-    visited = state.visits > 0
-    h = state.histogram.astype(jnp.float32)
-    num_visited = jnp.maximum(jnp.sum(visited), 1)
-    min_h = jnp.min(jnp.where(visited, h, jnp.inf))
-    mean_h = jnp.sum(jnp.where(visited, h, 0.0)) / num_visited
-    return jnp.any(visited) & (min_h > 0) & (min_h >= flatness * mean_h)
+    ratio = flatness_ratio(state.histogram, state.visits)
+    return (ratio > 0) & (ratio >= flatness)
+
+
+def stopping_rule(state: WangLandauState, log_f_final: float, flatness: float) -> jax.Array:
+    """A group is done when it is in the 1/t regime, ln f <= log_f_final and H (every visit
+    since the switch to 1/t) is flat: min H >= flatness * mean H over the visited bins."""
+    return state.one_over_t & (state.log_f <= log_f_final) & is_flat(state, flatness)
 
 
 def check_flatness(state: WangLandauState, flatness: float) -> WangLandauState:
