@@ -19,7 +19,8 @@ asks for absolute ln rho. All three are written for every run. A counted bin lef
 (-inf) is an infinite error. The reported time of a search is that of its FIRST run meeting
 the criterion (wall and process CPU of the estimate call alone, compilation included); the
 search's total is the sum over all its runs. A search stops "not reached within cap" when
-its summed wall time would pass --cap_s or num_steps would pass --max_steps.
+its summed wall time would pass --cap_s (a run is not started when less of the cap is left
+than the previous, smaller, run took) or num_steps would pass --max_steps.
 
 Every run is a fresh subprocess (`benchmarks/accuracy_worker.py`) with PYTHONPATH set to the
 code of its version and JAX's persistent compilation cache off: the baseline from
@@ -57,7 +58,8 @@ VERSIONS = ("baseline", "new")
 HEARTBEAT_S = 10.0
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("spaces", ["bits64", "bits100", "potts40"], "Spaces: bits<N> and/or potts<L>.")
+flags.DEFINE_list("spaces", ["bits64", "bits100", "potts40", "blocks8x12"],
+                  "Spaces (benchmarks/accuracy_spaces.py): bits<N>, potts<L>, blocks<B>x<n>.")
 flags.DEFINE_list("methods", ["pt"], "Methods: pt, wang_landau.")
 flags.DEFINE_list("versions", list(VERSIONS), "Which versions to run: baseline, new.")
 flags.DEFINE_string("baseline", "bececa4", "Commit whose defaults are the baseline (exported with git archive).")
@@ -233,7 +235,9 @@ def advance(search: Search, runner: Callable[[dict, float], dict], exact: np.nda
         return False
     level = len(search.runs)
     left = cap_s - search.spent_wall_s
-    if level >= len(search.steps) or left <= 0:
+    # A bigger budget takes at least as long as the last run: one that cannot finish is not started.
+    last = float(search.runs[-1].get("process_wall_s") or 0.0) if search.runs else 0.0
+    if level >= len(search.steps) or left <= max(last, 0.0) or left <= 0:
         search.status = "not reached within cap"
         return False
     request = make_request(search.space, search.method, seed, search.steps[level], space_seed, pilot_fraction)
@@ -251,13 +255,15 @@ def advance(search: Search, runner: Callable[[dict, float], dict], exact: np.nda
 
 
 def search_summary(search: Search, shift: str) -> dict:
-    """One row: the first run meeting the criterion (or the last run tried) and the totals."""
+    """One row: the first run meeting the criterion and the totals up to it; for a search that
+    did not reach it, no time, and num_steps / errors of its largest budget that finished."""
     met = search.first_met
     upto = search.runs[: search.runs.index(met) + 1] if met else search.runs
-    shown = met or (search.runs[-1] if search.runs else {})
+    completed = [r for r in search.runs if not r.get("error")]
+    shown = met or (completed[-1] if completed else {})  # unreached: the largest budget that finished
     return {"space": search.space, "method": search.method, "version": search.version, "trial": search.trial,
             "status": search.status, "num_steps": shown.get("num_steps"),
-            "wall_s": shown.get("wall_s"), "cpu_s": shown.get("cpu_s"),
+            "wall_s": shown.get("wall_s") if met else None, "cpu_s": shown.get("cpu_s") if met else None,
             "search_wall_s": sum(r.get("wall_s") or 0.0 for r in upto),
             "search_cpu_s": sum(r.get("cpu_s") or 0.0 for r in upto),
             "search_process_wall_s": sum(r.get("process_wall_s") or 0.0 for r in upto),
@@ -357,7 +363,7 @@ def markdown(summaries: list[dict], defaults: list[dict], shift: str, max_error:
             + "|" + "---|" * 14 + "\n")
     lines = [head]
     for s in summaries:
-        reached = "yes" if s["status"] == "reached" else s["status"]
+        reached = "yes" if s["status"] == "reached" else f"**{s['status']}** (largest finished:)"
         lines.append(f"| {s['space']} | {s['method']} | {s['version']} | {s['trial']} | {reached} | "
                      f"{s['num_steps']} | {_fmt(s['wall_s'])} | {_fmt(s['cpu_s'])} | {_fmt(s['search_wall_s'])} | "
                      f"{_fmt(s['search_cpu_s'])} | {_fmt(s['max_error'], 3)} | {s['converged']} | {s['rungs']} | "

@@ -8,6 +8,11 @@ distribution is a probability p(S) over a range of integers, computed in float64
   potts<L>  a chain of L sites with 3 states, S = sum_i W_i[x_i, x_i+1] with integer
             couplings W_i drawn from {-2, ..., 2}: p(S) by a transfer matrix over
             (state of the last site, partial sum).
+  blocks<B>x<n>  B blocks of n binary inputs (n even), S = sum_b c_b (m_b - n/2)^2 + l_b m_b
+            with m_b the ones in block b, c_b in {1, 2}, l_b in {-2, ..., 2}: each block is
+            a double well at positive beta (all off vs all on, at different z), so the tilted
+            ensembles are bimodal and walkers must cross barriers; p(S) by convolving the
+            blocks' binomial laws.
 
 Bin edges sit half-way between integer sums (never on an output value), evenly spread over
 the sums whose lower and upper tails each hold at least TAIL_MASS of all inputs, so the end
@@ -21,6 +26,7 @@ parent process can compute exact answers without importing any omnijax.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 
 import numpy as np
@@ -31,7 +37,9 @@ NUM_BINS = 20
 BIT_WEIGHTS = (-2, -1, 1, 2, 3)
 POTTS_STATES = 3
 POTTS_COUPLINGS = (-2, -1, 0, 1, 2)
-_NAME = re.compile(r"^(bits|potts)(\d+)$")
+BLOCK_CURVATURES = (1, 2)
+BLOCK_SLOPES = (-2, -1, 0, 1, 2)
+_NAME = re.compile(r"^(bits|potts)(\d+)$|^blocks(\d+)x(\d+)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,34 +47,43 @@ class Problem:
     """One exactly solvable model: its space, its integer tables and p(S) for S = s_min + j."""
 
     name: str
-    kind: str                # "bits" or "potts"
+    kind: str                # "bits", "potts" or "blocks"
     shape: tuple[int, ...]
     num_categories: int
-    table: np.ndarray        # bits: (N,) weights a_i; potts: (L-1, K, K) couplings W_i
+    table: np.ndarray        # bits: (N,) a_i; potts: (L-1, K, K) W_i; blocks: (B, 2) (c_b, l_b)
     s_min: int
     p: np.ndarray            # (s_max - s_min + 1,) fraction of all inputs with each sum
 
 
-def parse_name(name: str) -> tuple[str, int]:
-    """'bits64' -> ('bits', 64); ValueError for anything else."""
+def parse_name(name: str) -> tuple[str, tuple[int, ...]]:
+    """'bits64' -> ('bits', (64,)), 'blocks8x12' -> ('blocks', (8, 12)); ValueError otherwise."""
     match = _NAME.match(name)
-    if not match or int(match.group(2)) < 2:
-        raise ValueError(f"unknown space {name!r}: expected bits<N> or potts<L> with N, L >= 2 "
-                         f"(e.g. bits64, bits100, potts40)")
-    return match.group(1), int(match.group(2))
+    if match and match.group(1):
+        kind, sizes = match.group(1), (int(match.group(2)),)
+    elif match:
+        kind, sizes = "blocks", (int(match.group(3)), int(match.group(4)))
+    if not match or sizes[-1] < 2 or (kind == "blocks" and (sizes[0] < 1 or sizes[1] % 2)):
+        raise ValueError(f"unknown space {name!r}: expected bits<N>, potts<L> (N, L >= 2) or blocks<B>x<n> "
+                         f"(n even), e.g. bits64, bits100, potts40, blocks8x12")
+    return kind, sizes
 
 
 def build(name: str, seed: int = 0) -> Problem:
     """The problem called `name` (see the module docstring), tables drawn from `seed`."""
-    kind, size = parse_name(name)
-    rng = np.random.default_rng([seed, size, 0 if kind == "bits" else 1])
+    kind, sizes = parse_name(name)
+    rng = np.random.default_rng([seed, *sizes, ("bits", "potts", "blocks").index(kind)])
     if kind == "bits":
-        weights = rng.choice(BIT_WEIGHTS, size=size).astype(np.int64)
+        weights = rng.choice(BIT_WEIGHTS, size=sizes[0]).astype(np.int64)
         s_min, p = bits_distribution(weights)
-        return Problem(name, kind, (size,), 2, weights, s_min, p)
-    couplings = rng.choice(POTTS_COUPLINGS, size=(size - 1, POTTS_STATES, POTTS_STATES)).astype(np.int64)
-    s_min, p = potts_distribution(couplings)
-    return Problem(name, kind, (size,), POTTS_STATES, couplings, s_min, p)
+        return Problem(name, kind, sizes, 2, weights, s_min, p)
+    if kind == "potts":
+        couplings = rng.choice(POTTS_COUPLINGS, size=(sizes[0] - 1, POTTS_STATES, POTTS_STATES)).astype(np.int64)
+        s_min, p = potts_distribution(couplings)
+        return Problem(name, kind, sizes, POTTS_STATES, couplings, s_min, p)
+    blocks, n = sizes
+    table = np.stack([rng.choice(BLOCK_CURVATURES, size=blocks), rng.choice(BLOCK_SLOPES, size=blocks)], axis=1)
+    s_min, p = blocks_distribution(table.astype(np.int64), n)
+    return Problem(name, kind, (blocks * n,), 2, table.astype(np.int64), s_min, p)
 
 
 def bits_distribution(weights: np.ndarray) -> tuple[int, np.ndarray]:
@@ -99,6 +116,23 @@ def potts_distribution(couplings: np.ndarray) -> tuple[int, np.ndarray]:
                 g[b, shift:] += f[a, :width - shift] / k
         f, offset = g, offset + low
     return s_min, f.sum(axis=0)
+
+
+def block_sums(table: np.ndarray, n: int) -> np.ndarray:
+    """(B, n + 1) integer S_b = c_b (m - n/2)^2 + l_b m of each block for m = 0..n ones."""
+    m = np.arange(n + 1)
+    return table[:, :1] * (m - n // 2) ** 2 + table[:, 1:] * m
+
+
+def blocks_distribution(table: np.ndarray, n: int) -> tuple[int, np.ndarray]:
+    """(s_min, p) of S = sum_b S_b(m_b) over uniform binary blocks of n inputs each."""
+    binomial = np.array([math.comb(n, m) for m in range(n + 1)], np.float64) / 2.0 ** n
+    s_min, p = 0, np.ones(1)
+    for row in block_sums(table, n):
+        low = int(row.min())
+        law = np.bincount(row - low, weights=binomial)
+        p, s_min = np.convolve(p, law), s_min + low
+    return s_min, p
 
 
 def sums(problem: Problem) -> np.ndarray:
@@ -137,6 +171,16 @@ def output_fn(problem: Problem):
             return BIAS + SCALE * jnp.sum(onehot * table)
 
         return bits_z
+    if problem.kind == "blocks":
+        curvature, slope = (jnp.asarray(problem.table[:, i].astype(np.float32)) for i in (0, 1))
+        blocks = len(problem.table)
+        half = problem.shape[0] // blocks / 2
+
+        def blocks_z(onehot):
+            m = jnp.sum(onehot[:, 1].reshape(blocks, -1), axis=1)
+            return BIAS + SCALE * jnp.sum(curvature * (m - half) ** 2 + slope * m)
+
+        return blocks_z
     couplings = jnp.asarray(problem.table.astype(np.float32))
 
     def potts_z(onehot):

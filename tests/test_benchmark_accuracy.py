@@ -1,6 +1,6 @@
 """benchmarks.accuracy: its exact answers, its error measure, its search and its runners.
 
-The exact ln rho of the harness (convolution, transfer matrix) is checked against brute-force
+The exact ln rho of the harness (convolutions, transfer matrix) is checked against brute-force
 enumeration of the model's own JAX outputs; one real search step on a 12-bit space has its
 reported error recomputed here from that enumeration; the subprocess runner gives the same
 numbers as an in-process call, and runs an exported commit's omnijax, not the working tree's.
@@ -41,7 +41,7 @@ def minimax_error(log_rho, exact, floor=1e-12):
     return float(np.ptp(delta) / 2)
 
 
-@pytest.mark.parametrize("name", ["bits12", "potts7"])
+@pytest.mark.parametrize("name", ["bits12", "potts7", "blocks2x6"])
 def test_exact_log_rho_matches_enumeration(name):
     problem = spaces.build(name)
     edges = spaces.bin_edges(problem)
