@@ -17,6 +17,7 @@ Everything is float32 and in log space; z is centred before the solve so that be
 from __future__ import annotations
 
 import functools
+import time
 import warnings
 from typing import NamedTuple
 
@@ -46,6 +47,8 @@ class BootstrapResult(NamedTuple):
     ci_low, ci_high: 2.5% and 97.5% percentiles of ln rho over all replicates (ci_low is -inf
       where more than 2.5% of replicates leave the bin empty).
     n_samples: raw number of samples in each bin.
+    iterations: (num_bootstrap,) MBAR solver iterations of each replicate.
+    seconds: wall time of the bootstrap, compilation included.
     """
 
     log_rho: jax.Array
@@ -53,6 +56,8 @@ class BootstrapResult(NamedTuple):
     ci_low: jax.Array
     ci_high: jax.Array
     n_samples: jax.Array
+    iterations: np.ndarray | None = None
+    seconds: float | None = None
 
 
 def _is_real(array) -> bool:
@@ -160,10 +165,11 @@ def _integrated_free_energy(z, replica, multiplicity, counts, betas):
     return jnp.zeros_like(betas).at[order].set(integral)
 
 
-def _solve(z, replica, multiplicity, counts, betas, tol, max_iter):
+def _solve(z, replica, multiplicity, counts, betas, tol, max_iter, initial=None):
     """Solve the MBAR equations for centred z; returns (F, iterations, max |residual|, converged).
 
-    Starts from thermodynamic integration. Each iteration evaluates one trial: a Newton step,
+    Starts from `initial` (e.g. the full data's solution, for a bootstrap resample of it) or, if
+    None, from thermodynamic integration. Each iteration evaluates one trial: a Newton step,
     kept if it shrinks the largest residual; after a rejected Newton step, the self-consistent
     step F <- F + residual (which never increases the objective, so it is always kept). This
     converges globally, and quadratically near the solution. Iteration stops at residual <= tol,
@@ -203,25 +209,48 @@ def _solve(z, replica, multiplicity, counts, betas, tol, max_iter):
         stalled = (worst(current[2]) >= best) & within_reach(current[0], current[2])
         return (it + 1, jnp.where(stalled, stall + 1, 0), jnp.minimum(best, worst(current[2])), keep, current)
 
-    first = sweep(_integrated_free_energy(z, replica, multiplicity, counts, betas))
+    if initial is None:
+        initial = _integrated_free_energy(z, replica, multiplicity, counts, betas)
+    first = sweep(initial)
     state = (jnp.int32(0), jnp.int32(0), worst(first[2]), jnp.bool_(True), first)
     it, _, _, _, (free_energy, _, residual) = jax.lax.while_loop(cond, body, state)
     converged = (worst(residual) <= tol) | within_reach(free_energy, residual)
     return free_energy, it, worst(residual), converged
 
 
-def _log_weights(z, replica, multiplicity, betas, tol, max_iter):
-    """Normalised ln w_n and absolute F_r = ln E_uniform[exp(beta_r z)], plus the solver's converged flag."""
+class _Solution(NamedTuple):
+    """An MBAR solve: normalised ln w_n, absolute F_r, the centred F_r it solved for (the warm start
+    of a resample's solve), the iterations it took and whether it converged."""
+
+    log_w: jax.Array
+    absolute: jax.Array
+    centred: jax.Array
+    iterations: jax.Array
+    converged: jax.Array
+
+
+def _solution(z, replica, multiplicity, betas, tol, max_iter, initial=None, counts=None) -> _Solution:
+    """Solve MBAR for samples z (centred here by the midpoint of ALL z, so that resamples of the
+    same z share the centred frame of `initial`). `counts` (R,) may replace `replica` (then
+    `initial` is required: thermodynamic integration needs each sample's replica)."""
     centre = 0.5 * (jnp.min(z) + jnp.max(z))
     zc = z - centre
-    counts = jax.ops.segment_sum(multiplicity, replica, num_segments=betas.shape[0])
-    free_energy, _, _, converged = _solve(zc, replica, multiplicity, counts, betas, tol, max_iter)
+    if counts is None:
+        counts = jax.ops.segment_sum(multiplicity, replica, num_segments=betas.shape[0])
+    free_energy, iterations, _, converged = _solve(zc, replica, multiplicity, counts, betas, tol, max_iter,
+                                                   initial)
     log_w = -jax.nn.logsumexp(jnp.log(counts) + zc[:, None] * betas - free_energy, axis=1)
     log_mw = jnp.log(multiplicity) + log_w
     log_w = log_w - jax.nn.logsumexp(log_mw)
     log_mw = jnp.log(multiplicity) + log_w
     absolute = jax.nn.logsumexp(log_mw[:, None] + zc[:, None] * betas, axis=0) + betas * centre
-    return log_w, absolute, converged
+    return _Solution(log_w, absolute, free_energy, iterations, converged)
+
+
+def _log_weights(z, replica, multiplicity, betas, tol, max_iter):
+    """Normalised ln w_n and absolute F_r = ln E_uniform[exp(beta_r z)], plus the solver's converged flag."""
+    solution = _solution(z, replica, multiplicity, betas, tol, max_iter)
+    return solution.log_w, solution.absolute, solution.converged
 
 
 def _log_bin_sums(log_x, idx, num_bins):
@@ -233,11 +262,16 @@ def _log_bin_sums(log_x, idx, num_bins):
     return (jnp.log(sums) + top)[:num_bins]
 
 
+def _binned(solution, z, multiplicity, bin_edges):
+    """ln rho per bin of a solution (-inf where the bin holds no sample of positive multiplicity)."""
+    idx = bin_index(z, bin_edges)
+    return _log_bin_sums(jnp.log(multiplicity) + solution.log_w, idx, bin_edges.shape[0] - 1)
+
+
 def _log_rho(z, replica, multiplicity, betas, bin_edges, tol, max_iter):
     """ln rho per bin (-inf where the bin holds no sample of positive multiplicity) and converged flag."""
-    log_w, _, converged = _log_weights(z, replica, multiplicity, betas, tol, max_iter)
-    idx = bin_index(z, bin_edges)
-    return _log_bin_sums(jnp.log(multiplicity) + log_w, idx, bin_edges.shape[0] - 1), converged
+    solution = _solution(z, replica, multiplicity, betas, tol, max_iter)
+    return _binned(solution, z, multiplicity, bin_edges), solution.converged
 
 
 _log_weights_jit = jax.jit(_log_weights)
@@ -304,23 +338,181 @@ def _validate_groups(group, shape):
     return ids.astype(np.int32), labels.size
 
 
-@functools.partial(jax.jit, static_argnames="num_groups")
-def _bootstrap_log_rho(z, replica, group, num_groups, betas, bin_edges, keys):
-    """ln rho per bin from the full data, then for each key's resample of the groups.
+class BootstrapReplicates(NamedTuple):
+    """ln rho of the full data and of resamples of its groups, for every subset of the data.
 
-    A resample sets each sample's multiplicity to the number of times its group was drawn. The
-    estimates run one after another (lax.map) so memory stays that of a single solve. Returns
-    (full-data ln rho, (len(keys), num_bins) resampled ln rho, all-converged flag).
+    Subsets: all samples first, then each part of `part` (e.g. the first and the second half of a
+    run); a resample draws the groups once and applies the draw to every subset, so the subsets'
+    replicates are paired.
+
+    log_rho: (S, num_bins) full-data estimate of each subset.
+    replicates: (B, S, num_bins) each resample's estimate of each subset.
+    iterations: (B, S) MBAR solver iterations of each resample's solves.
+    full_iterations: (S,) solver iterations of the full-data solves.
+    converged: whether every solve converged.
+    n_samples: (num_bins,) raw number of samples in each bin (all subsets together).
+    seconds: wall time of the whole computation, compilation included.
     """
-    def one(key_and_full):
-        key, full = key_and_full
-        drawn = jax.random.randint(key, (num_groups,), 0, num_groups)
-        times = jnp.where(full, 1.0, jnp.zeros(num_groups, jnp.float32).at[drawn].add(1.0))
-        return _log_rho(z, replica, times[group], betas, bin_edges, _TOL, _MAX_ITER)
 
-    keys = jnp.concatenate([keys[:1], keys])  # the first key is unused: it marks the full data
-    estimates, converged = jax.lax.map(one, (keys, jnp.arange(keys.shape[0]) == 0))
-    return estimates[0], estimates[1:], jnp.all(converged)
+    log_rho: np.ndarray
+    replicates: np.ndarray
+    iterations: np.ndarray
+    full_iterations: np.ndarray
+    converged: bool
+    n_samples: np.ndarray
+    seconds: float
+
+
+# Residual tolerance of a bootstrap replicate's solve: its ln rho is then within ~1e-4 of the exact
+# solution, far below the spread of the replicates it feeds (a stderr < 1e-3 would need millions
+# of independent samples in a bin).
+_BOOT_TOL = 1e-4
+
+
+def _subset_masks(num_parts):
+    """(S, P) 0/1: subset 0 is all parts, subset s >= 1 is part s - 1 (only subset 0 without parts)."""
+    whole = jnp.ones((1, max(num_parts, 1)), jnp.float32)
+    return whole if num_parts == 0 else jnp.concatenate([whole, jnp.eye(num_parts, dtype=jnp.float32)])
+
+
+@functools.partial(jax.jit, static_argnames="num_parts")
+def _full_estimates(z, replica, part, num_parts, betas, bin_edges):
+    """MBAR solve of each subset of the full data from scratch: ln rho (S, bins), iterations,
+    converged, centred F (S, R)."""
+    def one(row):
+        multiplicity = row[part]
+        solution = _solution(z, replica, multiplicity, betas, _TOL, _MAX_ITER)
+        return (_binned(solution, z, multiplicity, bin_edges), solution.iterations, solution.converged,
+                solution.centred)
+
+    return jax.vmap(one)(_subset_masks(num_parts))
+
+
+@functools.partial(jax.jit, static_argnames="num_parts")
+def _full_estimates_distinct(z, replica, part, num_parts, betas, bin_edges, zk, pk, ck, cell_counts):
+    """As `_full_estimates`, solved on the distinct triples (see `_warm_replicates`) from the
+    thermodynamic-integration start of the samples themselves."""
+    def one(row):
+        multiplicity = row[part]
+        counts = jax.ops.segment_sum(multiplicity, replica, num_segments=betas.shape[0])
+        centre = 0.5 * (jnp.min(z) + jnp.max(z))
+        start = _integrated_free_energy(z - centre, replica, multiplicity, counts, betas)
+        mk = ck * row[pk]
+        solution = _solution(zk, None, mk, betas, _TOL, _MAX_ITER, start,
+                             jnp.einsum("p,pgr->r", row, cell_counts))
+        return _binned(solution, zk, mk, bin_edges), solution.iterations, solution.converged, solution.centred
+
+    return jax.vmap(one)(_subset_masks(num_parts))
+
+
+@functools.partial(jax.jit, static_argnames=("num_groups", "num_parts"))
+def _cold_replicates(z, replica, group, part, num_groups, num_parts, betas, bin_edges, keys):
+    """Each resample of each subset solved from scratch on every sample (the reference method)."""
+    masks = _subset_masks(num_parts)
+
+    def one(key):
+        drawn = jax.random.randint(key, (num_groups,), 0, num_groups)
+        times = jnp.zeros(num_groups, jnp.float32).at[drawn].add(1.0)[group]
+
+        def subset(row):
+            multiplicity = times * row[part]
+            solution = _solution(z, replica, multiplicity, betas, _TOL, _MAX_ITER)
+            return _binned(solution, z, multiplicity, bin_edges), solution.iterations, solution.converged
+        return jax.vmap(subset)(masks)
+
+    return jax.lax.map(one, keys)
+
+
+@functools.partial(jax.jit, static_argnames=("num_groups", "num_parts"))
+def _warm_replicates(zk, gk, pk, ck, cell_counts, num_groups, num_parts, betas, bin_edges, keys, initial):
+    """Each resample of each subset solved from the full data's solution `initial` (S, R), on the
+    distinct (part, group, z) triples k with their counts ck (MBAR depends on the samples only
+    through their z and the records per replica, `cell_counts` (P, G, R)), to _BOOT_TOL."""
+    masks = _subset_masks(num_parts)
+
+    def one(key):
+        drawn = jax.random.randint(key, (num_groups,), 0, num_groups)
+        times = jnp.zeros(num_groups, jnp.float32).at[drawn].add(1.0)
+
+        def subset(row, start):
+            multiplicity = ck * times[gk] * row[pk]
+            counts = jnp.einsum("p,g,pgr->r", row, times, cell_counts)
+            solution = _solution(zk, None, multiplicity, betas, _BOOT_TOL, _MAX_ITER, start, counts)
+            return _binned(solution, zk, multiplicity, bin_edges), solution.iterations, solution.converged
+        return jax.vmap(subset)(masks, initial)
+
+    return jax.lax.map(one, keys)
+
+
+def _distinct_triples(z, group, part, replica, num_groups, num_parts, num_replicas):
+    """Distinct (part, group, z) with their sample counts, and the records per (part, group, replica)."""
+    _, z_id = np.unique(z, return_inverse=True)
+    key = (part.astype(np.int64) * num_groups + group) * (int(z_id.max()) + 1) + z_id.reshape(-1)
+    _, first, counts = np.unique(key, return_index=True, return_counts=True)
+    cells = np.zeros((max(num_parts, 1), num_groups, num_replicas), np.float32)
+    np.add.at(cells, (part, group, replica), 1.0)
+    return z[first], group[first], part[first], counts.astype(np.float32), cells
+
+
+def _validate_part(part, shape):
+    """Return (part as int32 or zeros, number of parts, 0 if part is None), or raise ValueError."""
+    if part is None:
+        return np.zeros(shape, np.int32), 0
+    part = np.asarray(part)
+    if part.shape != shape or not np.issubdtype(part.dtype, np.integer):
+        raise ValueError(f"part must be an integer array of the same shape as z {shape}, got "
+                         f"dtype {part.dtype} shape {part.shape}")
+    num_parts = int(part.max()) + 1 if part.size else 0
+    if part.min() < 0 or np.any(np.bincount(part, minlength=num_parts) == 0):
+        raise ValueError(f"part must number its parts 0..P-1, each holding samples; got counts "
+                         f"{np.bincount(part.clip(0))} and minimum {part.min()}")
+    return part.astype(np.int32), num_parts
+
+
+def _validate_num_bootstrap(num_bootstrap):
+    if (isinstance(num_bootstrap, bool) or not isinstance(num_bootstrap, (int, np.integer))
+            or num_bootstrap < 2):
+        raise ValueError(f"num_bootstrap must be an int >= 2, got {num_bootstrap!r}")
+
+
+def bootstrap_replicates(z, replica, group, betas, bin_edges, key, *, num_bootstrap=100, part=None,
+                         warm_start=True) -> BootstrapReplicates:
+    """ln rho of the data and of `num_bootstrap` resamples of its independent groups.
+
+    Arguments as in `bootstrap_log_rho`, plus:
+      part: optional (N,) int 0..P-1 splitting the samples into parts (e.g. halves of a run) that
+        are estimated separately as well, each with its own MBAR solve, on the same resamples.
+      warm_start: start each resample's solve from the full data's solution (True: the same answer
+        to solver tolerance in far fewer iterations) or from scratch (False).
+    """
+    z, replica, betas, _ = _validate_samples(z, replica, betas, None)
+    edges = validate_bin_edges(bin_edges).astype(np.float32)
+    group, num_groups = _validate_groups(group, z.shape)
+    part, num_parts = _validate_part(part, z.shape)
+    check_key(key, allow_raw=True)
+    _validate_num_bootstrap(num_bootstrap)
+    if not isinstance(warm_start, bool):
+        raise ValueError(f"warm_start must be a bool, got {warm_start!r}")
+    start = time.perf_counter()
+    keys = jax.random.split(key, num_bootstrap)
+    if warm_start:
+        zk, gk, pk, ck, cells = _distinct_triples(z, group, part, replica, num_groups, num_parts, betas.size)
+        full_rho, full_it, full_ok, full_f = _full_estimates_distinct(z, replica, part, num_parts, betas, edges,
+                                                                      zk, pk, ck, cells)
+        rho, iterations, ok = _warm_replicates(zk, gk, pk, ck, cells, num_groups, num_parts, betas, edges, keys,
+                                               full_f)
+    else:
+        full_rho, full_it, full_ok, _ = _full_estimates(z, replica, part, num_parts, betas, edges)
+        rho, iterations, ok = _cold_replicates(z, replica, group, part, num_groups, num_parts, betas, edges, keys)
+    full_rho, full_it, rho, iterations = jax.device_get((full_rho, full_it, rho, iterations))
+    converged = bool(jnp.all(full_ok)) and bool(jnp.all(ok))
+    seconds = time.perf_counter() - start
+    _warn_if_unconverged(converged, _MAX_ITER)
+    idx = np.asarray(bin_index(z, edges))
+    num_bins = edges.size - 1
+    n_samples = np.bincount(np.where(idx < 0, num_bins, idx), minlength=num_bins + 1)[:num_bins]
+    return BootstrapReplicates(np.asarray(full_rho), np.asarray(rho), np.asarray(iterations),
+                               np.asarray(full_it), bool(converged), n_samples, seconds)
 
 
 def _replicate_stats(replicates):
@@ -340,7 +532,8 @@ def _replicate_stats(replicates):
     return stderr, ci_low, ci_high
 
 
-def bootstrap_log_rho(z, replica, group, betas, bin_edges, key, *, num_bootstrap=100) -> BootstrapResult:
+def bootstrap_log_rho(z, replica, group, betas, bin_edges, key, *, num_bootstrap=100,
+                      warm_start=True) -> BootstrapResult:
     """ln rho per bin with bootstrap errors from resampling independent groups of samples.
 
     Args:
@@ -350,22 +543,15 @@ def bootstrap_log_rho(z, replica, group, betas, bin_edges, key, *, num_bootstrap
         2 groups are needed.
       key: JAX PRNG key for the resampling.
       num_bootstrap: number of bootstrap replicates (>= 2).
+      warm_start: start each replicate's MBAR solve from the full data's solution (see
+        `bootstrap_replicates`).
 
     Returns:
-      BootstrapResult; see its docstring.
+      BootstrapResult; see its docstring. This spread between groups cannot see a bias that all
+      groups share (e.g. too short a burn-in): `omnijax.sampling.uncertainty` adds that.
     """
-    z, replica, betas, _ = _validate_samples(z, replica, betas, None)
-    edges = validate_bin_edges(bin_edges).astype(np.float32)
-    group, num_groups = _validate_groups(group, z.shape)
-    check_key(key, allow_raw=True)
-    if (isinstance(num_bootstrap, bool) or not isinstance(num_bootstrap, (int, np.integer))
-            or num_bootstrap < 2):
-        raise ValueError(f"num_bootstrap must be an int >= 2, got {num_bootstrap!r}")
-    log_rho, replicates, converged = _bootstrap_log_rho(
-        z, replica, group, num_groups, betas, edges, jax.random.split(key, num_bootstrap))
-    _warn_if_unconverged(converged, _MAX_ITER)
-    stderr, ci_low, ci_high = _replicate_stats(replicates)
-    idx = bin_index(z, edges)
-    num_bins = edges.size - 1
-    n_samples = jnp.bincount(jnp.where(idx < 0, num_bins, idx), length=num_bins + 1)[:num_bins]
-    return BootstrapResult(log_rho, stderr, ci_low, ci_high, n_samples)
+    boot = bootstrap_replicates(z, replica, group, betas, bin_edges, key, num_bootstrap=num_bootstrap,
+                                warm_start=warm_start)
+    stderr, ci_low, ci_high = _replicate_stats(jnp.asarray(boot.replicates[:, 0]))
+    return BootstrapResult(jnp.asarray(boot.log_rho[0]), stderr, ci_low, ci_high, jnp.asarray(boot.n_samples),
+                           boot.iterations[:, 0], boot.seconds)
