@@ -1,5 +1,5 @@
 """One process of a (possibly multi-process) estimate, saving what it produced:
-`python -m tests.multihost_job OUT.npz PROCESS_ID NUM_PROCESSES PORT CHECKPOINT_DIR|- [RESERVOIR_SIZE]`.
+`python -m tests.multihost_job OUT.npz PROCESS_ID NUM_PROCESSES PORT CHECKPOINT_DIR|- [foreign]`.
 
 With NUM_PROCESSES > 1 it joins the others through `jax.distributed.initialize` on
 127.0.0.1:PORT with gloo CPU collectives; its devices come from XLA_FLAGS
@@ -7,8 +7,8 @@ With NUM_PROCESSES > 1 it joins the others through `jax.distributed.initialize` 
 `oj.estimate_output_distribution` on a tiny model and saves ln rho and the raw records of
 its replica-exchange runs (captured on their way out of `run_replica_exchange`), so a test can
 compare them bit for bit with a single process on as many devices, and which groups this
-process's devices held. RESERVOIR_SIZE (default 4) is part of the run's fingerprint but not of
-its pilot: another size is another run, whose checkpoint directory must be refused.
+process's devices held. With `foreign` it instead starts `run_replica_exchange` with another
+run's fingerprint on CHECKPOINT_DIR, which must refuse it (ValueError) before sampling.
 """
 
 import sys
@@ -17,7 +17,7 @@ import jax
 
 if __name__ == "__main__":
     out, process_id, num_processes, port, checkpoint_dir = sys.argv[1:6]
-    reservoir_size = int(sys.argv[6]) if len(sys.argv) > 6 else 4
+    foreign = sys.argv[6:] == ["foreign"]
     num_processes = int(num_processes)
     if num_processes > 1:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")  # fails loudly if absent
@@ -29,6 +29,8 @@ import numpy as np  # noqa: E402
 import omnijax as oj  # noqa: E402
 from omnijax.sampling import estimate as estimate_module  # noqa: E402
 from omnijax.sampling import replica_exchange_run  # noqa: E402
+from omnijax.sampling.proposals import make_proposal  # noqa: E402
+from omnijax.sampling.targets import as_target, make_value_and_grad  # noqa: E402
 from tests.models import random_mlp  # noqa: E402
 
 NUM_GROUPS = 4
@@ -62,15 +64,33 @@ def capture_local_groups(found):
     replica_exchange_run.shard_over_groups = spy
 
 
-def main(out, checkpoint_dir, reservoir_size):
-    space = oj.InputSpace(shape=(3, 4), num_categories=2)
+SPACE = oj.InputSpace(shape=(3, 4), num_categories=2)
+
+
+def model():
+    return random_mlp(SPACE, seed=0, hidden=8, scale=2.0)
+
+
+def start_foreign_run(checkpoint_dir):
+    """The lower-level call on a directory that holds another run: raises ValueError."""
+    target = as_target(model())
+    x0 = SPACE.random_inputs(jax.random.key(1), NUM_GROUPS * len(BETAS)).reshape(NUM_GROUPS, len(BETAS), -1)
+    replica_exchange_run.run_replica_exchange(
+        jax.random.key(2), x0, np.array(BETAS), target, make_value_and_grad(target, SPACE),
+        make_proposal("gwg", SPACE), np.linspace(-4, 4, 9), replica_exchange_run.Schedule(
+            num_steps=100, steps_per_block=100, burn_in=0), checkpoint_dir=checkpoint_dir,
+        fingerprint={"run": "another"})
+
+
+def main(out, checkpoint_dir):
+    space = SPACE
     runs, local_groups = [], []
     capture_runs(runs)
     capture_local_groups(local_groups)
     est = oj.estimate_output_distribution(
-        random_mlp(space, seed=0, hidden=8, scale=2.0), space, np.linspace(-4, 4, 9),
+        model(), space, np.linspace(-4, 4, 9),
         key=jax.random.key(5), betas=BETAS, num_groups=NUM_GROUPS,
-        pilot_steps=20, num_bootstrap=8, reservoir_size=reservoir_size, progress=True,
+        pilot_steps=20, num_bootstrap=8, reservoir_size=4, progress=True,
         checkpoint_dir=None if checkpoint_dir == "-" else checkpoint_dir, **SCHEDULE)
     pilot, run = runs[0], runs[-1]
     np.savez(out, processes=jax.process_count(), devices=len(jax.devices()),
@@ -82,4 +102,7 @@ def main(out, checkpoint_dir, reservoir_size):
 
 
 if __name__ == "__main__":
-    main(out, checkpoint_dir, reservoir_size)
+    if foreign:
+        start_foreign_run(checkpoint_dir)
+    else:
+        main(out, checkpoint_dir)
