@@ -85,10 +85,12 @@ def estimate_wang_landau(
         the starting inputs), so a proposal never favours a move by more than ~e^1 — larger
         values make GWG greedy: most proposals then leave a narrow window and are rejected.
       beta_rule: the proposal's beta: "slope" (default; beta_eff = -d ln g / dz at the
-        walker's bin) or "directional" (the paper's appendix H heuristic: gamma = +-1
-        reversing at the highest/lowest bin visited so far, beta = gamma * U[0, beta_clip] in
-        bins whose H passes the flatness test, 0.1 * beta_clip elsewhere; see
-        `omnijax.sampling.mcmc.wang_landau_kernel`). Both keep exp(-ln g) the exact target.
+        walker's bin) or "directional" (the paper's appendix H heuristic: each walker keeps a
+        direction gamma = +-1, beta = gamma * U[0, beta_clip] in bins whose H passes the
+        flatness test, 0.1 * beta_clip elsewhere; gamma reverses on a rejected move, as at
+        the extremes, a lifted walk that stays exact where the appendix's "set gamma at the
+        extremes" does not; see `omnijax.sampling.mcmc.wang_landau_kernel`). Both keep
+        exp(-ln g) the exact target.
       burn_in: steps before representatives are kept; default: under the stopping rule, from
         each group's switch to 1/t; with num_steps, num_steps // 5.
         record_every: steps between reservoir insertions.

@@ -27,13 +27,18 @@ group is done: in the 1/t regime, ln f <= a final value and that H flat.
 Two rules pick the proposal's beta (`BETA_RULES`):
   * "slope" (default): beta_eff = -d ln g / dz at the walker's bin, as above.
   * "directional": the heuristic of the paper's appendix H. Each walker carries a direction
-    gamma = +-1 that turns to -1 when it reaches the highest bin visited so far and to +1 at the
-    lowest; every step draws u ~ U[0, beta_clip] and uses beta = gamma * u in a bin whose
-    H passes the flatness test (H[b] >= flatness * mean H), else beta = hold_beta (0.1 *
-    beta_clip: small moves that keep the walker near a bin that still needs visits). The
-    same u and gamma score the reverse move at x' (with x''s bin), and gamma changes only
-    outside the MH step (a bijection of gamma given x), so every step still leaves
-    exp(-ln g) invariant: the heuristic changes which moves are proposed, never the target.
+    gamma = +-1; every step draws u ~ U[0, beta_clip] and proposes at beta = gamma * u from a
+    bin whose H passes the flatness test (H[b] >= flatness * mean H), else at beta =
+    hold_beta (0.1 * beta_clip: small moves that keep the walker near a bin that still needs
+    visits). The appendix SETS gamma to -1 at the highest known output and to +1 at the
+    lowest; that map is not a bijection of gamma, and the chain then samples the wrong
+    distribution (measured: ln rho +0.7 too high in the end bins of a 16-bit space, with a
+    flat histogram). Here gamma reverses when a move is rejected (at an extreme every move
+    in the walker's direction is), and the reverse move is scored in the opposite direction,
+    beta = -gamma * u (or hold_beta) at x': lifted Metropolis–Hastings (Gustafson 1998,
+    Statistics and Computing 8:357; Turitsyn, Chertkov & Vucelja 2011, Physica D 240:410),
+    which keeps exp(-ln g) the exact target while walkers keep going one way between
+    rejections.
 Groups never interact; a run vmaps these functions over a leading group axis.
 """
 
@@ -148,10 +153,11 @@ def _target(z, log_g, betas, window: Window):
     return log_pi, beta, b
 
 
-def _walker_step(key, chain: ChainState, log_g, betas, window: Window, params,
+def _walker_step(key, chain: ChainState, log_g, betas, reverse_betas, window: Window, params,
                  value_and_grad: ValueAndGrad, proposal: Proposal):
     """One MH step of one walker on pi ∝ exp(-ln g(bin)) with state-dependent beta: betas (B,)
-    is this walker's beta per bin, read at x for the forward and at x' for the reverse move."""
+    is this walker's beta per bin at x for the forward move, reverse_betas (B,) at x' for the
+    reverse one (the same table but for a lifted walker, whose way back runs the other way)."""
     num_bins = log_g.shape[0]
     propose_key, accept_key = jax.random.split(key)
     log_pi, beta, b = _target(chain.z, log_g, betas, window)
@@ -159,7 +165,7 @@ def _walker_step(key, chain: ChainState, log_g, betas, window: Window, params,
     summary = proposal.summarize(chain.x, chain.kept, beta)
     x_new, log_q_forward, move = proposal.propose(propose_key, chain.x, chain.kept, beta, summary)
     z_new, kept_new = evaluate(x_new, params, value_and_grad, proposal)
-    log_pi_new, beta_new, b_new = _target(z_new, log_g, betas, window)
+    log_pi_new, beta_new, b_new = _target(z_new, log_g, reverse_betas, window)
     log_q_reverse, summary_new = proposal.log_reverse(x_new, kept_new, beta_new, move, chain.x)
     log_alpha = log_pi_new - log_pi + log_q_reverse - log_q_forward
     finite = jnp.isfinite(z_new) & jnp.isfinite(log_q_reverse)  # NaN for a non-finite kept_new
@@ -178,22 +184,14 @@ def open_gates(histogram: jax.Array, visits: jax.Array, flatness) -> jax.Array:
     return visited & (h > 0) & (h >= flatness * mean_h)
 
 
-def directional_betas(key: jax.Array, direction: jax.Array, gates: jax.Array, window: Window) -> jax.Array:
-    """(W, B) beta per walker and bin of the "directional" rule: gamma * u (u ~ U[0, beta_clip],
-    one draw per walker) where the gate is open, hold_beta where it is shut."""
+def directional_betas(key: jax.Array, direction: jax.Array, gates: jax.Array,
+                      window: Window) -> tuple[jax.Array, jax.Array]:
+    """(forward, reverse) (W, B) betas per walker and bin of the "directional" rule: +-gamma * u
+    (u ~ U[0, beta_clip], one draw per walker) where the gate is open, hold_beta where shut."""
     u = jax.random.uniform(key, direction.shape, jnp.float32, 0.0, window.beta_clip)
-    return jnp.where(gates[None, :], (direction * u)[:, None], window.hold_beta)
-
-
-def turn_at_extremes(direction: jax.Array, b: jax.Array, visits: jax.Array) -> jax.Array:
-    """gamma after a step: -1 at (or above) the highest bin visited so far, +1 at (or below) the
-    lowest, unchanged in between; outside the window it points into it."""
-    num_bins = visits.shape[0]
-    idx = jnp.arange(num_bins)
-    top = jnp.max(jnp.where(visits > 0, idx, -1))
-    bottom = jnp.min(jnp.where(visits > 0, idx, num_bins))
-    direction = jnp.where(b >= top, -1, direction)
-    return jnp.where(b <= bottom, 1, direction).astype(jnp.int32)
+    way = (direction * u)[:, None]
+    return (jnp.where(gates[None, :], way, window.hold_beta),
+            jnp.where(gates[None, :], -way, window.hold_beta))
 
 
 def _compensated_add(total, carry, increment):
@@ -213,12 +211,13 @@ def step(key: jax.Array, state: WangLandauState, window: Window, params, value_a
     if beta_rule == "directional":
         key, beta_key = jax.random.split(key)
         gates = open_gates(state.histogram, state.visits, window.flatness)
-        betas = directional_betas(beta_key, state.direction, gates, window)
+        betas, reverse_betas = directional_betas(beta_key, state.direction, gates, window)
     else:
         betas = jnp.broadcast_to(local_betas(log_g, state.visits > 0, window), (num_walkers, num_bins))
+        reverse_betas = betas
     keys = jax.random.split(key, num_walkers)
-    chains, info = jax.vmap(lambda k, c, bt: _walker_step(k, c, log_g, bt, window, params, value_and_grad,
-                                                          proposal))(keys, state.chains, betas)
+    chains, info = jax.vmap(lambda k, c, bt, rt: _walker_step(k, c, log_g, bt, rt, window, params, value_and_grad,
+                                                              proposal))(keys, state.chains, betas, reverse_betas)
     b = bin_index(chains.z, window.edges)
     inside = (b >= 0) & (b < num_bins)
     counts = jnp.zeros(num_bins, jnp.int32).at[jnp.clip(b, 0, num_bins - 1)].add(inside.astype(jnp.int32))
@@ -236,7 +235,9 @@ def step(key: jax.Array, state: WangLandauState, window: Window, params, value_a
         step=state.step + 1,
         accepts=state.accepts + jnp.sum(info.accepted, dtype=jnp.int32),
         first_nonfinite_step=first_bad,
-        direction=turn_at_extremes(state.direction, b, visits) if beta_rule == "directional" else state.direction,
+        # lifted walk: keep going on acceptance, turn round on rejection
+        direction=jnp.where(info.accepted, state.direction, -state.direction) if beta_rule == "directional"
+        else state.direction,
     ), info
 
 
