@@ -1,5 +1,6 @@
 """From a finished replica-exchange run to its estimate: MBAR of the post-burn-in records into
-ln rho, error bars from the groups, inclusion weights of the representatives, and the
+ln rho, error bars from the groups and from the drift between the run's halves
+(`omnijax.sampling.uncertainty`), inclusion weights of the representatives, and the
 convergence diagnostics with their verdict."""
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ import numpy as np
 from omnijax.sampling import diagnostics as diagnostics_lib
 from omnijax.sampling import histogram
 from omnijax.sampling import inclusion
+from omnijax.sampling import uncertainty
 from omnijax.sampling.result import OutputDistributionEstimate
-from omnijax.sampling.reweighting import bootstrap_log_rho, mbar_log_weights
+from omnijax.sampling.reweighting import mbar_log_weights
 
 
 def summarize_pt_run(run, space, edges: np.ndarray, ladder: np.ndarray, burn_in: int, boot_key, *,
@@ -18,11 +20,8 @@ def summarize_pt_run(run, space, edges: np.ndarray, ladder: np.ndarray, burn_in:
     """The estimate of `run` (a `replica_exchange_run.TemperingRun` over `ladder`): only records after
     step `burn_in` are reweighted; `extra_diagnostics` are added to est.diagnostics as given."""
     kept = run.record_step > burn_in
-    num_groups = run.z.shape[1]
     z, slot = run.z[kept], run.slot[kept]
-    group = np.broadcast_to(np.arange(num_groups)[None, :, None], z.shape)
-    boot = bootstrap_log_rho(z.reshape(-1), slot.reshape(-1), group.reshape(-1), ladder, edges,
-                             boot_key, num_bootstrap=num_bootstrap)
+    boot = uncertainty.log_rho_with_error_bars(z, slot, ladder, edges, boot_key, num_bootstrap=num_bootstrap)
     log_w, free_energies = mbar_log_weights(z.reshape(-1), slot.reshape(-1), ladder)
     replica_records = np.bincount(slot.reshape(-1), minlength=len(ladder)).astype(np.float64)
     log_visits = inclusion.log_expected_visits(z.reshape(-1), ladder, free_energies, replica_records,
@@ -39,6 +38,7 @@ def summarize_pt_run(run, space, edges: np.ndarray, ladder: np.ndarray, burn_in:
                           / np.maximum(np.asarray(state.mh_attempts).sum(axis=0), 1)),
         "round_trips": np.asarray(state.round_trips),
         "num_steps": int(np.asarray(state.step)[0]),
+        **error_bar_diagnostics(boot),
         **(extra_diagnostics or {}),
     }
     diagnostics.update(convergence_diagnostics(
@@ -54,6 +54,13 @@ def summarize_pt_run(run, space, edges: np.ndarray, ladder: np.ndarray, burn_in:
         representative_z=np.asarray(run.reservoir.z),
         replica_free_energies=np.asarray(free_energies, np.float64), replica_records=replica_records,
         reservoir_log_c=reservoir_log_c, representative_tags=np.asarray(run.reservoir.tags))
+
+
+def error_bar_diagnostics(boot: uncertainty.LogRhoErrorBars) -> dict:
+    """The parts of log_rho_stderr (`omnijax.sampling.uncertainty`) and what the bootstrap cost."""
+    return {"log_rho_stderr_bootstrap": boot.stderr_bootstrap, "log_rho_bias": boot.bias,
+            "log_rho_half_drift": boot.drift, "log_rho_half_drift_stderr": boot.drift_stderr,
+            "bootstrap_seconds": boot.bootstrap_seconds, "bootstrap_iterations": boot.bootstrap_iterations}
 
 
 def convergence_diagnostics(state, ladder, edges, log_w, record_bins, n_samples, reservoir=None) -> dict:

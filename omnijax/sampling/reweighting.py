@@ -389,20 +389,27 @@ def _full_estimates(z, replica, part, num_parts, betas, bin_edges):
 
 
 @functools.partial(jax.jit, static_argnames="num_parts")
-def _full_estimates_distinct(z, replica, part, num_parts, betas, bin_edges, zk, pk, ck, cell_counts):
-    """As `_full_estimates`, solved on the distinct triples (see `_warm_replicates`) from the
-    thermodynamic-integration start of the samples themselves."""
+def _integrated_starts(z, replica, part, num_parts, betas):
+    """Thermodynamic-integration start (S, R) of each subset, in the frame centred as `_solution` centres."""
+    zc = z - 0.5 * (jnp.min(z) + jnp.max(z))
+
     def one(row):
         multiplicity = row[part]
         counts = jax.ops.segment_sum(multiplicity, replica, num_segments=betas.shape[0])
-        centre = 0.5 * (jnp.min(z) + jnp.max(z))
-        start = _integrated_free_energy(z - centre, replica, multiplicity, counts, betas)
-        mk = ck * row[pk]
-        solution = _solution(zk, None, mk, betas, _TOL, _MAX_ITER, start,
-                             jnp.einsum("p,pgr->r", row, cell_counts))
-        return _binned(solution, zk, mk, bin_edges), solution.iterations, solution.converged, solution.centred
+        return _integrated_free_energy(zc, replica, multiplicity, counts, betas)
 
     return jax.vmap(one)(_subset_masks(num_parts))
+
+
+@functools.partial(jax.jit, static_argnames="num_parts")
+def _full_estimates_distinct(zu, uk, pk, ck, cell_counts, num_parts, betas, bin_edges, starts):
+    """As `_full_estimates`, solved on the distinct outputs (see `_warm_replicates`) from `starts`."""
+    def one(row, start):
+        mu = jax.ops.segment_sum(ck * row[pk], uk, num_segments=zu.shape[0])
+        solution = _solution(zu, None, mu, betas, _TOL, _MAX_ITER, start, jnp.einsum("p,pgr->r", row, cell_counts))
+        return _binned(solution, zu, mu, bin_edges), solution.iterations, solution.converged, solution.centred
+
+    return jax.vmap(one)(_subset_masks(num_parts), starts)
 
 
 @functools.partial(jax.jit, static_argnames=("num_groups", "num_parts"))
@@ -424,10 +431,14 @@ def _cold_replicates(z, replica, group, part, num_groups, num_parts, betas, bin_
 
 
 @functools.partial(jax.jit, static_argnames=("num_groups", "num_parts"))
-def _warm_replicates(zk, gk, pk, ck, cell_counts, num_groups, num_parts, betas, bin_edges, keys, initial):
-    """Each resample of each subset solved from the full data's solution `initial` (S, R), on the
-    distinct (part, group, z) triples k with their counts ck (MBAR depends on the samples only
-    through their z and the records per replica, `cell_counts` (P, G, R)), to _BOOT_TOL."""
+def _warm_replicates(zu, uk, gk, pk, ck, cell_counts, num_groups, num_parts, betas, bin_edges, keys, initial):
+    """Each resample of each subset solved from the full data's solution `initial` (S, R) to _BOOT_TOL.
+
+    MBAR depends on the samples only through their outputs and the records per replica: the solve
+    runs over the distinct outputs zu, each weighted by the resampled count of its samples, summed
+    from the distinct (part, group, output) triples k (output uk, counts ck) and the records per
+    (part, group, replica), `cell_counts` (P, G, R).
+    """
     masks = _subset_masks(num_parts)
 
     def one(key):
@@ -435,23 +446,37 @@ def _warm_replicates(zk, gk, pk, ck, cell_counts, num_groups, num_parts, betas, 
         times = jnp.zeros(num_groups, jnp.float32).at[drawn].add(1.0)
 
         def subset(row, start):
-            multiplicity = ck * times[gk] * row[pk]
+            mu = jax.ops.segment_sum(ck * times[gk] * row[pk], uk, num_segments=zu.shape[0])
             counts = jnp.einsum("p,g,pgr->r", row, times, cell_counts)
-            solution = _solution(zk, None, multiplicity, betas, _BOOT_TOL, _MAX_ITER, start, counts)
-            return _binned(solution, zk, multiplicity, bin_edges), solution.iterations, solution.converged
+            solution = _solution(zu, None, mu, betas, _BOOT_TOL, _MAX_ITER, start, counts)
+            return _binned(solution, zu, mu, bin_edges), solution.iterations, solution.converged
         return jax.vmap(subset)(masks, initial)
 
     return jax.lax.map(one, keys)
 
 
+def _pad_length(n: int) -> int:
+    """The next power of two >= n: padded arrays let runs of similar size reuse one compiled solver."""
+    return 1 << int(np.ceil(np.log2(max(n, 1))))
+
+
 def _distinct_triples(z, group, part, replica, num_groups, num_parts, num_replicas):
-    """Distinct (part, group, z) with their sample counts, and the records per (part, group, replica)."""
-    _, z_id = np.unique(z, return_inverse=True)
-    key = (part.astype(np.int64) * num_groups + group) * (int(z_id.max()) + 1) + z_id.reshape(-1)
+    """Distinct outputs zu; the distinct (part, group, output) triples (output index uk, group gk,
+    part pk, sample count ck); the records per (part, group, replica).
+
+    zu and the triples are padded (`_pad_length`) with zero-count copies of their first entry: a
+    zero count changes nothing, not even the centre of z.
+    """
+    zu, z_id = np.unique(z, return_inverse=True)
+    z_id = z_id.reshape(-1)
+    key = (part.astype(np.int64) * num_groups + group) * zu.size + z_id
     _, first, counts = np.unique(key, return_index=True, return_counts=True)
+    take = np.concatenate([first, np.full(_pad_length(first.size) - first.size, first[0])])
+    counts = np.concatenate([counts, np.zeros(take.size - first.size, counts.dtype)])
+    zu = np.concatenate([zu, np.full(_pad_length(zu.size) - zu.size, zu[0])])
     cells = np.zeros((max(num_parts, 1), num_groups, num_replicas), np.float32)
     np.add.at(cells, (part, group, replica), 1.0)
-    return z[first], group[first], part[first], counts.astype(np.float32), cells
+    return zu, z_id[take].astype(np.int32), group[take], part[take], counts.astype(np.float32), cells
 
 
 def _validate_part(part, shape):
@@ -496,11 +521,12 @@ def bootstrap_replicates(z, replica, group, betas, bin_edges, key, *, num_bootst
     start = time.perf_counter()
     keys = jax.random.split(key, num_bootstrap)
     if warm_start:
-        zk, gk, pk, ck, cells = _distinct_triples(z, group, part, replica, num_groups, num_parts, betas.size)
-        full_rho, full_it, full_ok, full_f = _full_estimates_distinct(z, replica, part, num_parts, betas, edges,
-                                                                      zk, pk, ck, cells)
-        rho, iterations, ok = _warm_replicates(zk, gk, pk, ck, cells, num_groups, num_parts, betas, edges, keys,
-                                               full_f)
+        zu, uk, gk, pk, ck, cells = _distinct_triples(z, group, part, replica, num_groups, num_parts, betas.size)
+        starts = _integrated_starts(z, replica, part, num_parts, betas)
+        full_rho, full_it, full_ok, full_f = _full_estimates_distinct(zu, uk, pk, ck, cells, num_parts, betas,
+                                                                      edges, starts)
+        rho, iterations, ok = _warm_replicates(zu, uk, gk, pk, ck, cells, num_groups, num_parts, betas, edges,
+                                               keys, full_f)
     else:
         full_rho, full_it, full_ok, _ = _full_estimates(z, replica, part, num_parts, betas, edges)
         rho, iterations, ok = _cold_replicates(z, replica, group, part, num_groups, num_parts, betas, edges, keys)

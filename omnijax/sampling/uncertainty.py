@@ -1,0 +1,126 @@
+"""Error bars of ln rho from a replica-exchange run that include what a bootstrap over groups
+cannot see: a bias that every group shares.
+
+All groups run the same ladder from the same kind of start for the same burn-in, so if the tail
+replicas have not yet equilibrated, every group is wrong in the same direction, and the spread
+between groups (the bootstrap) misses it. A transient shows as drift: the first half of the kept
+records is further from equilibrium than the second. Per bin b (all in absolute ln rho):
+
+* s_boot: standard deviation of ln rho over bootstrap resamples of the G groups, times
+  sqrt(G / (G - 1)) (the bootstrap variance of a mean of G units is (G - 1)/G of the unbiased one).
+* D = ln rho(second half) - ln rho(first half), each half its own MBAR solve; its noise s_D from
+  the same resamples (both halves resampled with the same groups, so the pairing is kept).
+* bias^2 = max(0, D^2 - s_D^2): the part of the drift beyond its own noise (an unbiased estimate
+  of (E D)^2; zero on average for an equilibrated run, where E D = 0).
+
+Why |E D| bounds the full run's bias: with an equilibration transient b(t) of one sign decaying
+in time, the bias of an average over records is the average of b, so the full run's bias is
+b = (b1 + b2) / 2 with b1, b2 the halves' biases and E D = b2 - b1. If the transient shrinks by at
+least 3x from the first half to the second (|b2| <= |b1| / 3: a relaxation time up to ~0.9 of a
+half's length), then |D|/2 <= |b| <= |E D|. A slower transient is not covered; it shows as the
+diagnostics' drift warning and needs a longer run.
+
+The total: stderr^2 = s_boot^2 + bias^2; the 95% interval is the bootstrap percentile interval,
+each side widened in quadrature by 1.96 x bias. A bin filled by the full run but empty in one half
+gets an infinite bias (its drift cannot be measured), so an infinite stderr.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from omnijax.sampling.reweighting import bootstrap_replicates
+
+Z_95 = 1.959964
+
+
+class LogRhoErrorBars(NamedTuple):
+    """ln rho per bin with error bars (arrays of shape (num_bins,)); see the module docstring."""
+
+    log_rho: np.ndarray
+    stderr: np.ndarray            # sqrt(stderr_bootstrap^2 + bias^2)
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    n_samples: np.ndarray
+    stderr_bootstrap: np.ndarray  # spread between groups alone (small-G corrected)
+    bias: np.ndarray              # drift between the halves beyond its noise (NaN: not split)
+    drift: np.ndarray             # D = ln rho(second half) - ln rho(first half)
+    drift_stderr: np.ndarray      # s_D
+    bootstrap_seconds: float
+    bootstrap_iterations: float   # mean MBAR iterations per replicate solve
+
+
+def finite_std(replicates: np.ndarray) -> np.ndarray:
+    """Standard deviation over axis 0 of the finite entries; +inf where fewer than 2 are finite."""
+    finite = np.isfinite(replicates)
+    count = finite.sum(axis=0)
+    values = np.where(finite, replicates, 0.0)
+    mean = values.sum(axis=0) / np.maximum(count, 1)
+    squares = np.where(finite, (values - mean) ** 2, 0.0).sum(axis=0)
+    return np.where(count >= 2, np.sqrt(squares / np.maximum(count - 1, 1)), np.inf)
+
+
+def percentile_interval(replicates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2.5% and 97.5% order statistics over axis 0 (an empty bin's -inf counts as lowest)."""
+    return (np.percentile(replicates, 2.5, axis=0, method="lower"),
+            np.percentile(replicates, 97.5, axis=0, method="higher"))
+
+
+def drift_bias(halves: np.ndarray, replicate_halves: np.ndarray, small_g: float) -> tuple:
+    """(D, s_D, bias) per bin from the halves' full-data ln rho (2, bins) and their paired
+    resamples (B, 2, bins); `small_g` = G / (G - 1) scales the resampled variance."""
+    with np.errstate(invalid="ignore"):
+        drift = halves[1] - halves[0]
+        replicate_drift = replicate_halves[:, 1] - replicate_halves[:, 0]
+    drift_stderr = finite_std(np.where(np.isfinite(replicate_drift), replicate_drift, np.nan)) * np.sqrt(small_g)
+    with np.errstate(invalid="ignore"):
+        bias = np.sqrt(np.maximum(drift ** 2 - drift_stderr ** 2, 0.0))
+    one_half_only = np.isfinite(halves).sum(axis=0) == 1
+    return drift, drift_stderr, np.where(one_half_only, np.inf, np.where(np.isfinite(drift), bias, 0.0))
+
+
+def widen(log_rho, ci_low, ci_high, scale, bias) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval scaled about log_rho by `scale`, each side widened in quadrature by 1.96 x bias."""
+    with np.errstate(invalid="ignore"):
+        low = log_rho - np.hypot(scale * (log_rho - ci_low), Z_95 * bias)
+        high = log_rho + np.hypot(scale * (ci_high - log_rho), Z_95 * bias)
+    empty = ~np.isfinite(log_rho)
+    return np.where(empty | np.isneginf(ci_low), -np.inf, low), np.where(empty, -np.inf, high)
+
+
+def record_halves(num_records: int) -> np.ndarray:
+    """0 for the first half of the records, 1 for the second (the middle record goes second)."""
+    return (np.arange(num_records) >= num_records // 2).astype(np.int32)
+
+
+def log_rho_with_error_bars(z, slot, betas, bin_edges, key, *, num_bootstrap: int = 100,
+                            warm_start: bool = True) -> LogRhoErrorBars:
+    """ln rho of the kept records z, slot (records, G groups, walkers) with the error bars of the
+    module docstring. One bootstrap draws the groups for the full data and both halves at once."""
+    z, slot = np.asarray(z), np.asarray(slot)
+    if z.ndim != 3 or slot.shape != z.shape:
+        raise ValueError(f"z and slot must be (records, groups, walkers) arrays of one shape, got "
+                         f"{z.shape} and {slot.shape}")
+    records, groups, _ = z.shape
+    group = np.broadcast_to(np.arange(groups)[None, :, None], z.shape)
+    split = records >= 2
+    part = np.broadcast_to(record_halves(records)[:, None, None], z.shape).reshape(-1) if split else None
+    boot = bootstrap_replicates(z.reshape(-1), slot.reshape(-1), group.reshape(-1), betas, bin_edges, key,
+                                num_bootstrap=num_bootstrap, part=part, warm_start=warm_start)
+    small_g = groups / (groups - 1)
+    log_rho = np.asarray(boot.log_rho[0], np.float64)
+    replicates = np.asarray(boot.replicates[:, 0], np.float64)
+    stderr_boot = finite_std(replicates) * np.sqrt(small_g)
+    num_bins = log_rho.size
+    if split:
+        drift, drift_stderr, bias = drift_bias(boot.log_rho[1:3].astype(np.float64),
+                                               boot.replicates[:, 1:3].astype(np.float64), small_g)
+    else:
+        drift = drift_stderr = bias = np.full(num_bins, np.nan)
+    bias_term = np.where(np.isnan(bias), 0.0, bias)
+    stderr = np.where(np.isfinite(log_rho), np.hypot(stderr_boot, bias_term), np.inf)
+    ci_low, ci_high = widen(log_rho, *percentile_interval(replicates), np.sqrt(small_g), bias_term)
+    return LogRhoErrorBars(log_rho, stderr, ci_low, ci_high, np.asarray(boot.n_samples), stderr_boot, bias,
+                           drift, drift_stderr, boot.seconds, float(np.mean(boot.iterations)))
