@@ -68,16 +68,21 @@ def test_pipeline_rho_matches_exact_counts_for_a_linear_logit():
     assert populated.sum() >= 18 and np.ptp(exact[populated]) > 6 * np.log(10), "rho spans > 6 decades"
 
     est = oj.estimate_output_distribution(as_output_fn(model), space, edges, key=jax.random.key(0),
-                                          num_groups=8, num_steps=4_000, progress=False)
+                                          num_groups=8, num_steps=12_000, progress=False)
     sampled = np.isfinite(est.log_rho)
     assert not np.any(sampled & ~populated), "a sample landed in a bin that no input reaches"
     assert sampled.sum() >= populated.sum() - 2, f"only {sampled.sum()} of {populated.sum()} populated bins were reached"
-    error = est.log_rho[sampled] - exact[sampled]
-    error -= error.mean()  # the overall constant, as in the engine's accuracy tests
+    absolute = est.log_rho[sampled] - exact[sampled]
     stderr = est.log_rho_stderr[sampled]
-    print("max |ln rho error|:", np.abs(error).max(), "worst error/stderr:", np.max(np.abs(error) / stderr))
+    # ln rho is normalised over all inputs and its stderr is that of the absolute value (bootstrap
+    # plus the drift between the run's halves): no bin's absolute error beyond 4 of its stderr.
+    assert np.all(np.abs(absolute) <= 4 * stderr), f"worst |error|/stderr {np.max(np.abs(absolute) / stderr):.2f}"
+    error = absolute - absolute.mean()  # the overall constant, as in the engine's accuracy tests
+    print("max |ln rho error|:", np.abs(error).max(), "worst error/stderr:", np.max(np.abs(error) / stderr),
+          "absolute:", np.max(np.abs(absolute) / stderr))
     # rho spans ~32 decades here (the engine's 0.15 applies to ~6): free-energy errors add up along
-    # the ~25-rung ladder (measured 0.45-0.5 at the ends over several seeds), so every bin must lie
+    # the ladder; at 4,000 steps the low tail was off by up to 1.6 (keys 1, 4, 5 of 0..5), at
+    # 12,000 by at most 0.69 over keys 0..5, so every bin must lie
     # within its reported error bar (3 stderr plus 0.15) and no bin further than 0.75 from the truth.
     assert np.all(np.abs(error) <= 0.15 + 3 * stderr)
     assert np.abs(error).max() <= 0.75
