@@ -172,6 +172,20 @@ def representative_report(tags, priority) -> dict:
             "representative_round_trips": trips}
 
 
+def stuck_walkers_p_value(trips: dict) -> float:
+    """P(at least this many walkers without a round trip | every walker makes trips at the same
+    Poisson rate, the mean over walkers): a small value means some walkers are stuck rather than
+    unlucky. (With a mean of 3 trips, ~5% of well-mixed walkers still make none.)"""
+    n, zero = trips["num_walkers"], trips["walkers_without_round_trip"]
+    if zero == 0:
+        return 1.0
+    p = math.exp(-trips["round_trips_total"] / n)
+    terms = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+             + k * math.log(p) + (n - k) * math.log1p(-p) for k in range(zero, n + 1)] if p < 1 else [0.0]
+    top = max(terms)
+    return float(min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms)))
+
+
 def pt_verdict(trips: dict, swaps: dict, stats: dict, betas, edges, n_samples,
                reps: dict | None = None) -> tuple[bool, list[str], list, bool]:
     """(converged, warnings, bins named, any run-wide warning) for a replica-exchange run; see the module docstring.
@@ -183,10 +197,15 @@ def pt_verdict(trips: dict, swaps: dict, stats: dict, betas, edges, n_samples,
         warnings.append(f"No walker completed a round trip (bottom -> top -> bottom of the ladder) in any "
                         f"of the {trips['num_walkers']} walkers: the ends of the ladder are not linked "
                         f"through the samples, so ln rho across the range is not trustworthy.")
-    elif trips["walkers_without_round_trip"]:
+    elif trips["round_trips_median"] < 1:
+        warnings.append(f"Most walkers never completed a round trip ({trips['walkers_without_round_trip']} of "
+                        f"{trips['num_walkers']}, total {trips['round_trips_total']}): the ends of the ladder "
+                        f"are linked by a few trajectories only.")
+    elif stuck_walkers_p_value(trips) < FAMILY_ALPHA:
         warnings.append(f"{trips['walkers_without_round_trip']} of {trips['num_walkers']} walkers never "
-                        f"completed a round trip (total {trips['round_trips_total']}): those walkers stay "
-                        f"in one stretch of the ladder.")
+                        f"completed a round trip (total {trips['round_trips_total']}), more than the others' "
+                        f"rate of trips leaves to chance (p = {stuck_walkers_p_value(trips):.2g}): those "
+                        f"walkers stay in one stretch of the ladder.")
     rate = swaps["swap_acceptance"]
     for i in np.flatnonzero(rate < MIN_SWAP_ACCEPTANCE):
         warnings.append(f"Swap acceptance between ladder rungs {i} and {i + 1} (beta {betas[i]:.4g} and "

@@ -16,6 +16,7 @@ from omnijax.sampling import ladder as ladder_lib
 from omnijax.sampling.histogram import validate_bin_edges
 from omnijax.sampling.mcmc.replica_exchange_kernel import validate_betas
 from omnijax.sampling.proposals import make_proposal
+from omnijax.sampling.ladder_adaptation import adapt_ladder
 from omnijax.sampling.pt_result import summarize_pt_run
 from omnijax.sampling.result import OutputDistributionEstimate
 from omnijax.sampling.fingerprint import run_fingerprint
@@ -81,25 +82,37 @@ def estimate_pt(
     target: Target, space: InputSpace, edges: np.ndarray, *, key: jax.Array, betas=None,
     num_replicas: int | None = None, num_groups: int = 16, num_steps: int = 10_000,
     burn_in: int | None = None, steps_per_block: int = 1_000, swap_every: int = 10,
-    record_every: int = 10, pilot_steps: int = 1_000, proposal: str = "gwg",
-    proposal_options: dict | None = None, reservoir_size: int = 32, num_bootstrap: int = 100,
-    checkpoint_dir: str | None = None, progress: bool = True,
+    record_every: int = 10, pilot_steps: int | None = None, target_acceptance: float = 0.5,
+    proposal: str = "gwg", proposal_options: dict | None = None, reservoir_size: int = 32,
+    num_bootstrap: int = 100, checkpoint_dir: str | None = None, progress: bool = True,
 ) -> OutputDistributionEstimate:
     """Replica exchange + MBAR (method="pt"); called by `estimate_output_distribution`, which
-    has validated the target, space, edges and key."""
+    has validated the target, space, edges and key.
+
+    Unless `betas` is given, a short pilot places a first ladder, and the burn-in (`burn_in`
+    sweeps, default num_steps // 5) re-places it in stages from the swap acceptance it measures
+    (`ladder_adaptation`), towards `target_acceptance` per pair (`num_replicas` fixes the rung
+    count instead). Only the num_steps - burn_in sweeps after it, on the frozen ladder, are
+    recorded and reweighted. `pilot_steps` defaults to num_steps // 20, within [20, 500].
+    """
     num_groups = check_positive_int("num_groups", num_groups)
     reservoir_size = check_positive_int("reservoir_size", reservoir_size)
-    pilot_steps = check_positive_int("pilot_steps", pilot_steps)
-    schedule = Schedule(num_steps=num_steps, steps_per_block=min(steps_per_block, num_steps),
-                        record_every=record_every, swap_every=swap_every,
-                        burn_in=num_steps // 5 if burn_in is None else burn_in)
+    num_steps = check_positive_int("num_steps", num_steps)
+    pilot_steps = (int(np.clip(num_steps // 20, 20, 500)) if pilot_steps is None
+                   else check_positive_int("pilot_steps", pilot_steps))
+    if not (isinstance(target_acceptance, (int, float)) and 0.0 < target_acceptance < 1.0):
+        raise ValueError(f"target_acceptance must be a number in (0, 1), got {target_acceptance!r}")
+    burn_in = num_steps // 5 if burn_in is None else burn_in
+    Schedule(num_steps=num_steps, steps_per_block=min(steps_per_block, num_steps), record_every=record_every,
+             swap_every=swap_every, burn_in=burn_in)  # validates the knobs as given
     value_and_grad = make_value_and_grad(target, space)
     sampler = make_proposal(proposal, space, **(proposal_options or {}))
     user_betas = None if betas is None else validate_betas(betas)
 
     pilot_key, init_key, run_key, boot_key = jax.random.split(key, 4)
+    adapt_key = jax.random.fold_in(run_key, 1)
     pilot = _pilot(pilot_key, space, target, value_and_grad, sampler, edges, user_betas, pilot_steps,
-                            record_every, swap_every, progress)
+                   record_every, swap_every, progress)
     if user_betas is None:
         ladder = _ladder_from_pilot(pilot, edges, num_replicas)
     else:
@@ -107,16 +120,41 @@ def estimate_pt(
         ladder = user_betas
     # Independent uniformly random starts: groups share nothing, so the bootstrap over groups is honest.
     x0 = space.random_inputs(init_key, num_groups * len(ladder)).reshape(num_groups, len(ladder), -1)
+    adapted = adapt_ladder(adapt_key, x0, ladder, target, value_and_grad, sampler, edges, burn_in=burn_in,
+                           swap_every=swap_every, record_every=record_every,
+                           target_acceptance=target_acceptance, num_replicas=num_replicas,
+                           adapt=user_betas is None, progress=progress)
+    ladder = adapted.betas
+    # The rest of the burn-in (on the frozen ladder) and the recorded sweeps: one run, one checkpoint.
+    total = adapted.equilibration + num_steps - burn_in
+    schedule = Schedule(num_steps=total, steps_per_block=_block_length(steps_per_block, total, record_every),
+                        record_every=record_every, swap_every=swap_every, burn_in=adapted.equilibration)
     fingerprint = run_fingerprint("pt", space, target, key, {
-        "bin_edges": edges, "betas": ladder, "num_groups": num_groups,
+        "bin_edges": edges, "betas": ladder, "num_groups": num_groups, "burn_in": burn_in,
+        "pilot_steps": pilot_steps, "target_acceptance": float(target_acceptance),
         "schedule": dataclasses.asdict(schedule), "proposal": proposal,
         "proposal_options": proposal_options or {}, "reservoir_size": reservoir_size,
     })
-    run = run_replica_exchange(run_key, x0, ladder, target, value_and_grad, sampler, edges, schedule,
-                        reservoir_capacity=reservoir_size, checkpoint_dir=checkpoint_dir,
-                        fingerprint=fingerprint, progress=progress)
-    return summarize_pt_run(run, space, edges, ladder, schedule.burn_in, boot_key, num_bootstrap=num_bootstrap,
-                            extra_diagnostics={"pilot": pilot._asdict()})
+    run = run_replica_exchange(run_key, adapted.x, ladder, target, value_and_grad, sampler, edges, schedule,
+                               reservoir_capacity=reservoir_size, checkpoint_dir=checkpoint_dir,
+                               fingerprint=fingerprint, progress=progress)
+    est = summarize_pt_run(run, space, edges, ladder, schedule.burn_in, boot_key, num_bootstrap=num_bootstrap,
+                           extra_diagnostics={"pilot": pilot._asdict(), "burn_in": burn_in,
+                                              "ladder_stages": [s._asdict() for s in adapted.stages]})
+    est.diagnostics["num_steps"] = burn_in - adapted.equilibration + int(est.diagnostics["num_steps"])
+    for end in adapted.unreachable:
+        est.diagnostics["converged"] = False
+        est.diagnostics["warnings"].append(
+            f"No walker at the {end} of the ladder (beta = {ladder[-1 if end == 'top' else 0]:.4g}) entered the "
+            f"{end} bin during the last adaptation stage, and pushing the {end} end further did not move it "
+            f"closer: the {end} bins may be out of this sampler's reach (lower their edges or sample longer).")
+    return est
+
+
+def _block_length(steps_per_block: int, recorded: int, record_every: int) -> int:
+    """Blocks of the recorded run: at most steps_per_block sweeps, a whole number of records."""
+    per = min(steps_per_block, recorded)
+    return max(record_every, per // record_every * record_every)
 
 
 def _ladder_from_pilot(pilot, edges, num_replicas):
@@ -139,7 +177,7 @@ def _pilot(key, space, target, value_and_grad, sampler, edges, user_betas, pilot
         grid = ladder_lib.pilot_grid(scale if scale > 0 else 1.0)
     else:
         grid = user_betas
-    groups = 4
+    groups = 2
     steps = -(-pilot_steps // record_every) * record_every
     schedule = Schedule(num_steps=steps, steps_per_block=steps, record_every=record_every,
                         swap_every=swap_every, burn_in=steps // 2)

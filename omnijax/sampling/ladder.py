@@ -5,10 +5,19 @@ scaled by the spread of outputs of uniformly random inputs). Its mean output m(b
 which betas reach the ends of the requested bin range; its spread s(beta) sets the rung
 spacing: neighbouring rungs are one unit of "thermodynamic length" ∫ s(beta) dbeta apart,
 which keeps the swap acceptance near one half along the whole ladder.
+
+During burn-in the ladder is then re-placed from the swap acceptance it measured
+(`respace_ladder`): for two rungs whose outputs are Gaussian with spread s, a swap is
+accepted with probability a = erfc(L / 2), L = |Δβ| s, so each measured pair gives its length
+L = 2 erfc⁻¹(a) — additive along the ladder, near zero where the samples no longer change,
+large across a gap. New rungs sit at equal steps of the accumulated length, as many as the
+target acceptance asks for (plus beta = 0, kept as a rung for the normalisation): no cap,
+so a gap gets rungs and a saturated stretch loses them.
 """
 
 from __future__ import annotations
 
+import statistics
 import warnings
 from typing import NamedTuple
 
@@ -40,7 +49,7 @@ def summarize_pilot(betas: np.ndarray, z: np.ndarray, slot: np.ndarray) -> Pilot
 
 
 def ladder_from_pilot(pilot: PilotSummary, bin_edges: np.ndarray, num_replicas: int | None = None,
-                      spacing: float = 1.0, max_replicas: int = 64) -> np.ndarray:
+                      spacing: float = 1.0, max_replicas: int = 256) -> np.ndarray:
     """A ladder that spans the bin range (and beta = 0, for normalisation), evenly spaced in
     thermodynamic length; `num_replicas` overrides the count."""
     top_target, bottom_target = bin_edges[-2], bin_edges[1]
@@ -96,3 +105,59 @@ def check_ladder_reaches(pilot: PilotSummary, bin_edges: np.ndarray, name: str =
             f"{name} cannot reach the requested range: at the smallest beta {pilot.betas[0]:.4g} the pilot's "
             f"outputs stayed above {pilot.low[0]:.4g}, but bin_edges ask for bins down to {bin_edges[0]:.4g} "
             f"(bottom bin ends at {bottom_target:.4g}); lower the smallest beta or raise the bottom bin edges")
+
+
+# Acceptances are clipped to [_MIN_ACCEPTANCE, 1 - 1e-9] before inversion: a pair that never
+# swapped is a gap of length >= 2 erfc^-1(_MIN_ACCEPTANCE) ~ 7.4, not an infinite one.
+_MIN_ACCEPTANCE = 1e-7
+
+
+def pair_lengths(acceptance) -> np.ndarray:
+    """Thermodynamic length 2 erfc⁻¹(a) of each neighbouring pair from its swap acceptance a."""
+    a = np.clip(np.asarray(acceptance, np.float64), _MIN_ACCEPTANCE, 1.0 - 1e-9)
+    normal = statistics.NormalDist()
+    return np.array([-2.0 * normal.inv_cdf(x / 2.0) / np.sqrt(2.0) for x in a.reshape(-1)]).reshape(a.shape)
+
+
+def respace_ladder(betas, acceptance, *, target_acceptance: float = 0.5, num_replicas: int | None = None,
+                   min_replicas: int = 4, max_replicas: int = 1024) -> np.ndarray:
+    """Betas over the same range as `betas`, at equal steps of the thermodynamic length measured
+    by the pairs' swap `acceptance`; their count makes every pair's expected acceptance
+    `target_acceptance` (or is `num_replicas`). Beta = 0 stays a rung when the range holds it."""
+    betas = np.asarray(betas, np.float64)
+    if not 0.0 < target_acceptance < 1.0:
+        raise ValueError(f"target_acceptance must lie in (0, 1), got {target_acceptance!r}")
+    length = np.concatenate([[0.0], np.cumsum(pair_lengths(acceptance))])
+    if num_replicas is None:
+        step = float(pair_lengths(target_acceptance))
+        num_replicas = int(np.ceil(length[-1] / step - 1e-9)) + 1
+    if length[-1] <= 0.0:
+        return betas if num_replicas is None else np.linspace(betas[0], betas[-1], max(num_replicas, 2))
+    count = int(np.clip(num_replicas, min_replicas, max_replicas))
+    new = np.interp(np.linspace(0.0, length[-1], count), length, betas)
+    new[0], new[-1] = betas[0], betas[-1]
+    if betas[0] <= 0.0 <= betas[-1]:
+        new = np.append(new, 0.0)  # an added rung only shortens the pair it splits
+    return np.unique(new)
+
+
+def extend_ladder(betas, acceptance, *, top: bool = False, bottom: bool = False, factor: float = 2.0) -> np.ndarray:
+    """The ladder with its top (and/or bottom) end pushed `factor` times further from zero, the new
+    stretch filled with rungs as long as the end pair's (at least one), so respacing can place them."""
+    betas = np.asarray(betas, np.float64)
+    lengths = pair_lengths(acceptance)
+    parts = [betas]
+    if top:
+        beta_max = betas[-1] if betas[-1] > 0 else 1.0
+        parts.append(_stretch(betas[-1], beta_max * factor, betas[-1] - betas[-2], lengths[-1]))
+    if bottom:
+        beta_min = betas[0] if betas[0] < 0 else -1.0
+        parts.append(_stretch(betas[0], beta_min * factor, betas[1] - betas[0], lengths[0]))
+    return np.unique(np.concatenate(parts))
+
+
+def _stretch(start: float, end: float, step: float, length: float) -> np.ndarray:
+    """Rungs from `start` (excluded) to `end`: a pair of `length` >= 1 gets spacing step / length."""
+    spacing = abs(step) / max(length, 1.0)
+    count = int(np.clip(np.ceil(abs(end - start) / max(spacing, 1e-12)), 1, 64))
+    return np.linspace(start, end, count + 1)[1:]

@@ -1,0 +1,141 @@
+"""Burn-in that adapts the beta ladder: short replica-exchange stages, each followed by a new
+ladder placed from the swap acceptance it measured (`ladder.respace_ladder`), with the ends
+pushed outwards while the end bins stay unreached and the end rung's output still moves.
+
+The walkers carry over from stage to stage (the input at ladder position s starts the next
+stage at the new rung nearest to s in thermodynamic length), so the burn-in is spent
+equilibrating, not restarting. The last stage runs on the final ladder unchanged, and only
+the records after it are reweighted: the ladder is frozen before any record that
+counts, so the groups stay independent given the ladder and the bootstrap over them stays
+honest. All groups share one ladder, adapted from their pooled acceptance.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from omnijax.sampling import ladder as ladder_lib
+from omnijax.sampling.replica_exchange_run import Schedule, run_replica_exchange
+
+
+class StageReport(NamedTuple):
+    betas: np.ndarray        # (R,) the ladder this stage ran on
+    acceptance: np.ndarray   # (R-1,) swap acceptance per neighbouring pair, pooled over groups
+    steps: int               # MH sweeps of the stage
+    top_reached: bool        # a record of the top rung entered the top bin
+    bottom_reached: bool     # a record of the bottom rung entered the bottom bin
+
+
+class AdaptedLadder(NamedTuple):
+    betas: np.ndarray        # (R,) the frozen ladder
+    x: jax.Array             # (C, R, D) inputs to start the rest of the burn-in from, one per rung
+    equilibration: int       # sweeps of burn-in left to run on the frozen ladder (the last stage)
+    stages: list             # StageReport per adaptation stage
+    unreachable: list        # "top"/"bottom": ends the sampler could not bring into their end bins
+
+
+def stage_lengths(burn_in: int, record_every: int, num_stages: int = 4) -> list[int]:
+    """Burn-in split into stages of 1, 1, 2, 4, ... parts (the last, equilibration, the longest),
+    each a whole number of records; fewer stages when the burn-in is short."""
+    while num_stages > 1:
+        parts = np.array([1] + [2 ** k for k in range(num_stages - 1)], np.float64)
+        lengths = [int(n) // record_every * record_every for n in burn_in * parts / parts.sum()]
+        if min(lengths) >= 2 * record_every:
+            return lengths
+        num_stages -= 1
+    return [burn_in // record_every * record_every] if burn_in >= record_every else []
+
+
+def adapt_ladder(key: jax.Array, x0: jax.Array, betas: np.ndarray, target, value_and_grad, proposal,
+                 edges: np.ndarray, *, burn_in: int, swap_every: int, record_every: int,
+                 target_acceptance: float = 0.5, num_replicas: int | None = None,
+                 max_extensions: int = 3, adapt: bool = True, progress: bool = True) -> AdaptedLadder:
+    """Run the adaptation stages of the burn-in of walkers x0 (C, R, D), starting from ladder
+    `betas`: every stage but the last is followed by a new ladder. The last stage, on the frozen
+    ladder, is left to the caller (`equilibration` sweeps), so that it and the recorded run form
+    one run whose round trips all count. With adapt=False the whole burn-in is left."""
+    lengths = stage_lengths(burn_in, record_every, num_stages=4 if adapt else 1)
+    x, stages, unreachable = x0, [], []
+    extensions = {"top": 0, "bottom": 0}
+    for k, steps in enumerate(lengths[:-1]):
+        schedule = Schedule(num_steps=steps, steps_per_block=_block(steps, record_every),
+                            record_every=record_every, swap_every=swap_every, burn_in=0)
+        run = run_replica_exchange(jax.random.fold_in(key, k), x, betas, target, value_and_grad, proposal,
+                                   edges, schedule, reservoir_capacity=1, progress=progress,
+                                   label=f"burn-in {k + 1}/{len(lengths)} ({len(betas)} rungs)")
+        report = _report(run, betas, edges, steps)
+        stages.append(report)
+        new, pushed = _next_ladder(report, run, edges, extensions, max_extensions, target_acceptance,
+                                   num_replicas)
+        x = _carry_over(_inputs_by_rung(run), betas, new)
+        betas = new
+        # An end not reached and not pushed (no longer moving, or pushed max_extensions times).
+        unreachable = [end for end, reached in (("top", report.top_reached), ("bottom", report.bottom_reached))
+                       if not reached and not pushed[end]]
+    return AdaptedLadder(np.asarray(betas), x, lengths[-1] if lengths else 0, stages, unreachable)
+
+
+def _block(steps: int, record_every: int) -> int:
+    """Blocks of at most ~500 sweeps, so progress shows during long stages."""
+    per = max(record_every, min(steps, 500) // record_every * record_every)
+    while steps % per:
+        per -= record_every
+    return per
+
+
+def _report(run, betas, edges, steps) -> StageReport:
+    state = run.state
+    accepts = np.asarray(state.swap_accepts).sum(axis=0)
+    attempts = np.maximum(np.asarray(state.swap_attempts).sum(axis=0), 1)
+    z, slot = run.z, run.slot
+    top = z[slot == len(betas) - 1]
+    bottom = z[slot == 0]
+    return StageReport(np.asarray(betas), accepts / attempts, steps,
+                       bool(top.size and top.max() >= edges[-2]), bool(bottom.size and bottom.min() <= edges[1]))
+
+
+def _next_ladder(report: StageReport, run, edges, extensions, max_extensions, target_acceptance,
+                 num_replicas) -> tuple[np.ndarray, dict]:
+    """(new ladder, which ends were pushed): ends pushed out where still needed and still
+    useful; else rungs at equal length steps."""
+    betas, acceptance = report.betas, report.acceptance
+    push = {}
+    for end, reached, rung, inner in (("top", report.top_reached, -1, -2), ("bottom", report.bottom_reached, 0, 1)):
+        push[end] = (not reached and extensions[end] < max_extensions
+                     and _still_moving(run, betas, rung, inner, edges))
+        extensions[end] += push[end]
+    if push["top"] or push["bottom"]:
+        # The new stretch has no measured acceptance yet: the next stage measures it, then respaces.
+        return ladder_lib.extend_ladder(betas, acceptance, top=push["top"], bottom=push["bottom"]), push
+    return ladder_lib.respace_ladder(betas, acceptance, target_acceptance=target_acceptance,
+                                     num_replicas=num_replicas), push
+
+
+def _still_moving(run, betas, rung, inner, edges) -> bool:
+    """Doubling the end beta would still move the end rung's mean output by more than a bin
+    width, extrapolating the slope of the mean between the end rung and its neighbour."""
+    z, slot = run.z, run.slot
+    half = len(z) // 2
+    end = z[half:][slot[half:] == (rung % len(betas))]
+    near = z[half:][slot[half:] == (inner % len(betas))]
+    if not end.size or not near.size:
+        return True
+    slope = abs(end.mean() - near.mean()) / abs(betas[rung] - betas[inner])
+    return slope * abs(betas[rung]) > float(np.min(np.diff(edges)))
+
+
+def _inputs_by_rung(run) -> jax.Array:
+    """Inputs (C, R, D) ordered by ladder position."""
+    x = np.asarray(run.state.chains.x)
+    walker_at = np.argsort(np.asarray(run.state.slot), axis=1)
+    return np.take_along_axis(x, walker_at[:, :, None], axis=1)
+
+
+def _carry_over(x_by_rung, old_betas, new_betas) -> np.ndarray:
+    """Start each new rung from the input of the old rung nearest to it in beta."""
+    old = np.asarray(old_betas)
+    nearest = np.abs(np.asarray(new_betas)[:, None] - old[None, :]).argmin(axis=1)
+    return np.asarray(x_by_rung)[:, nearest]
