@@ -37,7 +37,7 @@ class Preset:
     num_steps: dict[str, int]
     num_bins: int
     num_groups: int
-    pilot_steps: int
+    pilot_steps: int | None  # None: the estimator's default, which scales with num_steps
     reservoir_size: int
     num_replicas: int | None = None  # ladder size (None: chosen from the pilot run)
     train_limit: dict[str, int] | None = None  # at most this many training images per model (None: all)
@@ -48,16 +48,16 @@ PRESETS = {
     # Minutes of CPU at most, for tests: every step runs, little is learned or sampled.
     "smoke": Preset(train_epochs={"mlp": 3, "cnn": 1, "resnet": 1}, gen_updates={"mlp": 100, "cnn": 5, "resnet": 10},
                     num_steps={"mlp": 400, "cnn": 10, "resnet": 10}, num_bins=10, num_groups=2,
-                    pilot_steps=10, reservoir_size=8, num_replicas=8,
+                    pilot_steps=None, reservoir_size=8,
                     train_limit={"mlp": 2000, "cnn": 128, "resnet": 128}, eval_limit=300),
     # Laptop scale: the MLP end to end in minutes; CNN and ResNet take longer on a CPU.
     "default": Preset(train_epochs={"mlp": 10, "cnn": 3, "resnet": 15}, gen_updates={"mlp": 2000, "cnn": 300, "resnet": 300},
                       num_steps={"mlp": 10_000, "cnn": 1_000, "resnet": 2_000}, num_bins=30, num_groups=16,
-                      pilot_steps=1_000, reservoir_size=32),
+                      pilot_steps=None, reservoir_size=32),
     # Paper scale (many bins, long chains, many representatives): meant for accelerators.
     "paper": Preset(train_epochs={"mlp": 20, "cnn": 10, "resnet": 10}, gen_updates={"mlp": 10_000, "cnn": 5_000, "resnet": 5_000},
                     num_steps={"mlp": 100_000, "cnn": 50_000, "resnet": 50_000}, num_bins=100, num_groups=64,
-                    pilot_steps=5_000, reservoir_size=64),
+                    pilot_steps=None, reservoir_size=64),
 }
 
 

@@ -16,7 +16,7 @@ from omnijax.sampling import ladder as ladder_lib
 from omnijax.sampling.histogram import validate_bin_edges
 from omnijax.sampling.mcmc.replica_exchange_kernel import validate_betas
 from omnijax.sampling.proposals import make_proposal
-from omnijax.sampling.ladder_adaptation import adapt_ladder
+from omnijax.sampling.ladder_adaptation import adapt_ladder, block_length
 from omnijax.sampling.pt_result import summarize_pt_run
 from omnijax.sampling.result import OutputDistributionEstimate
 from omnijax.sampling.fingerprint import run_fingerprint
@@ -179,7 +179,7 @@ def _pilot(key, space, target, value_and_grad, sampler, edges, user_betas, pilot
         grid = user_betas
     groups = 2
     steps = -(-pilot_steps // record_every) * record_every
-    schedule = Schedule(num_steps=steps, steps_per_block=steps, record_every=record_every,
+    schedule = Schedule(num_steps=steps, steps_per_block=block_length(steps, record_every), record_every=record_every,
                         swap_every=swap_every, burn_in=steps // 2)
     x0 = space.random_inputs(init_key, groups * len(grid)).reshape(groups, len(grid), -1)
     run = run_replica_exchange(run_key, x0, grid, target, value_and_grad, sampler, edges, schedule,

@@ -61,7 +61,7 @@ def adapt_ladder(key: jax.Array, x0: jax.Array, betas: np.ndarray, target, value
     x, stages, unreachable = x0, [], []
     extensions = {"top": 0, "bottom": 0}
     for k, steps in enumerate(lengths[:-1]):
-        schedule = Schedule(num_steps=steps, steps_per_block=_block(steps, record_every),
+        schedule = Schedule(num_steps=steps, steps_per_block=block_length(steps, record_every),
                             record_every=record_every, swap_every=swap_every, burn_in=0)
         run = run_replica_exchange(jax.random.fold_in(key, k), x, betas, target, value_and_grad, proposal,
                                    edges, schedule, reservoir_capacity=1, progress=progress,
@@ -78,23 +78,34 @@ def adapt_ladder(key: jax.Array, x0: jax.Array, betas: np.ndarray, target, value
     return AdaptedLadder(np.asarray(betas), x, lengths[-1] if lengths else 0, stages, unreachable)
 
 
-def _block(steps: int, record_every: int) -> int:
-    """Blocks of at most ~500 sweeps, so progress shows during long stages."""
-    per = max(record_every, min(steps, 500) // record_every * record_every)
+def block_length(steps: int, record_every: int, most: int = 200) -> int:
+    """The longest block of at most `most` sweeps, a whole number of records, that divides
+    `steps` (a multiple of record_every): progress is printed after every block."""
+    per = max(record_every, min(steps, most) // record_every * record_every)
     while steps % per:
         per -= record_every
     return per
 
 
 def _report(run, betas, edges, steps) -> StageReport:
-    state = run.state
-    accepts = np.asarray(state.swap_accepts).sum(axis=0)
-    attempts = np.maximum(np.asarray(state.swap_attempts).sum(axis=0), 1)
     z, slot = run.z, run.slot
     top = z[slot == len(betas) - 1]
     bottom = z[slot == 0]
-    return StageReport(np.asarray(betas), accepts / attempts, steps,
+    return StageReport(np.asarray(betas), expected_acceptance(z, slot, betas), steps,
                        bool(top.size and top.max() >= edges[-2]), bool(bottom.size and bottom.min() <= edges[1]))
+
+
+def expected_acceptance(z, slot, betas) -> np.ndarray:
+    """Per neighbouring pair, the mean over the second half of the records of the swap
+    acceptance min(1, exp(-(beta_r+1 - beta_r)(z_r+1 - z_r))) of the walkers then at r and r+1.
+
+    An average of acceptance probabilities, not of accept/reject outcomes, over the later half
+    of the stage only, so the walkers' walk in from their starts does not count."""
+    z, slot = np.asarray(z, np.float64), np.asarray(slot)
+    z, slot = z[len(z) // 2:], slot[len(slot) // 2:]
+    by_rung = np.take_along_axis(z, np.argsort(slot, axis=-1), axis=-1)  # (N, C, R) z of the walker at rung r
+    log_alpha = -np.diff(np.asarray(betas, np.float64)) * np.diff(by_rung, axis=-1)
+    return np.exp(np.minimum(log_alpha, 0.0)).reshape(-1, len(betas) - 1).mean(axis=0)
 
 
 def _next_ladder(report: StageReport, run, edges, extensions, max_extensions, target_acceptance,
@@ -110,21 +121,33 @@ def _next_ladder(report: StageReport, run, edges, extensions, max_extensions, ta
     if push["top"] or push["bottom"]:
         # The new stretch has no measured acceptance yet: the next stage measures it, then respaces.
         return ladder_lib.extend_ladder(betas, acceptance, top=push["top"], bottom=push["bottom"]), push
-    return ladder_lib.respace_ladder(betas, acceptance, target_acceptance=target_acceptance,
-                                     num_replicas=num_replicas), push
+    # At most twice the rungs per stage: a stage too short to equilibrate can underestimate
+    # acceptance, and the next stage measures again.
+    count = num_replicas
+    if count is None:
+        wanted = int(np.ceil(float(np.sum(ladder_lib.pair_lengths(acceptance)))
+                             / float(ladder_lib.pair_lengths(target_acceptance)) - 1e-9)) + 1
+        count = min(wanted, 2 * len(betas))
+    return ladder_lib.respace_ladder(betas, acceptance, num_replicas=count), push
 
 
 def _still_moving(run, betas, rung, inner, edges) -> bool:
-    """Doubling the end beta would still move the end rung's mean output by more than a bin
-    width, extrapolating the slope of the mean between the end rung and its neighbour."""
+    """The end rung has settled (its mean output over the last quarter of the stage is within a
+    quarter bin of the quarter before), yet doubling its beta would still move that mean by more
+    than a bin width, extrapolating the slope between the end rung and its neighbour. A rung
+    still walking in from its start is left to arrive, not pushed."""
     z, slot = run.z, run.slot
-    half = len(z) // 2
-    end = z[half:][slot[half:] == (rung % len(betas))]
-    near = z[half:][slot[half:] == (inner % len(betas))]
-    if not end.size or not near.size:
-        return True
-    slope = abs(end.mean() - near.mean()) / abs(betas[rung] - betas[inner])
-    return slope * abs(betas[rung]) > float(np.min(np.diff(edges)))
+    quarter = max(len(z) // 4, 1)
+    end_rung, near_rung = rung % len(betas), inner % len(betas)
+    late, before = z[-quarter:][slot[-quarter:] == end_rung], z[-2 * quarter:-quarter][slot[-2 * quarter:-quarter] == end_rung]
+    near = z[-2 * quarter:][slot[-2 * quarter:] == near_rung]
+    width = float(np.min(np.diff(edges)))
+    if not late.size or not before.size or not near.size:
+        return False
+    if abs(late.mean() - before.mean()) > 0.25 * width:
+        return False
+    slope = abs(np.concatenate([late, before]).mean() - near.mean()) / abs(betas[rung] - betas[inner])
+    return slope * abs(betas[rung]) > width
 
 
 def _inputs_by_rung(run) -> jax.Array:
