@@ -68,7 +68,8 @@ def test_respacing_puts_equal_lengths_between_rungs_and_keeps_zero():
 
 def test_stage_lengths_cover_the_burn_in_in_whole_records():
     assert stage_lengths(2000, 10) == [250, 250, 500, 1000]
-    assert stage_lengths(80, 10) == [20, 20, 40]
+    assert stage_lengths(800, 10) == [200, 200, 400]
+    assert stage_lengths(80, 10) == [80]   # too short to measure: one stage, no adaptation
     assert stage_lengths(0, 10) == [] and stage_lengths(10, 10) == [10]
 
 

@@ -93,12 +93,12 @@ def estimate_pt(
     sweeps, default num_steps // 5) re-places it in stages from the swap acceptance it measures
     (`ladder_adaptation`), towards `target_acceptance` per pair (`num_replicas` fixes the rung
     count instead). Only the num_steps - burn_in sweeps after it, on the frozen ladder, are
-    recorded and reweighted. `pilot_steps` defaults to num_steps // 20, within [20, 500].
+    recorded and reweighted. `pilot_steps` defaults to num_steps // 20, within [100, 500].
     """
     num_groups = check_positive_int("num_groups", num_groups)
     reservoir_size = check_positive_int("reservoir_size", reservoir_size)
     num_steps = check_positive_int("num_steps", num_steps)
-    pilot_steps = (int(np.clip(num_steps // 20, 20, 500)) if pilot_steps is None
+    pilot_steps = (int(np.clip(num_steps // 20, 100, 500)) if pilot_steps is None
                    else check_positive_int("pilot_steps", pilot_steps))
     if not (isinstance(target_acceptance, (int, float)) and 0.0 < target_acceptance < 1.0):
         raise ValueError(f"target_acceptance must be a number in (0, 1), got {target_acceptance!r}")

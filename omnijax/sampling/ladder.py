@@ -49,7 +49,7 @@ def summarize_pilot(betas: np.ndarray, z: np.ndarray, slot: np.ndarray) -> Pilot
 
 
 def ladder_from_pilot(pilot: PilotSummary, bin_edges: np.ndarray, num_replicas: int | None = None,
-                      spacing: float = 1.0, max_replicas: int = 256) -> np.ndarray:
+                      spacing: float = 1.0, max_replicas: int = 64) -> np.ndarray:
     """A ladder that spans the bin range (and beta = 0, for normalisation), evenly spaced in
     thermodynamic length; `num_replicas` overrides the count."""
     top_target, bottom_target = bin_edges[-2], bin_edges[1]

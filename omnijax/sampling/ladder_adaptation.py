@@ -37,13 +37,18 @@ class AdaptedLadder(NamedTuple):
     unreachable: list        # "top"/"bottom": ends the sampler could not bring into their end bins
 
 
+# An adaptation stage must hold at least this many records: its second half measures acceptance.
+MIN_STAGE_RECORDS = 20
+
+
 def stage_lengths(burn_in: int, record_every: int, num_stages: int = 4) -> list[int]:
     """Burn-in split into stages of 1, 1, 2, 4, ... parts (the last, equilibration, the longest),
-    each a whole number of records; fewer stages when the burn-in is short."""
+    each a whole number of records and at least MIN_STAGE_RECORDS; fewer stages (down to none
+    that adapt) when the burn-in is short."""
     while num_stages > 1:
         parts = np.array([1] + [2 ** k for k in range(num_stages - 1)], np.float64)
         lengths = [int(n) // record_every * record_every for n in burn_in * parts / parts.sum()]
-        if min(lengths) >= 2 * record_every:
+        if min(lengths) >= MIN_STAGE_RECORDS * record_every:
             return lengths
         num_stages -= 1
     return [burn_in // record_every * record_every] if burn_in >= record_every else []
@@ -121,13 +126,13 @@ def _next_ladder(report: StageReport, run, edges, extensions, max_extensions, ta
     if push["top"] or push["bottom"]:
         # The new stretch has no measured acceptance yet: the next stage measures it, then respaces.
         return ladder_lib.extend_ladder(betas, acceptance, top=push["top"], bottom=push["bottom"]), push
-    # At most twice the rungs per stage: a stage too short to equilibrate can underestimate
+    # At most 1.5x the rungs per stage: a stage too short to equilibrate can underestimate
     # acceptance, and the next stage measures again.
     count = num_replicas
     if count is None:
         wanted = int(np.ceil(float(np.sum(ladder_lib.pair_lengths(acceptance)))
                              / float(ladder_lib.pair_lengths(target_acceptance)) - 1e-9)) + 1
-        count = min(wanted, 2 * len(betas))
+        count = min(wanted, int(np.ceil(1.5 * len(betas))))
     return ladder_lib.respace_ladder(betas, acceptance, num_replicas=count), push
 
 
