@@ -93,12 +93,12 @@ def estimate_pt(
     sweeps, default num_steps // 5) re-places it in stages from the swap acceptance it measures
     (`ladder_adaptation`), towards `target_acceptance` per pair (`num_replicas` fixes the rung
     count instead). Only the num_steps - burn_in sweeps after it, on the frozen ladder, are
-    recorded and reweighted. `pilot_steps` defaults to num_steps // 20, within [100, 500].
+    recorded and reweighted. `pilot_steps` defaults to min(1000, num_steps).
     """
     num_groups = check_positive_int("num_groups", num_groups)
     reservoir_size = check_positive_int("reservoir_size", reservoir_size)
     num_steps = check_positive_int("num_steps", num_steps)
-    pilot_steps = (int(np.clip(num_steps // 20, 100, 500)) if pilot_steps is None
+    pilot_steps = (min(1_000, num_steps) if pilot_steps is None
                    else check_positive_int("pilot_steps", pilot_steps))
     if not (isinstance(target_acceptance, (int, float)) and 0.0 < target_acceptance < 1.0):
         raise ValueError(f"target_acceptance must be a number in (0, 1), got {target_acceptance!r}")
@@ -177,7 +177,7 @@ def _pilot(key, space, target, value_and_grad, sampler, edges, user_betas, pilot
         grid = ladder_lib.pilot_grid(scale if scale > 0 else 1.0)
     else:
         grid = user_betas
-    groups = 2
+    groups = 4
     steps = -(-pilot_steps // record_every) * record_every
     schedule = Schedule(num_steps=steps, steps_per_block=block_length(steps, record_every), record_every=record_every,
                         swap_every=swap_every, burn_in=steps // 2)

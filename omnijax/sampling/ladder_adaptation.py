@@ -37,6 +37,10 @@ class AdaptedLadder(NamedTuple):
     unreachable: list        # "top"/"bottom": ends the sampler could not bring into their end bins
 
 
+# A ladder whose every pair accepts within [KEEP_ABOVE, KEEP_BELOW] is left as it is: re-placing
+# it would only trade equilibration for a noisier ladder (measured on the accuracy benchmark's
+# spaces: respacing good pilot ladders cost accuracy at equal steps).
+KEEP_ABOVE, KEEP_BELOW = 0.2, 0.9
 # An adaptation stage must hold at least this many records: its second half measures acceptance.
 MIN_STAGE_RECORDS = 20
 
@@ -126,6 +130,8 @@ def _next_ladder(report: StageReport, run, edges, extensions, max_extensions, ta
     if push["top"] or push["bottom"]:
         # The new stretch has no measured acceptance yet: the next stage measures it, then respaces.
         return ladder_lib.extend_ladder(betas, acceptance, top=push["top"], bottom=push["bottom"]), push
+    if acceptance.min() >= KEEP_ABOVE and acceptance.max() <= KEEP_BELOW:
+        return betas, push  # no gap and no wasted rung: the ladder stays, its walkers keep equilibrating
     # At most 1.5x the rungs per stage: a stage too short to equilibrate can underestimate
     # acceptance, and the next stage measures again.
     count = num_replicas
