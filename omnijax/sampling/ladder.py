@@ -132,7 +132,7 @@ def respace_ladder(betas, acceptance, *, target_acceptance: float = 0.5, num_rep
         step = float(pair_lengths(target_acceptance))
         num_replicas = int(np.ceil(length[-1] / step - 1e-9)) + 1
     if length[-1] <= 0.0:
-        return betas if num_replicas is None else np.linspace(betas[0], betas[-1], max(num_replicas, 2))
+        return np.linspace(betas[0], betas[-1], max(num_replicas, 2))
     count = int(np.clip(num_replicas, min_replicas, max_replicas))
     new = np.interp(np.linspace(0.0, length[-1], count), length, betas)
     new[0], new[-1] = betas[0], betas[-1]

@@ -134,12 +134,10 @@ def _next_ladder(report: StageReport, run, edges, extensions, max_extensions, ta
         return betas, push  # no gap and no wasted rung: the ladder stays, its walkers keep equilibrating
     # At most 1.5x the rungs per stage: a stage too short to equilibrate can underestimate
     # acceptance, and the next stage measures again.
-    count = num_replicas
-    if count is None:
-        wanted = int(np.ceil(float(np.sum(ladder_lib.pair_lengths(acceptance)))
-                             / float(ladder_lib.pair_lengths(target_acceptance)) - 1e-9)) + 1
-        count = min(wanted, int(np.ceil(1.5 * len(betas))))
-    return ladder_lib.respace_ladder(betas, acceptance, num_replicas=count), push
+    if num_replicas is not None:
+        return ladder_lib.respace_ladder(betas, acceptance, num_replicas=num_replicas), push
+    most = min(max(int(np.ceil(1.5 * len(betas))), 4), 1024)
+    return ladder_lib.respace_ladder(betas, acceptance, target_acceptance=target_acceptance, max_replicas=most), push
 
 
 def _still_moving(run, betas, rung, inner, edges) -> bool:
