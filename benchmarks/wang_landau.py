@@ -23,11 +23,12 @@ saves the rows as JSON.
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 import numpy as np
 from absl import app, flags
+
+from benchmarks.accuracy_spaces import bits_distribution
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("spaces", ["bits64", "bits100"], "bits<N> spaces.")
@@ -49,24 +50,9 @@ def weights_of(num_bits: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, num_bits]).choice(WEIGHTS, size=num_bits).astype(np.int64)
 
 
-def sum_distribution(weights: np.ndarray) -> tuple[int, np.ndarray]:
-    """(lowest sum, p) with p[j] the fraction of inputs whose weighted sum is lowest + j."""
-    lowest = int(weights[weights < 0].sum())
-    p = np.zeros(int(np.abs(weights).sum()) + 1)
-    p[-lowest] = 1.0
-    for a in weights:
-        shifted = np.zeros_like(p)
-        if a > 0:
-            shifted[a:] = p[:-a]
-        else:
-            shifted[:a] = p[-a:]
-        p = 0.5 * (p + shifted)
-    return lowest, p
-
-
 def edges_and_exact(weights: np.ndarray, num_bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Bin edges half-way between integer sums over the whole range, and exact ln rho per bin."""
-    lowest, p = sum_distribution(weights)
+    lowest, p = bits_distribution(weights)
     cuts = np.unique(np.round(np.linspace(0, len(p), num_bins + 1)))
     if len(cuts) != num_bins + 1:
         raise ValueError(f"num_bins={num_bins} exceeds the {len(p)} distinct sums")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import omnijax as oj
+from benchmarks.accuracy_spaces import bits_distribution
 from omnijax.sampling import ladder as ladder_lib
 from omnijax.sampling.ladder_adaptation import adapt_ladder, stage_lengths
 from omnijax.sampling.proposals import make_proposal
@@ -25,11 +26,7 @@ def weighted_bits(num_bits: int, seed: int):
     def output_fn(onehot):
         return jnp.sum(onehot * table)
 
-    p = np.zeros(int(weights.sum()) + 1)
-    p[0] = 1.0
-    for a in weights:
-        p[a:] = 0.5 * p[a:] + 0.5 * p[:-a].copy()
-        p[:a] *= 0.5
+    _, p = bits_distribution(weights)   # weights > 0: p[j] is the fraction of inputs with sum j
     return space, output_fn, p
 
 

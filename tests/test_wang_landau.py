@@ -133,9 +133,8 @@ def test_representatives_are_distinct_inputs_of_their_bin(mlp, run):
     np.testing.assert_allclose(kept, z, rtol=1e-5, atol=1e-5)
 
 
-def test_killed_run_resumes_bit_identical(mlp, run, monkeypatch):
-    output_fn, edges, _ = mlp
-    estimate, directory = run
+def count_blocks_run(monkeypatch) -> list:
+    """A list that gains one entry per Wang–Landau block program called from now on."""
     blocks_run = []
     make_block = wang_landau._block_fn
 
@@ -144,6 +143,13 @@ def test_killed_run_resumes_bit_identical(mlp, run, monkeypatch):
         return lambda *a: blocks_run.append(1) or block(*a)
 
     monkeypatch.setattr(wang_landau, "_block_fn", counting_block_fn)
+    return blocks_run
+
+
+def test_killed_run_resumes_bit_identical(mlp, run, monkeypatch):
+    output_fn, edges, _ = mlp
+    estimate, directory = run
+    blocks_run = count_blocks_run(monkeypatch)
     resumed = estimate_wang_landau(output_fn, SPACE, edges, key=jax.random.key(0), checkpoint_dir=directory,
                                    **RUN)
     assert len(blocks_run) == 2  # blocks 2 and 3: blocks 0 and 1 came from the checkpoint

@@ -16,6 +16,7 @@ from omnijax.sampling.enumerate import enumerate_output_distribution
 from omnijax.sampling.histogram import bin_index
 from omnijax.sampling.mcmc import wang_landau_kernel as kernel
 from omnijax.sampling.proposals import gwg
+from tests.test_wang_landau import count_blocks_run
 from omnijax.sampling.targets import make_value_and_grad
 from tests.models import all_inputs, outputs_of, random_mlp
 
@@ -91,14 +92,7 @@ def test_defaults_stop_by_the_rule_and_match_exact_counts(by_rule, exact):
 
 def test_stopped_run_resumes_bit_identical(by_rule, monkeypatch):
     est, directory = by_rule
-    blocks_run = []
-    make_block = wang_landau._block_fn
-
-    def counting_block_fn(*args):
-        block = make_block(*args)
-        return lambda *a: blocks_run.append(1) or block(*a)
-
-    monkeypatch.setattr(wang_landau, "_block_fn", counting_block_fn)
+    blocks_run = count_blocks_run(monkeypatch)
     resumed = oj.estimate_output_distribution(MODEL, SPACE, EDGES, key=jax.random.key(0), method="wang_landau",
                                               checkpoint_dir=directory, **FAST)
     assert len(blocks_run) == est.diagnostics["num_steps"] // FAST["steps_per_block"] - KEPT_BLOCKS
