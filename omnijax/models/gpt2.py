@@ -20,7 +20,6 @@ accumulation, and the log-softmax / NLL are computed in float32. Logits are retu
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from omnijax.models import hf_checkpoint
+from omnijax.models.hf_checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from omnijax.sampling.targets import Target
 
 __all__ = ["GPT2", "GPT2Config", "GPT2LoadError", "load_gpt2", "save_gpt2", "sequence_nll_fn"]
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 _ACTIVATIONS = {
     # HF "gelu_new" / "gelu_pytorch_tanh": the tanh approximation of GELU.
@@ -184,6 +182,8 @@ class GPT2(nnx.Module):
 
     tokens: integer ids of shape (L,), or one-hot / real token vectors of shape (L, V)
     (embedded as tokens @ wte, so d logits / d tokens exists). Requires 1 <= L <= n_positions.
+    Embedding-input entry point (the same names on OLMo, DistilBERT, BERT): token_embeddings(tokens)
+    -> (L, n_embd) rows of wte, apply_embeddings(e) -> logits, embedding_matrix() -> wte.
     Parameter names mirror the HF checkpoint: wte, wpe, h[i].{ln_1, attn.c_attn, attn.c_proj,
     ln_2, mlp.c_fc, mlp.c_proj}, ln_f. Random init: normal(0, 0.02) weights, zero biases.
     """
@@ -196,29 +196,48 @@ class GPT2(nnx.Module):
         self.h = nnx.List([_Block(config, i, rngs=rngs, dtype=self.dtype) for i in range(config.n_layer)])
         self.ln_f = _LayerNorm(config.n_embd, config.layer_norm_epsilon, self.dtype)
 
-    def embed(self, tokens):
-        """(L,) ids or (L, V) token vectors -> input embeddings (L, n_embd) with positions."""
+    def embedding_matrix(self) -> jax.Array:
+        """The token embedding matrix wte, shape (V, n_embd) (also the tied output head)."""
+        return self.wte[...]
+
+    def token_embeddings(self, tokens) -> jax.Array:
+        """(L,) ids or (L, V) token vectors -> their rows of wte, (L, n_embd), before positions."""
         cfg = self.config
         tokens = jnp.asarray(tokens)
         wte = self.wte[...]
         if tokens.ndim == 1 and jnp.issubdtype(tokens.dtype, jnp.integer):
-            x = jnp.take(wte, tokens, axis=0)
-        elif tokens.ndim == 2 and tokens.shape[-1] == cfg.vocab_size:
-            x = tokens.astype(self.dtype) @ wte
-        else:
-            raise ValueError(f"tokens must be integer ids of shape (L,) or token vectors of shape "
-                             f"(L, {cfg.vocab_size}); got shape {tokens.shape} dtype {tokens.dtype}")
-        length = x.shape[0]
-        if not 1 <= length <= cfg.n_positions:
-            raise ValueError(f"sequence length {length} must be in [1, n_positions={cfg.n_positions}]")
-        return x + self.wpe[...][:length]
+            return jnp.take(wte, tokens, axis=0)
+        if tokens.ndim == 2 and tokens.shape[-1] == cfg.vocab_size:
+            return tokens.astype(self.dtype) @ wte
+        raise ValueError(f"tokens must be integer ids of shape (L,) or token vectors of shape "
+                         f"(L, {cfg.vocab_size}); got shape {tokens.shape} dtype {tokens.dtype}")
 
-    def __call__(self, tokens) -> jnp.ndarray:
-        h = self.embed(tokens)
+    def embed(self, tokens) -> jax.Array:
+        """(L,) ids or (L, V) token vectors -> input embeddings (L, n_embd) with positions."""
+        return self._add_positions(self.token_embeddings(tokens))
+
+    def _add_positions(self, embeddings) -> jax.Array:
+        embeddings = jnp.asarray(embeddings)
+        n_pos, width = self.config.n_positions, self.config.n_embd
+        if embeddings.ndim != 2 or embeddings.shape[-1] != width:
+            raise ValueError(f"embeddings must have shape (L, {width}), got {embeddings.shape}")
+        length = embeddings.shape[0]
+        if not 1 <= length <= n_pos:
+            raise ValueError(f"sequence length {length} must be in [1, n_positions={n_pos}]")
+        return embeddings.astype(self.dtype) + self.wpe[...][:length]
+
+    def apply_embeddings(self, embeddings) -> jnp.ndarray:
+        """Logits (L, V), float32, from token embeddings (L, n_embd) (rows of wte for the tokens,
+        before positions): the entry point for differentiating w.r.t. the input embeddings.
+        model(tokens) == model.apply_embeddings(model.token_embeddings(tokens))."""
+        h = self._add_positions(embeddings)
         for block in self.h:
             h = block(h)
         h = self.ln_f(h)
         return jnp.einsum("le,ve->lv", h, self.wte[...], preferred_element_type=jnp.float32)
+
+    def __call__(self, tokens) -> jnp.ndarray:
+        return self.apply_embeddings(self.token_embeddings(tokens))
 
 
 def sequence_nll_fn(model: GPT2, bos_id: int | None = None):
@@ -272,91 +291,37 @@ class _SequenceNLL:
 
 # ----------------------------------------------------------------------------- loading
 
-def _expected_shapes(config: GPT2Config) -> dict[str, tuple[int, ...]]:
+CHECKPOINT = hf_checkpoint.CheckpointKind(name="GPT-2", error=GPT2LoadError, model_type="gpt2",
+                                          prefixes=("transformer.",))
+
+
+def _layout(config: GPT2Config) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Checkpoint key (without "transformer.") -> (attribute path in GPT2, shape)."""
     e, inner = config.n_embd, config.inner_dim
-    shapes = {"wte.weight": (config.vocab_size, e), "wpe.weight": (config.n_positions, e),
-              "ln_f.weight": (e,), "ln_f.bias": (e,)}
+    layout = {"wte.weight": ("wte", (config.vocab_size, e)), "wpe.weight": ("wpe", (config.n_positions, e)),
+              "ln_f.weight": ("ln_f.weight", (e,)), "ln_f.bias": ("ln_f.bias", (e,))}
+    shapes = {"ln_1.weight": (e,), "ln_1.bias": (e,), "attn.c_attn.weight": (e, 3 * e), "attn.c_attn.bias": (3 * e,),
+              "attn.c_proj.weight": (e, e), "attn.c_proj.bias": (e,), "ln_2.weight": (e,), "ln_2.bias": (e,),
+              "mlp.c_fc.weight": (e, inner), "mlp.c_fc.bias": (inner,), "mlp.c_proj.weight": (inner, e),
+              "mlp.c_proj.bias": (e,)}
     for i in range(config.n_layer):
-        p = f"h.{i}."
-        shapes.update({
-            p + "ln_1.weight": (e,), p + "ln_1.bias": (e,),
-            p + "attn.c_attn.weight": (e, 3 * e), p + "attn.c_attn.bias": (3 * e,),
-            p + "attn.c_proj.weight": (e, e), p + "attn.c_proj.bias": (e,),
-            p + "ln_2.weight": (e,), p + "ln_2.bias": (e,),
-            p + "mlp.c_fc.weight": (e, inner), p + "mlp.c_fc.bias": (inner,),
-            p + "mlp.c_proj.weight": (inner, e), p + "mlp.c_proj.bias": (e,),
-        })
-    return shapes
-
-
-def _variable(model: GPT2, name: str) -> nnx.Variable:
-    if name in ("wte.weight", "wpe.weight"):  # stored directly as GPT2.wte / GPT2.wpe
-        name = name.split(".")[0]
-    obj: Any = model
-    for part in name.split("."):
-        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
-    return obj
-
-
-def _read_tensors(weights: Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
-
-    try:
-        raw = load_file(str(weights))
-    except Exception as err:  # corrupt file, bf16 tensors numpy cannot hold, ...
-        try:
-            from safetensors import safe_open  # bf16 checkpoints: read via torch if present
-            import torch  # noqa: F401
-
-            with safe_open(str(weights), framework="pt") as f:
-                raw = {k: f.get_tensor(k).float().numpy() for k in f.keys()}
-        except Exception:
-            raise GPT2LoadError(f"could not read {weights}: {err}") from err
-    tensors = {}
-    for key, value in raw.items():
-        name = key[len("transformer."):] if key.startswith("transformer.") else key
-        tensors[name] = value
-    return tensors
+        layout.update({f"h.{i}.{name}": (f"h.{i}.{name}", shape) for name, shape in shapes.items()})
+    return layout
 
 
 def _load_from_dir(directory: Path, dtype) -> GPT2:
-    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    missing = [p.name for p in (config_path, weights_path) if not p.is_file()]
-    if missing:
-        raise GPT2LoadError(f"GPT-2 directory {directory} lacks {', '.join(missing)} "
-                            f"(needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-    try:
-        hf_config = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise GPT2LoadError(f"could not read {config_path}: {err}") from err
-    config = GPT2Config.from_hf_config(hf_config)
-    tensors = _read_tensors(weights_path)
-    expected = _expected_shapes(config)
-
-    for key, shape in expected.items():
-        if key not in tensors:
-            raise GPT2LoadError(f"{weights_path} has no tensor {key!r} (expected shape {shape})")
-        if tuple(tensors[key].shape) != shape:
-            raise GPT2LoadError(f"tensor {key!r} in {weights_path} has shape {tuple(tensors[key].shape)}, "
-                                f"expected {shape} from {CONFIG_FILE}")
-    ignorable = ("attn.bias", "attn.masked_bias")  # HF's causal-mask buffers in old checkpoints
-    extra = sorted(k for k in tensors if k not in expected and k != "lm_head.weight"
-                   and not k.endswith(ignorable))
-    if extra:
-        raise GPT2LoadError(f"{weights_path} has tensors this GPT-2 does not use: {', '.join(extra[:5])}")
-    if "lm_head.weight" in tensors:
+    config = GPT2Config.from_hf_config(hf_checkpoint.read_config(directory, CHECKPOINT))
+    tensors = hf_checkpoint.read_tensors(directory, CHECKPOINT)
+    layout = _layout(config)
+    where = directory / WEIGHTS_FILE
+    if "lm_head.weight" in tensors and "wte.weight" in tensors:
         head = tensors["lm_head.weight"]
-        if head.shape != expected["wte.weight"] or not np.array_equal(head, tensors["wte.weight"]):
+        if head.shape != tensors["wte.weight"].shape or not np.array_equal(head, tensors["wte.weight"]):
             raise GPT2LoadError("tensor 'lm_head.weight' differs from 'wte.weight'; only tied heads are supported")
-
+    # HF's causal-mask buffers in old checkpoints, and the tied head checked above
+    ignorable = lambda key: key == "lm_head.weight" or key.endswith(("attn.bias", "attn.masked_bias"))  # noqa: E731
     model = nnx.eval_shape(lambda: GPT2(config, rngs=nnx.Rngs(0), dtype=dtype))
-    for key in expected:
-        _variable(model, key).set_value(jnp.asarray(tensors[key], dtype=model.dtype))
-    unset = [path for path, leaf in nnx.to_flat_state(nnx.state(model))
-             if not isinstance(leaf.get_value(), jax.Array)]
-    if unset:  # a parameter the checkpoint mapping does not cover (a bug here, not in the file)
-        raise GPT2LoadError(f"parameters left unset after loading: {unset[:5]}")
-    return model
+    return hf_checkpoint.load_parameters(model, tensors, layout, CHECKPOINT, where, model.dtype, ignorable)
 
 
 def save_gpt2(model: GPT2, directory: str | os.PathLike, extra_config: dict[str, Any] | None = None) -> Path:
@@ -367,75 +332,19 @@ def save_gpt2(model: GPT2, directory: str | os.PathLike, extra_config: dict[str,
     the weights file is written first and config.json last, so a complete config marks a complete
     checkpoint.
     """
-    from safetensors.numpy import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {key: np.asarray(_variable(model, key).get_value(), np.float32)
-               for key in _expected_shapes(model.config)}
-    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
     config = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "tie_word_embeddings": True,
               **dataclasses.asdict(model.config), "n_ctx": model.config.n_positions, **(extra_config or {})}
-    temporary = directory / (CONFIG_FILE + ".tmp")
-    temporary.write_text(json.dumps(config, indent=2))
-    os.replace(temporary, directory / CONFIG_FILE)
-    return directory
-
-
-def _hub_offline() -> bool:
-    value = os.environ.get("HF_HUB_OFFLINE", "")
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    return hf_checkpoint.write_directory(directory, hf_checkpoint.tensors_of(model, _layout(model.config)), config)
 
 
 def load_gpt2(path_or_hub_id: str | os.PathLike, *, dtype=jnp.float32, hub_timeout: float = 5.0) -> GPT2:
     """A GPT2 with the weights of a Hugging Face GPT-2 checkpoint.
 
-    `path_or_hub_id`: a local directory holding config.json and model.safetensors (read with
-    safetensors' numpy API; keys with or without the "transformer." prefix), or else a hub id
-    ("gpt2", "owner/name") fetched with huggingface_hub.snapshot_download (only those two files;
-    from the local HF cache when HF_HUB_OFFLINE is set). Every tensor's shape is checked against
-    config.json. Raises GPT2LoadError naming the missing file / mismatching key, or, for a hub
-    id that cannot be had, the sources tried. Network waits are bounded by `hub_timeout` seconds.
+    `path_or_hub_id`: a local directory holding config.json and model.safetensors (keys with or
+    without the "transformer." prefix), or else a hub id ("gpt2", "owner/name") fetched with
+    huggingface_hub.snapshot_download (only the config and safetensors files; from the local HF
+    cache when HF_HUB_OFFLINE is set). Every tensor's shape is checked against config.json. Raises
+    GPT2LoadError naming the missing file / mismatching key, or, for a hub id that cannot be had,
+    the sources tried. Network waits are bounded by `hub_timeout` seconds.
     """
-    source = str(path_or_hub_id)
-    local = Path(source).expanduser()
-    if local.is_dir():
-        return _load_from_dir(local, dtype)
-    tried = [f"local directory {str(local)!r} (not found)"]
-    if local.exists():
-        raise GPT2LoadError(f"{source!r} is a file; expected a directory with {CONFIG_FILE} and {WEIGHTS_FILE}")
-    try:
-        import huggingface_hub
-    except ImportError:
-        raise GPT2LoadError(f"could not load GPT-2 {source!r}: tried {tried[0]}; "
-                            "huggingface_hub is not installed, so the hub was not tried") from None
-    offline = _hub_offline()
-    proxied = any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"))
-    if not offline and not proxied and not _hub_reachable(hub_timeout):
-        offline = True
-        tried.append("Hugging Face hub (https://huggingface.co unreachable)")
-    try:
-        snapshot = huggingface_hub.snapshot_download(
-            repo_id=source, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE],
-            local_files_only=offline, etag_timeout=hub_timeout)
-    except Exception as err:  # not found, offline and not cached, network failure, bad id
-        what = "local Hugging Face cache" if offline else "Hugging Face hub"
-        if offline and _hub_offline():
-            what += " (HF_HUB_OFFLINE is set)"
-        tried.append(f"{what}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
-        raise GPT2LoadError(f"could not load GPT-2 {source!r}; tried: " + "; ".join(tried)) from err
-    return _load_from_dir(Path(snapshot), dtype)
-
-
-def _hub_reachable(timeout: float) -> bool:
-    """Whether a TCP connection to the hub endpoint opens within `timeout` seconds."""
-    import socket
-    from urllib.parse import urlparse
-
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname, port), timeout=min(timeout, 5.0)):
-            return True
-    except OSError:
-        return False
+    return _load_from_dir(hf_checkpoint.resolve_directory(path_or_hub_id, CHECKPOINT, hub_timeout), dtype)
