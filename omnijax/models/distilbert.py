@@ -1,0 +1,217 @@
+"""DistilBERT sequence classifier (Hugging Face's `DistilBertForSequenceClassification`) in Flax
+NNX, with a loader for HF checkpoints (e.g. distilbert-base-uncased-finetuned-sst-2-english).
+
+Architecture: word + learned position embeddings, LayerNorm (eps 1e-12); `n_layers` post-LN
+blocks  h = LN(h + out_lin(attention(h))),  h = LN(h + lin2(act(lin1(h))))  with bidirectional
+multi-head self-attention (q_lin, k_lin, v_lin); then, on the first token's hidden state,
+pre_classifier -> ReLU -> classifier: logits (num_labels,). Dropout is absent (inference).
+
+Inputs are ONE sequence (no batch axis) with an all-ones attention mask: ids (L,) or one-hot /
+real token vectors (L, V) (embedded by a matmul, so gradients w.r.t. the tokens exist).
+Embedding-input entry point (same names on GPT2, Olmo, Bert): `token_embeddings(tokens)` ->
+(L, dim) rows of the word-embedding matrix, before positions; `apply_embeddings(e)` -> logits;
+`embedding_matrix()` -> (V, dim). bf16 (`dtype=jnp.bfloat16`): parameters and activations bf16,
+LayerNorms, softmax and the classifier's accumulation float32; logits returned float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from omnijax.models import hf_checkpoint
+from omnijax.models.bert import (ACTIVATIONS, LayerNorm, Linear, normal_param, check_embeddings, multi_head_attention,
+                                 token_vectors_to_embeddings)
+
+__all__ = ["DistilBertClassifier", "DistilBertConfig", "DistilBertLoadError", "load_distilbert", "save_distilbert"]
+
+LAYER_NORM_EPS = 1e-12  # fixed in Hugging Face's DistilBERT
+
+
+class DistilBertLoadError(ValueError):
+    """A DistilBERT checkpoint could not be found, read, or matched to the architecture."""
+
+
+CHECKPOINT = hf_checkpoint.CheckpointKind(
+    name="DistilBERT sequence classifier", error=DistilBertLoadError, model_type="distilbert",
+    architectures=("DistilBertForSequenceClassification",), prefixes=("distilbert.",))
+
+
+@dataclasses.dataclass(frozen=True)
+class DistilBertConfig:
+    """Sizes of a DistilBERT classifier; field names follow Hugging Face's `DistilBertConfig`
+    (num_labels: the number of entries of its id2label)."""
+
+    vocab_size: int = 30522
+    max_position_embeddings: int = 512
+    n_layers: int = 6
+    n_heads: int = 12
+    dim: int = 768
+    hidden_dim: int = 3072
+    activation: str = "gelu"
+    num_labels: int = 2
+    sinusoidal_pos_embds: bool = False  # only recorded: the position table is loaded either way
+    pad_token_id: int | None = 0
+
+    def __post_init__(self):
+        for name in ("vocab_size", "max_position_embeddings", "n_layers", "n_heads", "dim", "hidden_dim",
+                     "num_labels"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim={self.dim} must be divisible by n_heads={self.n_heads}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation={self.activation!r} is not supported; supported: "
+                             f"{', '.join(sorted(ACTIVATIONS))}")
+
+    @classmethod
+    def from_hf_config(cls, config: dict[str, Any]) -> DistilBertConfig:
+        """From the dict of a Hugging Face DistilBERT config.json."""
+        hf_checkpoint.check_config_kind(config, CHECKPOINT)
+        names = {field.name for field in dataclasses.fields(cls)}
+        values = {k: v for k, v in config.items() if k in names}
+        if "id2label" in config:
+            values["num_labels"] = len(config["id2label"])
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as err:
+            raise DistilBertLoadError(f"unsupported DistilBERT config: {err}") from err
+
+    def to_hf_config(self) -> dict[str, Any]:
+        fields = dataclasses.asdict(self)
+        num_labels = fields.pop("num_labels")
+        return {"model_type": "distilbert", "architectures": ["DistilBertForSequenceClassification"], **fields,
+                "id2label": {str(i): f"LABEL_{i}" for i in range(num_labels)},
+                "label2id": {f"LABEL_{i}": i for i in range(num_labels)}}
+
+
+class _Block(nnx.Module):
+    def __init__(self, config: DistilBertConfig, *, rngs: nnx.Rngs, dtype):
+        d, inner = config.dim, config.hidden_dim
+        self.q_lin = Linear(d, d, key=rngs.params(), dtype=dtype)
+        self.k_lin = Linear(d, d, key=rngs.params(), dtype=dtype)
+        self.v_lin = Linear(d, d, key=rngs.params(), dtype=dtype)
+        self.out_lin = Linear(d, d, key=rngs.params(), dtype=dtype)
+        self.sa_layer_norm = LayerNorm(d, LAYER_NORM_EPS, dtype)
+        self.lin1 = Linear(d, inner, key=rngs.params(), dtype=dtype)
+        self.lin2 = Linear(inner, d, key=rngs.params(), dtype=dtype)
+        self.output_layer_norm = LayerNorm(d, LAYER_NORM_EPS, dtype)
+        self.num_heads = config.n_heads
+        self.activation = config.activation
+
+    def __call__(self, h):
+        """h (L, dim) in the model dtype -> the block's output in float32."""
+        attended = multi_head_attention(self.q_lin(h), self.k_lin(h), self.v_lin(h), self.num_heads)
+        a = self.sa_layer_norm(self.out_lin(attended).astype(jnp.float32) + h.astype(jnp.float32)).astype(h.dtype)
+        f = self.lin2(ACTIVATIONS[self.activation](self.lin1(a)))
+        return self.output_layer_norm(f.astype(jnp.float32) + a.astype(jnp.float32))
+
+
+class DistilBertClassifier(nnx.Module):
+    """DistilBERT sequence classifier for ONE sequence: tokens -> logits (num_labels,), float32.
+
+    tokens: integer ids (L,) or token vectors (L, V), 1 <= L <= max_position_embeddings; the
+    first token ([CLS]) is the one classified. Random init: normal(0, 0.02) weights, zero biases.
+    """
+
+    def __init__(self, config: DistilBertConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.config = config
+        self.dtype = jnp.dtype(dtype)
+        d = config.dim
+        self.word_embeddings = normal_param(rngs.params(), (config.vocab_size, d), 0.02, self.dtype)
+        self.position_embeddings = normal_param(rngs.params(), (config.max_position_embeddings, d), 0.02, self.dtype)
+        self.embeddings_norm = LayerNorm(d, LAYER_NORM_EPS, self.dtype)
+        self.layers = nnx.List([_Block(config, rngs=rngs, dtype=self.dtype) for _ in range(config.n_layers)])
+        self.pre_classifier = Linear(d, d, key=rngs.params(), dtype=self.dtype)
+        self.classifier = Linear(d, config.num_labels, key=rngs.params(), dtype=self.dtype)
+
+    def embedding_matrix(self) -> jax.Array:
+        """The word-embedding matrix, shape (V, dim)."""
+        return self.word_embeddings[...]
+
+    def token_embeddings(self, tokens) -> jax.Array:
+        """(L,) ids or (L, V) token vectors -> their word embeddings (L, dim), before positions."""
+        return token_vectors_to_embeddings(tokens, self.word_embeddings[...], self.dtype)
+
+    def hidden_states(self, embeddings) -> jax.Array:
+        """The transformer's last hidden state (L, dim), float32, from word embeddings (L, dim)."""
+        cfg = self.config
+        e = check_embeddings(embeddings, cfg.dim, cfg.max_position_embeddings)
+        x = e.astype(jnp.float32) + self.position_embeddings[...][:e.shape[0]].astype(jnp.float32)
+        h = self.embeddings_norm(x)
+        for block in self.layers:
+            h = block(h.astype(self.dtype))
+        return h
+
+    def apply_embeddings(self, embeddings) -> jax.Array:
+        """Logits (num_labels,), float32, from word embeddings (L, dim): the entry point for
+        differentiating w.r.t. the input embeddings.
+        model(tokens) == model.apply_embeddings(model.token_embeddings(tokens))."""
+        first = self.hidden_states(embeddings)[0].astype(self.dtype)
+        pooled = jax.nn.relu(self.pre_classifier(first, accumulate_dtype=jnp.float32)).astype(self.dtype)
+        return self.classifier(pooled, accumulate_dtype=jnp.float32)
+
+    def __call__(self, tokens) -> jax.Array:
+        return self.apply_embeddings(self.token_embeddings(tokens))
+
+
+# ----------------------------------------------------------------------------- loading
+
+def _layout(config: DistilBertConfig) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Checkpoint key (without "distilbert.") -> (attribute path in DistilBertClassifier, shape)."""
+    d, inner, labels = config.dim, config.hidden_dim, config.num_labels
+    layout = {
+        "embeddings.word_embeddings.weight": ("word_embeddings", (config.vocab_size, d)),
+        "embeddings.position_embeddings.weight": ("position_embeddings", (config.max_position_embeddings, d)),
+        "embeddings.LayerNorm.weight": ("embeddings_norm.weight", (d,)),
+        "embeddings.LayerNorm.bias": ("embeddings_norm.bias", (d,)),
+        "pre_classifier.weight": ("pre_classifier.weight", (d, d)), "pre_classifier.bias": ("pre_classifier.bias", (d,)),
+        "classifier.weight": ("classifier.weight", (labels, d)), "classifier.bias": ("classifier.bias", (labels,)),
+    }
+    per_layer = {
+        "attention.q_lin": ("q_lin", (d, d)), "attention.k_lin": ("k_lin", (d, d)),
+        "attention.v_lin": ("v_lin", (d, d)), "attention.out_lin": ("out_lin", (d, d)),
+        "ffn.lin1": ("lin1", (inner, d)), "ffn.lin2": ("lin2", (d, inner)),
+    }
+    for i in range(config.n_layers):
+        hf, ours = f"transformer.layer.{i}.", f"layers.{i}."
+        for name, (attr, shape) in per_layer.items():
+            layout[hf + name + ".weight"] = (ours + attr + ".weight", shape)
+            layout[hf + name + ".bias"] = (ours + attr + ".bias", (shape[0],))
+        for norm in ("sa_layer_norm", "output_layer_norm"):
+            layout[hf + norm + ".weight"] = (ours + norm + ".weight", (d,))
+            layout[hf + norm + ".bias"] = (ours + norm + ".bias", (d,))
+    return layout
+
+
+def load_distilbert(path_or_hub_id: str | os.PathLike, *, dtype=jnp.float32,
+                    hub_timeout: float = 5.0) -> DistilBertClassifier:
+    """A DistilBertClassifier with the weights of a Hugging Face DistilBertForSequenceClassification
+    checkpoint (config.json + model.safetensors; a local directory, else a hub id).
+
+    Raises DistilBertLoadError for another architecture (a DistilBertModel or masked-LM checkpoint
+    has no classifier), a missing file or tensor, or a shape that does not fit config.json.
+    """
+    directory = hf_checkpoint.resolve_directory(path_or_hub_id, CHECKPOINT, hub_timeout)
+    config = DistilBertConfig.from_hf_config(hf_checkpoint.read_config(directory, CHECKPOINT))
+    tensors = hf_checkpoint.read_tensors(directory, CHECKPOINT)
+    model = nnx.eval_shape(lambda: DistilBertClassifier(config, rngs=nnx.Rngs(0), dtype=dtype))
+    return hf_checkpoint.load_parameters(model, tensors, _layout(config), CHECKPOINT,
+                                         directory / hf_checkpoint.WEIGHTS_FILE, model.dtype,
+                                         lambda key: key == "embeddings.position_ids")
+
+
+def save_distilbert(model: DistilBertClassifier, directory: str | os.PathLike,
+                    extra_config: dict[str, Any] | None = None) -> Path:
+    """Write `model` as a Hugging Face DistilBertForSequenceClassification directory
+    (config.json + model.safetensors, float32), which `load_distilbert` and transformers read."""
+    layout = _layout(model.config)
+    tensors = {("" if key.startswith(("pre_classifier.", "classifier.")) else "distilbert.") + key: value
+               for key, value in hf_checkpoint.tensors_of(model, layout).items()}
+    return hf_checkpoint.write_directory(directory, tensors, {**model.config.to_hf_config(), **(extra_config or {})})
