@@ -183,7 +183,9 @@ class GPT2(nnx.Module):
     tokens: integer ids of shape (L,), or one-hot / real token vectors of shape (L, V)
     (embedded as tokens @ wte, so d logits / d tokens exists). Requires 1 <= L <= n_positions.
     Embedding-input entry point (the same names on OLMo, DistilBERT, BERT): token_embeddings(tokens)
-    -> (L, n_embd) rows of wte, apply_embeddings(e) -> logits, embedding_matrix() -> wte.
+    -> (L, n_embd) rows of wte, apply_embeddings(e) -> logits, embedding_matrix() -> wte; and, as
+    on Olmo, final_hidden_states(e) (L, n_embd) and output_matrix() (V, n_embd) with
+    logits = final_hidden_states(e) @ output_matrix().T.
     Parameter names mirror the HF checkpoint: wte, wpe, h[i].{ln_1, attn.c_attn, attn.c_proj,
     ln_2, mlp.c_fc, mlp.c_proj}, ln_f. Random init: normal(0, 0.02) weights, zero biases.
     """
@@ -226,14 +228,23 @@ class GPT2(nnx.Module):
             raise ValueError(f"sequence length {length} must be in [1, n_positions={n_pos}]")
         return embeddings.astype(self.dtype) + self.wpe[...][:length]
 
+    def output_matrix(self) -> jax.Array:
+        """The (V, n_embd) matrix the logits are taken against: wte (the head is tied)."""
+        return self.wte[...]
+
+    def final_hidden_states(self, embeddings) -> jax.Array:
+        """ln_f of the last block's output (L, n_embd), in the model dtype, from token embeddings
+        (L, n_embd): logits = final_hidden_states(e) @ output_matrix().T."""
+        h = self._add_positions(embeddings)
+        for block in self.h:
+            h = block(h)
+        return self.ln_f(h)
+
     def apply_embeddings(self, embeddings) -> jnp.ndarray:
         """Logits (L, V), float32, from token embeddings (L, n_embd) (rows of wte for the tokens,
         before positions): the entry point for differentiating w.r.t. the input embeddings.
         model(tokens) == model.apply_embeddings(model.token_embeddings(tokens))."""
-        h = self._add_positions(embeddings)
-        for block in self.h:
-            h = block(h)
-        h = self.ln_f(h)
+        h = self.final_hidden_states(embeddings)
         return jnp.einsum("le,ve->lv", h, self.wte[...], preferred_element_type=jnp.float32)
 
     def __call__(self, tokens) -> jnp.ndarray:

@@ -14,7 +14,8 @@ vectors (L, V) (embedded by a matmul, so gradients w.r.t. the tokens exist); 1 <
 max_position_embeddings. Embedding-input entry point (same names on GPT2, Bert,
 DistilBertClassifier): `token_embeddings(tokens)` -> (L, d) rows of embed_tokens;
 `apply_embeddings(e)` -> logits; `embedding_matrix()` -> embed_tokens (V, d);
-`output_matrix()` -> the (V, d) matrix the logits are taken against (embed_tokens when tied).
+`output_matrix()` -> the (V, d) matrix the logits are taken against (embed_tokens when tied);
+`final_hidden_states(e)` -> (L, d) with logits = final_hidden_states(e) @ output_matrix().T.
 
 Precision: `dtype=jnp.bfloat16` keeps parameters and activations in bf16, with LayerNorms, the
 rotary rotation, the softmax and the logits' accumulation in float32; logits are float32.
@@ -232,20 +233,20 @@ class Olmo(nnx.Module):
         return jnp.cos(angles), jnp.sin(angles)
 
     def final_hidden_states(self, embeddings) -> jax.Array:
-        """The normalised last hidden state (L, hidden_size), float32, from token embeddings (L, d):
-        logits = final_hidden_states(e) @ output_matrix().T."""
+        """The normalised last hidden state (L, hidden_size), in the model dtype, from token
+        embeddings (L, d): logits = final_hidden_states(e) @ output_matrix().T."""
         cfg = self.config
         h = check_embeddings(embeddings, cfg.hidden_size, cfg.max_position_embeddings).astype(self.dtype)
         cos, sin = self._rotary_tables(h.shape[0])
         for block in self.layers:
             h = block(h, cos, sin)
-        return _parameter_free_layer_norm(h)
+        return _parameter_free_layer_norm(h).astype(self.dtype)
 
     def apply_embeddings(self, embeddings) -> jax.Array:
         """Logits (L, V), float32, from token embeddings (L, hidden_size) (rows of embed_tokens for
         the tokens): the entry point for differentiating w.r.t. the input embeddings.
         model(tokens) == model.apply_embeddings(model.token_embeddings(tokens))."""
-        h = self.final_hidden_states(embeddings).astype(self.dtype)
+        h = self.final_hidden_states(embeddings)
         return jnp.einsum("ld,vd->lv", h, self.output_matrix(), preferred_element_type=jnp.float32)
 
     def __call__(self, tokens) -> jax.Array:
