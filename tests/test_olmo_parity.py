@@ -265,3 +265,12 @@ def test_unknown_hub_id_names_the_argument(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OlmoLoadError, match=r"could not load OLMo 'omnijax-test/no-such-olmo'.*HF_HUB_OFFLINE"):
         load_olmo("omnijax-test/no-such-olmo")
+
+
+def test_corrupt_weights_file_is_named(untied_dir, tmp_path):
+    path, _ = untied_dir
+    shutil.copy(path / "config.json", tmp_path / "config.json")
+    data = (path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])  # truncated download
+    with pytest.raises(OlmoLoadError, match=r"could not read .*model\.safetensors.*data offsets"):
+        load_olmo(tmp_path)
