@@ -128,7 +128,7 @@ def test_embedding_gradient_matches_torch(checkpoints, name):
     _, hf, ours = checkpoints[name]
     e = ours.embedding_matrix()[jnp.asarray(_sequences()[0])]
     weights = np.random.default_rng(3).standard_normal(ARCHITECTURES[name][6](N_POS)).astype(np.float32)
-    grad = np.asarray(jax.grad(lambda x: jnp.sum(ours.apply_embeddings(x) * weights))(e))
+    grad = np.asarray(jax.jit(jax.grad(lambda x: jnp.sum(ours.apply_embeddings(x) * weights)))(e))
     e_torch = torch.tensor(np.asarray(e)[None], requires_grad=True)
     (ARCHITECTURES[name][5](hf(inputs_embeds=e_torch)) * torch.tensor(weights)).sum().backward()
     ref = e_torch.grad[0].numpy()
@@ -168,7 +168,7 @@ def test_mean_pooled_sentence_embedding(checkpoints):
     ids = _sequences()[0]
     hidden = torch.tensor(_torch_output("bert", hf, ids))
     ref = torch.nn.functional.normalize(hidden.mean(dim=0), dim=-1).numpy()
-    got = np.asarray(sentence_embedding(ours, jnp.asarray(ids)))
+    got = np.asarray(nnx.jit(sentence_embedding)(ours, jnp.asarray(ids)))
     assert got.shape == (WIDTH,) and abs(np.linalg.norm(got) - 1) < 1e-5
     assert np.abs(got - ref).max() <= TOL
     mask = np.array([1] * 10 + [0] * 6)

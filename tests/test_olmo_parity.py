@@ -132,7 +132,7 @@ def test_embedding_gradient_matches_torch(hf_olmo):
     rng = np.random.default_rng(3)
     e = ours.embedding_matrix()[jnp.asarray(_sequences()[0])]
     weights = rng.standard_normal((N_POS, VOCAB)).astype(np.float32)
-    grad = np.asarray(jax.grad(lambda x: jnp.sum(ours.apply_embeddings(x) * weights))(e))
+    grad = np.asarray(jax.jit(jax.grad(lambda x: jnp.sum(ours.apply_embeddings(x) * weights)))(e))
     e_torch = torch.tensor(np.asarray(e)[None], requires_grad=True)
     (hf(inputs_embeds=e_torch).logits[0] * torch.tensor(weights)).sum().backward()
     ref = e_torch.grad[0].numpy()
