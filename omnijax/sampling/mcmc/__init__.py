@@ -16,7 +16,9 @@ every omnijax driver does; it matters for large models).
 
 The states cache what the next step needs and the beta it was built for:
   * `gwg`, `dlp`, `uniform`, `mh`: one chain at one beta; the beta is static in the state,
-    and stepping a state built for another beta raises.
+    and stepping a state built for another beta raises. `token_gwg`, `token_dlp`: the same for
+    token targets (`omnijax.sampling.token_target`), sampling in token space with the gradient
+    with respect to the input embeddings (`omnijax.sampling.proposals.tokens`).
   * `replica_exchange`: one group of walkers on a ladder; one step sweeps, swaps and
     refreshes every beta-dependent cache, so no composition samples the wrong distribution.
   * `wang_landau`: one group of walkers sharing ln g, with flatness checks built in.
@@ -40,12 +42,14 @@ from omnijax.sampling.mcmc.replica_exchange_kernel import (ReplicaExchangeInfo, 
 from omnijax.sampling.mcmc.wang_landau_kernel import WangLandauState
 from omnijax.sampling.proposals.base import Proposal
 from omnijax.sampling.spaces import InputSpace
-from omnijax.sampling.targets import check_output_fn, make_value_and_grad
+from omnijax.sampling.targets import check_output_fn
+from omnijax.sampling.token_target import check_token_target, make_value_and_grad_for
 from omnijax.util.validation import check_positive_int
 
 __all__ = [
     "MHInfo", "MHState", "ReplicaExchangeInfo", "ReplicaExchangeState", "SamplingAlgorithm",
-    "WangLandauState", "dlp", "gwg", "linear_ladder", "mh", "replica_exchange", "uniform", "wang_landau",
+    "WangLandauState", "dlp", "gwg", "linear_ladder", "mh", "replica_exchange", "token_dlp", "token_gwg", "uniform",
+    "wang_landau",
 ]
 
 
@@ -64,10 +68,13 @@ def _check_space(space) -> InputSpace:
     return space
 
 
-def _bind(model, space: InputSpace, params):
+def _bind(model, space: InputSpace, params, proposal: Proposal):
+    """(target, value_and_grad) with the gradient that `proposal` takes (one-hot or embeddings)."""
     _check_space(space)
     target = check_output_fn(model, space, "model", params=params)
-    return target, make_value_and_grad(target, space)
+    if proposal.input_gradient == "embedding":
+        check_token_target(target, space)
+    return target, make_value_and_grad_for(target, space, proposal)
 
 
 def _flat(x: jax.Array, space: InputSpace, name: str = "x") -> jax.Array:
@@ -85,7 +92,7 @@ def mh(model, space: InputSpace, proposal: Proposal, *, beta: float = 1.0, param
     if not isinstance(proposal, Proposal):
         raise ValueError(f"proposal must be an omnijax Proposal (e.g. omnijax.sampling.proposals.gwg(space)), "
                          f"got {type(proposal).__name__}")
-    target, value_and_grad = _bind(model, space, params)
+    target, value_and_grad = _bind(model, space, params, proposal)
     beta = mh_kernel.check_beta(beta)
 
     def init(x, params=None):
@@ -114,6 +121,22 @@ def uniform(model, space: InputSpace, *, beta: float = 1.0, params=None) -> Samp
     return mh(model, space, proposals_lib.uniform(_check_space(space)), beta=beta, params=params)
 
 
+def token_gwg(model, space: InputSpace, *, beta: float = 1.0, num_flips: int = 1, params=None,
+              **options) -> SamplingAlgorithm:
+    """Gibbs-with-gradients MH at `beta` in token space for a token target (`num_flips` moves per
+    proposal; `options`: block_size, vocab_chunk of `proposals.tokens.token_gwg`)."""
+    return mh(model, space, proposals_lib.token_gwg(_check_space(space), num_flips=num_flips, **options),
+              beta=beta, params=params)
+
+
+def token_dlp(model, space: InputSpace, *, beta: float = 1.0, step_size: float = 0.2, params=None,
+              **options) -> SamplingAlgorithm:
+    """Discrete Langevin (DMALA) MH at `beta` in token space for a token target (`options`:
+    block_size, vocab_chunk of `proposals.tokens.token_dlp`)."""
+    return mh(model, space, proposals_lib.token_dlp(_check_space(space), step_size=step_size, **options),
+              beta=beta, params=params)
+
+
 def _proposal(proposal, space: InputSpace, options: dict | None) -> Proposal:
     if isinstance(proposal, Proposal):
         if options:
@@ -129,9 +152,9 @@ def replica_exchange(model, space: InputSpace, betas, *, proposal="gwg", proposa
     init(x (R, *space.shape)) puts walker r at rung r; step = `sweeps_per_swap` MH sweeps,
     one swap round, and every summary refreshed at its walker's new beta. vmap for groups.
     """
-    target, value_and_grad = _bind(model, space, params)
+    sampler = _proposal(proposal, _check_space(space), proposal_options)
+    target, value_and_grad = _bind(model, space, params, sampler)
     ladder = validate_betas(betas)
-    sampler = _proposal(proposal, space, proposal_options)
     sweeps = check_positive_int("sweeps_per_swap", sweeps_per_swap)
 
     def init(x, params=None):
@@ -164,9 +187,9 @@ def wang_landau(model, space: InputSpace, bin_edges, *, proposal="gwg", proposal
     `wang_landau_kernel.stopping_rule(state, log_f_final, flatness)` holds (1/t regime,
     ln f <= log_f_final, histogram since the switch flat), not after a fixed step count.
     """
-    target, value_and_grad = _bind(model, space, params)
+    sampler = _proposal(proposal, _check_space(space), proposal_options)
+    target, value_and_grad = _bind(model, space, params, sampler)
     edges = validate_bin_edges(bin_edges)
-    sampler = _proposal(proposal, space, proposal_options)
     rule = wl_kernel.check_beta_rule(beta_rule)
     window = wl_kernel.make_window(edges, beta_clip, beta_clip if kappa is None else kappa, flatness)
     steps = check_positive_int("steps_per_check", steps_per_check)

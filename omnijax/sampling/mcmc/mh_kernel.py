@@ -15,7 +15,9 @@ Two levels:
 
 Every kernel accepts through `accept`, so MH and Wang–Landau make the same decision.
 The model enters as `value_and_grad(params, x)` with `params` a pytree argument
-(`omnijax.sampling.targets`): weights are arguments of the compiled programs.
+(`omnijax.sampling.targets`): weights are arguments of the compiled programs. A proposal that
+reads parameters (token proposals read the embedding matrix) is bound to the same `params`
+here (`proposals.base.bind_params`); for every other proposal binding is the identity.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from omnijax.sampling.proposals.base import Proposal
+from omnijax.sampling.proposals.base import Proposal, bind_params
 
 ValueAndGrad = Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -49,11 +51,12 @@ class MHInfo(NamedTuple):
 def evaluate(x: jax.Array, params, value_and_grad: ValueAndGrad, proposal: Proposal) -> tuple[jax.Array, Any]:
     """(z, kept) at flat input x: the model's output and the proposal's form of its gradient."""
     z, grad = value_and_grad(params, x)
-    return z, proposal.compress(x, grad)
+    return z, bind_params(proposal, params).compress(x, grad)
 
 
 def init_chain(x: jax.Array, beta, params, value_and_grad: ValueAndGrad, proposal: Proposal) -> ChainState:
     """Walker at flat input x for sampling at `beta` (evaluates the model once)."""
+    proposal = bind_params(proposal, params)
     z, kept = evaluate(x, params, value_and_grad, proposal)
     return ChainState(x, z, kept, proposal.summarize(x, kept, beta))
 
@@ -83,6 +86,7 @@ def accept(key: jax.Array, log_alpha: jax.Array, allowed: jax.Array, new: Any, o
 def walker_step(key: jax.Array, chain: ChainState, beta, params, value_and_grad: ValueAndGrad,
                 proposal: Proposal) -> tuple[ChainState, MHInfo]:
     """One proposal + accept/reject of a walker whose cached summary is at `beta`."""
+    proposal = bind_params(proposal, params)
     propose_key, accept_key = jax.random.split(key)
     x_new, log_q_forward, move = proposal.propose(propose_key, chain.x, chain.kept, beta, chain.summary)
     z_new, kept_new = evaluate(x_new, params, value_and_grad, proposal)

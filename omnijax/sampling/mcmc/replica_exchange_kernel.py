@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from omnijax.sampling.mcmc.mh_kernel import ChainState, ValueAndGrad, init_chain, is_finite_state, walker_step
-from omnijax.sampling.proposals.base import Proposal
+from omnijax.sampling.proposals.base import Proposal, bind_params
 
 # Trip labels: which end of the ladder a walker touched last.
 _NO_END, _FROM_BOTTOM, _FROM_TOP = 0, 1, 2
@@ -157,6 +157,7 @@ def refresh_summaries(state: ReplicaExchangeState, proposal: Proposal) -> Replic
 def step(key: jax.Array, state: ReplicaExchangeState, params, value_and_grad: ValueAndGrad,
          proposal: Proposal, sweeps: int = 1) -> tuple[ReplicaExchangeState, ReplicaExchangeInfo]:
     """`sweeps` MH sweeps, one swap round, and the summaries refreshed at the new betas."""
+    proposal = bind_params(proposal, params)  # refresh_summaries takes no params (see mh_kernel)
     keys = jax.random.split(key, sweeps + 1)
 
     def one_sweep(i, carry):

@@ -51,7 +51,7 @@ import jax.numpy as jnp
 
 from omnijax.sampling.histogram import bin_index
 from omnijax.sampling.mcmc.mh_kernel import ChainState, MHInfo, ValueAndGrad, accept, evaluate, init_chain, is_finite_state
-from omnijax.sampling.proposals.base import Proposal
+from omnijax.sampling.proposals.base import Proposal, bind_params
 
 
 class WangLandauState(NamedTuple):
@@ -159,6 +159,7 @@ def _walker_step(key, chain: ChainState, log_g, betas, reverse_betas, window: Wi
     is this walker's beta per bin at x for the forward move, reverse_betas (B,) at x' for the
     reverse one (the same table but for a lifted walker, whose way back runs the other way)."""
     num_bins = log_g.shape[0]
+    proposal = bind_params(proposal, params)
     propose_key, accept_key = jax.random.split(key)
     log_pi, beta, b = _target(chain.z, log_g, betas, window)
     # beta moves with ln g every step, so the proposal summary is never reused here.

@@ -29,6 +29,13 @@ move table to compute (for single-site GWG: the table's per-block masses). Scori
 back computes exactly the summary at x_new, so the chain caches it next to (z, kept) and the
 forward draw of the next step skips that pass. It depends on beta: a replica exchange that
 changes a walker's beta recomputes it with `summarize`. Proposals without one use ().
+
+Token proposals (`proposals.tokens`) read the model's embedding matrix, a model parameter, at
+call time: their `bind(params)` returns the proposal with the matrix of THOSE params (traced
+arguments of the compiled program, never constants), and the kernels call `bind_params` with
+the params they are given before using a proposal. `input_gradient` names the gradient that
+`compress` expects: "onehot" (dz/d one-hot, (D, K)) or "embedding" (dz/d input embeddings,
+(D, d)); `omnijax.sampling.token_target.make_value_and_grad_for` builds the matching one.
 """
 
 from __future__ import annotations
@@ -47,6 +54,14 @@ class Proposal(NamedTuple):
     propose: Callable[..., tuple[jax.Array, jax.Array, Any]]
     log_reverse: Callable[..., tuple[jax.Array, Any]]
     summarize: Callable[..., Any]
+    bind: Callable[[Any], "Proposal"] | None = None  # params -> the proposal for them (token proposals)
+    input_gradient: str = "onehot"                    # "onehot" or "embedding": what compress takes
+
+
+def bind_params(proposal: Proposal, params) -> Proposal:
+    """The proposal to use with model parameters `params`: itself unless it reads parameters
+    (token proposals read the embedding matrix); a bound proposal binds to itself."""
+    return proposal if proposal.bind is None else proposal.bind(params)
 
 
 def keep_nothing(x, grad) -> tuple:
