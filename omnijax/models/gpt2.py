@@ -30,7 +30,7 @@ import numpy as np
 from flax import nnx
 
 from omnijax.models import hf_checkpoint
-from omnijax.models.hf_checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from omnijax.models.hf_checkpoint import CONFIG_FILE, WEIGHTS_FILE  # noqa: F401 (CONFIG_FILE: re-exported)
 from omnijax.sampling.targets import Target
 
 __all__ = ["GPT2", "GPT2Config", "GPT2LoadError", "load_gpt2", "save_gpt2", "sequence_nll_fn"]
