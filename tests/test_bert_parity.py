@@ -46,7 +46,8 @@ def _bert_config():
 
 def _distilbert_config():
     return transformers.DistilBertConfig(vocab_size=VOCAB, dim=WIDTH, n_layers=2, n_heads=4, hidden_dim=64,
-                                         max_position_embeddings=N_POS, num_labels=LABELS)
+                                         max_position_embeddings=N_POS, num_labels=LABELS,
+                                         id2label={0: "negative", 1: "neutral", 2: "positive"})
 
 
 ARCHITECTURES = {
@@ -158,6 +159,9 @@ def test_save_is_read_by_transformers(checkpoints, name, tmp_path):
     _, hf_class, load, save, *_ = ARCHITECTURES[name]
     save(ours, tmp_path)
     reloaded = hf_class.from_pretrained(tmp_path).float().eval()
+    if name == "distilbert":
+        assert ours.config.label_names == ("negative", "neutral", "positive")
+        assert reloaded.config.id2label == hf.config.id2label
     ids = _sequences()[0]
     assert np.abs(_torch_output(name, reloaded, ids) - _torch_output(name, hf, ids)).max() <= 1e-6
     np.testing.assert_array_equal(np.asarray(run(load(tmp_path), jnp.asarray(ids))), np.asarray(run(ours, jnp.asarray(ids))))

@@ -46,7 +46,8 @@ CHECKPOINT = hf_checkpoint.CheckpointKind(
 @dataclasses.dataclass(frozen=True)
 class DistilBertConfig:
     """Sizes of a DistilBERT classifier; field names follow Hugging Face's `DistilBertConfig`
-    (num_labels: the number of entries of its id2label)."""
+    (num_labels: the number of entries of its id2label; label_names: its values in label order,
+    e.g. ("NEGATIVE", "POSITIVE") for SST-2, None for LABEL_0, LABEL_1, ...)."""
 
     vocab_size: int = 30522
     max_position_embeddings: int = 512
@@ -58,6 +59,7 @@ class DistilBertConfig:
     num_labels: int = 2
     sinusoidal_pos_embds: bool = False  # only recorded: the position table is loaded either way
     pad_token_id: int | None = 0
+    label_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
         for name in ("vocab_size", "max_position_embeddings", "n_layers", "n_heads", "dim", "hidden_dim",
@@ -69,15 +71,22 @@ class DistilBertConfig:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation={self.activation!r} is not supported; supported: "
                              f"{', '.join(sorted(ACTIVATIONS))}")
+        if self.label_names is not None and len(self.label_names) != self.num_labels:
+            raise ValueError(f"label_names has {len(self.label_names)} entries, num_labels={self.num_labels}")
 
     @classmethod
     def from_hf_config(cls, config: dict[str, Any]) -> DistilBertConfig:
         """From the dict of a Hugging Face DistilBERT config.json."""
         hf_checkpoint.check_config_kind(config, CHECKPOINT)
         names = {field.name for field in dataclasses.fields(cls)}
-        values = {k: v for k, v in config.items() if k in names}
-        if "id2label" in config:
-            values["num_labels"] = len(config["id2label"])
+        values = {k: v for k, v in config.items() if k in names and k != "label_names"}
+        if config.get("id2label"):
+            try:
+                id2label = {int(k): str(v) for k, v in config["id2label"].items()}
+                values["label_names"] = tuple(id2label[i] for i in range(len(id2label)))
+            except (AttributeError, KeyError, TypeError, ValueError) as err:
+                raise DistilBertLoadError(f"config.json's id2label is not a map of 0..n-1 to names: {err}") from err
+            values["num_labels"] = len(id2label)
         try:
             return cls(**values)
         except (TypeError, ValueError) as err:
@@ -85,10 +94,11 @@ class DistilBertConfig:
 
     def to_hf_config(self) -> dict[str, Any]:
         fields = dataclasses.asdict(self)
-        num_labels = fields.pop("num_labels")
+        num_labels, names = fields.pop("num_labels"), fields.pop("label_names")
+        names = names or tuple(f"LABEL_{i}" for i in range(num_labels))
         return {"model_type": "distilbert", "architectures": ["DistilBertForSequenceClassification"], **fields,
-                "id2label": {str(i): f"LABEL_{i}" for i in range(num_labels)},
-                "label2id": {f"LABEL_{i}": i for i in range(num_labels)}}
+                "id2label": {str(i): name for i, name in enumerate(names)},
+                "label2id": {name: i for i, name in enumerate(names)}}
 
 
 class _Block(nnx.Module):
