@@ -143,8 +143,8 @@ def gpt2_sequence_nll_target(model, bos_id: int | None = None) -> Target:
 
 
 class _GPT2SequenceNLL:
-    """apply_embeddings(state, E, e (L, d)) -> mean NLL per token (see gpt2_sequence_nll_target).
-    Uses the GPT2 module's own blocks through its parameters (wpe, h, ln_f); E is the head."""
+    """apply_embeddings(state, E, e (L, d)) -> mean NLL per token (see gpt2_sequence_nll_target):
+    the GPT2 module's embedding-input entry point for the network, the parameter E as the head."""
 
     def __init__(self, graphdef, bos_id: int):
         self.graphdef, self.bos_id = graphdef, bos_id
@@ -154,12 +154,8 @@ class _GPT2SequenceNLL:
         from flax import nnx
 
         gpt2 = nnx.merge(self.graphdef, state)
-        length = e.shape[0]
         context = jnp.concatenate([embedding[self.bos_id][None].astype(e.dtype), e[:-1]], axis=0)
-        h = context + gpt2.wpe[...][:length]
-        for block in gpt2.h:
-            h = block(h)
-        h = gpt2.ln_f(h)
+        h = gpt2.final_hidden_states(context)  # positions, blocks, ln_f (omnijax.models.gpt2)
         logits = jnp.einsum("le,ve->lv", h, embedding, preferred_element_type=jnp.float32)
         scored = jnp.einsum("le,le->l", h, e, preferred_element_type=jnp.float32)  # h_{i-1} . e_i
         return -jnp.mean(scored - jax.nn.logsumexp(logits, axis=-1))

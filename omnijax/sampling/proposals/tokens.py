@@ -15,7 +15,8 @@ the next step's forward table), in chunks of `vocab_chunk` columns when given.
 
 What a chain caches besides u (`summary`): the log-mass of the move logits in blocks of
 `block_size` consecutive tokens of every free row, (F, C) float32 with C = ceil(V / block)
-(22 KB at V = 50,257). A forward draw reads it to pick a row (GWG) and a block, and computes
+(`default_block_size`: at V = 50,257, GWG 29 blocks of 1733, 2.9 KB; DLP 1733 blocks of 29,
+173 KB at 25 positions). A forward draw reads it to pick a row (GWG) and a block, and computes
 only the chosen block's logits from E and u: one value_and_grad and one table product per MH
 step, the lower bound for a first-order token proposal. Multi-site GWG recomputes one row of
 the table (a (d) x (d, V) product) per move after the first, on the way out and back.
@@ -42,17 +43,38 @@ from omnijax.sampling.spaces import InputSpace
 __all__ = ["token_dlp", "token_gwg"]
 
 
+def default_block_size(vocab: int, small: bool) -> int:
+    """Tokens per block of the summary: a divisor of V near sqrt(V) (within 8x) when V has one,
+    the next one above sqrt(V) (`small`: below) — then the table splits into blocks without a
+    padded copy — else ceil(sqrt(V)). V = 50,257 = 29 x 1733: GWG 1733, DLP 29 (a DLP draw
+    reads one block per row, so small blocks; a GWG draw one block, so few large ones)."""
+    root = math.sqrt(vocab)
+    divisors = [b for b in range(2, vocab) if vocab % b == 0 and root / 8 <= b <= root * 8]
+    above, below = [b for b in divisors if b >= root], [b for b in divisors if b <= root]
+    if small and below:
+        return below[-1]
+    if not small and above:
+        return above[0]
+    if divisors:
+        return divisors[0] if small else divisors[-1]
+    return max(1, math.isqrt(vocab - 1) + 1)
+
+
 class _Table:
     """The move-logit table of one chain over its free rows and the V tokens, in blocks.
 
     logit[r, k] = beta/2 * (u_r . E_k - u_r . E_cur_r) + offset for k != cur_r and `stay` at
     k = cur_r (GWG: offset 0, stay -inf; DLP: offset -1/(2 step_size), stay 0).
+
+    The blocks' log-masses come from one pass over the table without the entry at cur_r; the
+    block holding cur_r is then recomputed from its slice of the table with that entry set
+    exactly (a select over the whole table would be one more pass over it on XLA:CPU).
     """
 
     def __init__(self, space: InputSpace, block_size: int | None, vocab_chunk: int | None, offset: float,
-                 stay: float):
+                 stay: float, small_blocks: bool):
         vocab = space.num_categories
-        block = max(1, math.isqrt(vocab - 1) + 1) if block_size is None else block_size
+        block = default_block_size(vocab, small_blocks) if block_size is None else block_size
         if not isinstance(block, int) or block < 1:
             raise ValueError(f"block_size must be a positive int, got {block_size!r}")
         self.vocab, self.block = vocab, min(block, vocab)
@@ -68,26 +90,46 @@ class _Table:
         self.frozen = np.flatnonzero(space.frozen_mask.reshape(-1))
         self.offset, self.stay = float(offset), float(stay)
 
-    def row_log_mass(self, embedding, u_r, cur, beta):
-        """(C,) log of the summed exp(logit) of each block of one row (vmap for several rows)."""
-        current = jnp.dot(u_r, embedding[cur])
-        pieces = []
-        for a, b in self.chunks:
-            dots = embedding[a:b] @ u_r  # (b - a,)
-            ks = a + jnp.arange(b - a)
-            logit = jnp.where(ks == cur, self.stay, (beta / 2) * (dots - current) + self.offset)
-            pad = -(b - a) % self.block
-            if pad:
-                logit = jnp.pad(logit, (0, pad), constant_values=-jnp.inf)
-            logit = logit.reshape(-1, self.block)
-            top = jnp.max(logit, axis=1)
-            top = jnp.where(top == -jnp.inf, 0.0, top)  # an empty block; NaN stays NaN
-            pieces.append(top + jnp.log(jnp.sum(jnp.exp(logit - top[:, None]), axis=1)))
-        return jnp.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+    @staticmethod
+    def _block_log_mass(logit):
+        """log sum exp over the last axis; -inf for a block without mass, NaN stays NaN."""
+        top = jnp.max(logit, axis=-1)
+        top = jnp.where(top == -jnp.inf, 0.0, top)
+        return top + jnp.log(jnp.sum(jnp.exp(logit - top[..., None]), axis=-1))
 
     def log_mass(self, embedding, u, x, beta):
-        """(F, C) block log-masses of every free row at input x (one table product)."""
-        return jax.vmap(lambda u_r, c: self.row_log_mass(embedding, u_r, c, beta))(u, x[self.free])
+        """(F, C) block log-masses of every free row at input x: one (F, d) x (d, V) product."""
+        return self.rows_log_mass(embedding, u, x[self.free], beta)
+
+    def rows_log_mass(self, embedding, u, cur, beta):
+        """(R, C) block log-masses of rows u (R, d) whose current tokens are cur (R,)."""
+        current = jnp.einsum("rd,rd->r", u, jnp.take(embedding, cur, axis=0))
+        cur_block = cur // self.block
+        pieces = []
+        for a, b in self.chunks:
+            dots = jnp.einsum("rd,vd->rv", u, embedding[a:b])
+            logit = (beta / 2) * (dots - current[:, None]) + self.offset  # the entry at cur is fixed below
+            pad = -(b - a) % self.block
+            padded = jnp.pad(logit, ((0, 0), (0, pad)), constant_values=-jnp.inf) if pad else logit
+            mass = self._block_log_mass(padded.reshape(u.shape[0], -1, self.block))
+            # The block holding cur (when it lies in this chunk), from its slice of the chunk: a
+            # slice kept inside the chunk, the entries before the block's start masked.
+            first = jnp.clip(cur_block * self.block - a, 0, max(b - a - self.block, 0))
+            width = min(self.block, b - a)
+            fixed = jax.vmap(lambda row, f: jax.lax.dynamic_slice_in_dim(row, f, width))(logit, first)
+            ks = a + first[:, None] + jnp.arange(width)
+            fixed = jnp.where(ks == cur[:, None], self.stay, fixed)
+            fixed = jnp.where(ks >= cur_block[:, None] * self.block, fixed, -jnp.inf)
+            fixed = self._block_log_mass(fixed)
+            inside = (cur >= a) & (cur < b)
+            local = cur_block - a // self.block
+            hit = inside[:, None] & (jnp.arange(mass.shape[1]) == local[:, None])
+            pieces.append(jnp.where(hit, fixed[:, None], mass))
+        return jnp.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0]
+
+    def row_log_mass(self, embedding, u_r, cur, beta):
+        """(C,) block log-masses of one row (a (d) x (d, V) product)."""
+        return self.rows_log_mass(embedding, u_r[None], jnp.asarray(cur)[None], beta)[0]
 
     def block_logits(self, embedding, u_r, cur, beta, block):
         """(block_size,) logits of one block of one row, and its token ids (vmap for several)."""
@@ -148,7 +190,7 @@ def token_gwg(space: InputSpace, num_flips: int = 1, block_size: int | None = No
     the gradient at its end. `block_size`, `vocab_chunk`: see the module docstring."""
     if not isinstance(num_flips, int) or num_flips < 1:
         raise ValueError(f"num_flips must be a positive int, got {num_flips!r}")
-    table = _Table(space, block_size, vocab_chunk, offset=0.0, stay=-jnp.inf)
+    table = _Table(space, block_size, vocab_chunk, offset=0.0, stay=-jnp.inf, small_blocks=False)
     free = jnp.asarray(table.free)
     positions = jnp.arange(space.num_positions)
     row_of = jnp.asarray(np.cumsum(~space.frozen_mask.reshape(-1)) - 1, jnp.int32)  # site -> free row
@@ -212,7 +254,7 @@ def token_dlp(space: InputSpace, step_size: float = 0.2, block_size: int | None 
     `proposals.dlp`). `block_size`, `vocab_chunk`: see the module docstring."""
     if not step_size > 0:
         raise ValueError(f"step_size must be positive, got {step_size!r}")
-    table = _Table(space, block_size, vocab_chunk, offset=-1.0 / (2 * step_size), stay=0.0)
+    table = _Table(space, block_size, vocab_chunk, offset=-1.0 / (2 * step_size), stay=0.0, small_blocks=True)
     free = jnp.asarray(table.free)
 
     def bind(params):
