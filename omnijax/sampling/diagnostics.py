@@ -78,9 +78,56 @@ def swap_report(swap_accepts, swap_attempts, betas) -> dict:
     attempts = np.asarray(swap_attempts).reshape(-1, len(betas) - 1).sum(axis=0)
     rate = accepts / np.maximum(attempts, 1)
     weakest = int(np.argmin(rate))
-    return {"swap_acceptance": rate, "weakest_pair": (weakest, weakest + 1),
+    groups = np.asarray(swap_attempts).reshape(-1, len(betas) - 1).shape[0]
+    # Pairs 0 and 1 are active in alternate rounds; with one pair it is active every other round.
+    rounds = int(attempts[:2].sum()) // groups if len(rate) > 1 else 2 * int(attempts[0]) // groups
+    return {"swap_acceptance": rate, "swap_rounds": rounds, "round_trip_rounds_ideal": ideal_round_trip_rounds(rate),
+            "weakest_pair": (weakest, weakest + 1),
             "weakest_pair_betas": (float(betas[weakest]), float(betas[weakest + 1])),
             "weakest_swap_acceptance": float(rate[weakest])}
+
+
+def ideal_round_trip_rounds(swap_acceptance) -> float:
+    """Expected swap rounds per round trip (bottom -> top -> bottom) of one walker on a ladder
+    whose neighbouring pairs accept with these probabilities, if every swap saw outputs drawn
+    afresh from each rung's distribution (the best any local sampler can do).
+
+    With the alternating even/odd swaps of the kernel, a walker keeps its direction while its
+    swaps are accepted and turns round at a rejection: a Markov chain on (rung, direction). Its
+    mean first-passage times from the bottom to the top and back are solved exactly. The time
+    grows like the square of the number of rungs at fixed acceptance, and at the best spacing
+    like the square of the ladder's communication barrier sum(1 - acceptance) (Syed, Bouchard-
+    Cote, Deligiannidis & Doucet 2022, JRSS B 84:321): a range whose ladder needs many rungs
+    cannot be crossed in a short run by any ladder."""
+    a = np.clip(np.asarray(swap_acceptance, np.float64).reshape(-1), 0.0, 1.0)
+    rungs = a.size + 1
+    if rungs < 2:
+        raise ValueError(f"swap_acceptance must hold one rate per neighbouring pair (>= 1), got {a.size}")
+    if not np.all(a > 0):
+        return math.inf
+
+    def passage(start_slot, direction, goal_slot):
+        # States (slot, d) for d in (-1, +1), slot != goal; t = 1 + sum_next P t.
+        index = {}
+        for slot in range(rungs):
+            if slot != goal_slot:
+                for d in (-1, 1):
+                    index[(slot, d)] = len(index)
+        m = np.eye(len(index))
+        for (slot, d), i in index.items():
+            target = slot + d
+            if 0 <= target < rungs:
+                accept = a[min(slot, target)]
+                if target != goal_slot:
+                    m[i, index[(target, d)]] -= accept
+                m[i, index[(slot, -d)]] -= 1.0 - accept
+            else:
+                m[i, index[(slot, -d)]] -= 1.0   # at an end with nowhere to go: turn round
+        times = np.linalg.solve(m, np.ones(len(index)))
+        return float(times[index[(start_slot, direction)]])
+
+    # A walker arrives at an end moving outwards; its next round has no pair there, so it turns.
+    return passage(0, -1, rungs - 1) + passage(rungs - 1, 1, 0)
 
 
 def group_statistics(log_w, bins, num_bins: int, num_batches: int = 4) -> dict:
@@ -186,6 +233,17 @@ def stuck_walkers_p_value(trips: dict) -> float:
     return float(min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms)))
 
 
+def _trip_bound_note(trips: dict, swaps: dict) -> str:
+    """What the ladder's own acceptances allow (`ideal_round_trip_rounds`) against the run's rounds."""
+    bound, rounds = swaps.get("round_trip_rounds_ideal"), swaps.get("swap_rounds")
+    if bound is None or not rounds or not math.isfinite(bound):
+        return ""
+    return (f" Even with outputs drawn afresh at every swap, this ladder's acceptances allow one round trip "
+            f"per {bound:.3g} swap rounds, and the run made {rounds}: a median of 3 trips needs about "
+            f"{3 * bound / rounds:.2g}x as many sweeps (more still with correlated local moves), or a "
+            f"narrower output range.")
+
+
 def pt_verdict(trips: dict, swaps: dict, stats: dict, betas, edges, n_samples,
                reps: dict | None = None) -> tuple[bool, list[str], list, bool]:
     """(converged, warnings, bins named, any run-wide warning) for a replica-exchange run; see the module docstring.
@@ -196,11 +254,12 @@ def pt_verdict(trips: dict, swaps: dict, stats: dict, betas, edges, n_samples,
     if trips["round_trips_total"] == 0:
         warnings.append(f"No walker completed a round trip (bottom -> top -> bottom of the ladder) in any "
                         f"of the {trips['num_walkers']} walkers: the ends of the ladder are not linked "
-                        f"through the samples, so ln rho across the range is not trustworthy.")
+                        f"through the samples, so ln rho across the range is not trustworthy."
+                        + _trip_bound_note(trips, swaps))
     elif trips["round_trips_median"] < 1:
         warnings.append(f"Most walkers never completed a round trip ({trips['walkers_without_round_trip']} of "
                         f"{trips['num_walkers']}, total {trips['round_trips_total']}): the ends of the ladder "
-                        f"are linked by a few trajectories only.")
+                        f"are linked by a few trajectories only." + _trip_bound_note(trips, swaps))
     elif stuck_walkers_p_value(trips) < FAMILY_ALPHA:
         warnings.append(f"{trips['walkers_without_round_trip']} of {trips['num_walkers']} walkers never "
                         f"completed a round trip (total {trips['round_trips_total']}), more than the others' "
