@@ -297,15 +297,15 @@ def test_public_constructors_and_refusals():
     target = tied_model(space.num_categories, space.num_positions, seed=8)
     for algo in (oj.mcmc.token_gwg(target, space, beta=0.7), oj.mcmc.token_gwg(target, space, num_flips=2),
                  oj.mcmc.token_dlp(target, space, step_size=0.3, block_size=4)):
-        state = jax.vmap(algo.init, in_axes=(0, None))(space.random_inputs(jax.random.key(0), 8), algo.params)
+        state = jax.jit(jax.vmap(algo.init, in_axes=(0, None)))(space.random_inputs(jax.random.key(0), 8), algo.params)
         assert state.kept.shape == (8, space.num_free, target.params.embedding.shape[1])
         step = jax.jit(jax.vmap(algo.step, in_axes=(0, 0, None)))
-        for i in range(20):
+        for i in range(5):
             state, info = step(jax.random.split(jax.random.key(i), 8), state, algo.params)
         assert np.all(np.asarray(state.x)[:, 0] == 5)
         assert np.asarray(info.accepted).dtype == bool
     pt = oj.mcmc.replica_exchange(target, space, np.linspace(-1, 1, 4), proposal="token_dlp", sweeps_per_swap=2)
-    groups = jax.vmap(pt.init, in_axes=(0, None))(space.random_inputs(jax.random.key(1), 8).reshape(2, 4, 3), pt.params)
+    groups = jax.jit(jax.vmap(pt.init, in_axes=(0, None)))(space.random_inputs(jax.random.key(1), 8).reshape(2, 4, 3), pt.params)
     groups, _ = jax.jit(jax.vmap(pt.step, in_axes=(0, 0, None)))(jax.random.split(jax.random.key(2), 2), groups,
                                                                    pt.params)
     assert np.all(np.asarray(groups.chains.x)[..., 0] == 5)
@@ -330,21 +330,30 @@ def tiny_causal_lm(vocab=12, length=5, seed=0, scale=0.3):
     return model
 
 
-@pytest.mark.parametrize("proposal", ["token_gwg", "token_dlp"])
-def test_sampled_rho_matches_enumeration_through_the_embedding_path(proposal):
-    """A 1-layer GPT-2 over all 12^5 sequences (z: mean NLL, BOS first), estimated with a token
-    proposal against exact enumeration: |ln rho_hat - ln rho| <= 0.2 over bins of >= 20 inputs."""
-    model = tiny_causal_lm()
-    target = gpt2_sequence_nll_target(model)
+def exact_coarse_log_rho(target, space, num_bins=20):
+    """Exact ln rho over num_bins bins spanning the outputs, from ONE enumeration on a fine grid."""
+    fine = np.linspace(0.0, 8.0, 801)
+    exact = oj.enumerate_output_distribution(target, space, fine, progress=False)
+    assert exact.counts.sum() == space.size, "the fine grid must hold every output"
+    lo, hi = np.searchsorted(fine, exact.min_output) - 1, np.searchsorted(fine, exact.max_output)
+    index = np.unique(np.linspace(lo, hi, num_bins + 1).round().astype(int))
+    counts = np.add.reduceat(exact.counts, index[:-1])
+    return fine[index], counts, np.log(np.maximum(counts, 1) / space.size)
+
+
+def test_sampled_rho_matches_enumeration_through_the_embedding_path():
+    """A 1-layer GPT-2 over all 12^5 sequences (z: mean NLL, BOS first), estimated with
+    proposal="token_gwg" against exact enumeration: |ln rho_hat - ln rho| <= 0.2 over bins of
+    >= 20 inputs (measured: 0.065 at 1,500 steps)."""
+    target = gpt2_sequence_nll_target(tiny_causal_lm())
     space = oj.InputSpace((5,), 12)
-    probe = oj.enumerate_output_distribution(target, space, np.array([-1e6, 1e6]), progress=False)
-    edges = np.linspace(probe.min_output, probe.max_output, 21)
-    exact = oj.enumerate_output_distribution(target, space, edges, progress=False)
-    est = oj.estimate_output_distribution(target, space, edges, key=jax.random.key(0), proposal=proposal,
-                                          num_steps=3_000, num_groups=8, progress=False)
-    tested = exact.counts >= 20
-    diff = est.log_rho[tested] - exact.log_rho[tested]
+    edges, counts, exact_log_rho = exact_coarse_log_rho(target, space)
+    est = oj.estimate_output_distribution(target, space, edges, key=jax.random.key(0), proposal="token_gwg",
+                                          num_steps=2_000, num_groups=8, progress=False)
+    tested = counts >= 20
+    diff = est.log_rho[tested] - exact_log_rho[tested]
     assert np.all(np.isfinite(diff)), "a populated bin got no samples"
-    print(f"{proposal}: {tested.sum()} bins, max |err| {np.abs(diff).max():.3f}, "
-          f"ln rho exact {np.round(exact.log_rho[tested], 2).tolist()}, err {np.round(diff, 3).tolist()}")
+    print(f"{tested.sum()} bins, max |err| {np.abs(diff).max():.3f}, ln rho exact "
+          f"{np.round(exact_log_rho[tested], 2).tolist()}, err {np.round(diff, 3).tolist()}")
+    assert tested.sum() >= 12
     assert np.abs(diff).max() <= 0.2
