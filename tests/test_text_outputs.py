@@ -100,3 +100,103 @@ def test_write_text_representatives(tok, tmp_path):
     assert all(os.path.isfile(p) for p in paths.values())
     with pytest.raises(ValueError, match="per_bin"):
         write_text_representatives(str(tmp_path), est, tok, per_bin=0)
+
+
+def _text_run(tok, directory):
+    """A run directory of a text run: samples.npz by the experiments' writer, texts.json by omnijax.text."""
+    from experiments.workflows.results import write_samples_npz
+
+    length = 3
+    space = oj.InputSpace(shape=(length + 2,), num_categories=tok.vocab_size,
+                          frozen_mask=np.array([True] + [False] * length + [True]),
+                          frozen_values=np.array([101] + [0] * length + [102]))
+    words = [["a", "red", "car"], ["the", "dog", "ran"], ["rain", "falls", "today"], ["blue", "sky", "[SEP]"]]
+    seqs = np.asarray([[101] + [tok.encode(w)[0] if w != "[SEP]" else 102 for w in ws] + [102] for ws in words],
+                      np.int32)
+    est = FakeEstimate(space, [0.0, 0.5, 1.0], {0: (seqs[:2], np.array([0.1, 0.2])),
+                                                 1: (seqs[2:], np.array([0.7, 0.9]))})
+    est.representative_weights = lambda b: np.full(len(est.representatives(b)), 1 / max(1, len(est.representatives(b))))
+    os.makedirs(directory, exist_ok=True)
+    write_samples_npz(os.path.join(directory, "samples.npz"), est)
+    texts = [" ".join(ws) for ws in words]
+    assert [tok.decode(x[1:-1]) for x in seqs] == texts  # one token per word
+    return est, texts
+
+
+def test_annotation_serves_text_of_a_text_run(tok, tmp_path):
+    import sqlite3
+    import threading
+    import urllib.request
+
+    from omnijax.annotation import Store
+    from omnijax.annotation.server import AnnotationApp, make_server
+
+    workdir = str(tmp_path / "run")
+    est, texts = _text_run(tok, workdir)
+    # Imported before texts.json exists: a token run, shown as tokens; the texts arrive on re-import.
+    with Store(str(tmp_path / "a.sqlite")) as store:
+        run = store.import_run(workdir)
+        assert run.kind == "tokens" and all(s.text is None for s in store.samples(run.id))
+    write_text_representatives(workdir, est, tok)
+    with sqlite3.connect(str(tmp_path / "a.sqlite")) as db:  # a store made before text runs existed
+        db.execute("ALTER TABLE samples DROP COLUMN text")
+        db.execute("ALTER TABLE runs DROP COLUMN meta")
+    with Store(str(tmp_path / "a.sqlite")) as store:
+        run = store.import_run(workdir)
+        assert run.kind == "text" and run.meta["frozen_text"] == "[CLS] … [SEP]"
+        assert [s.text for s in store.samples(run.id)] == texts
+        app = AnnotationApp(store, run, question="Same meaning as: a man plays guitar?")
+        server = make_server(app, 0)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            base = f"http://127.0.0.1:{server.server_address[1]}"
+            get = lambda path: json.loads(urllib.request.urlopen(base + path, timeout=10).read())
+            meta = get("/api/meta")
+            assert meta["kind"] == "text" and meta["frozen_text"] == "[CLS] … [SEP]"
+            assert not {"z", "bin", "bin_edges"} & set(meta)
+            served = [s for g in range(meta["num_groups"])
+                      for s in get(f"/api/group?annotator=alice&group={g}")["samples"]]
+            assert sorted(s["text"] for s in served) == sorted(texts)  # "blue sky [SEP]": free [SEP] kept
+            for s in served:  # the text belongs to its own input
+                assert s["text"] == texts[[t[1:-1] for t in est_ids(est)].index(s["input"][1:-1])]
+            page = urllib.request.urlopen(base + "/", timeout=10).read().decode()
+            assert 'typeof sample.text === "string"' in page and "sentence" in page
+        finally:
+            server.shutdown()
+            server.server_close()
+    # An image run is unchanged: no text, kind "image".
+    with Store(str(tmp_path / "b.sqlite")) as store:
+        from tests.test_annotation_store import make_run
+
+        image_run = store.import_run(make_run(tmp_path / "images"))
+        assert image_run.kind == "image" and AnnotationApp(store, image_run).meta()["kind"] == "image"
+        assert "text" not in AnnotationApp(store, image_run).group("bob", 0)["samples"][0]
+
+
+def est_ids(est):
+    return [list(map(int, x)) for b in range(est.num_bins) for x in est.representatives(b)]
+
+
+def test_texts_json_that_lacks_a_sample(tok, tmp_path):
+    from omnijax.annotation.store import load_samples
+
+    workdir = str(tmp_path / "run")
+    est, texts = _text_run(tok, workdir)
+    write_text_representatives(workdir, est, tok)
+    path = os.path.join(workdir, TEXTS_FILE)
+    with open(path) as f:
+        payload = json.load(f)
+    payload["texts"] = payload["texts"][1:]
+    with open(path, "w") as f:
+        json.dump(payload, f)
+    assert load_samples(workdir)["texts"] == texts  # decoded with the tokenizer texts.json names
+    payload["tokenizer"] = str(tmp_path / "gone")
+    with open(path, "w") as f:
+        json.dump(payload, f)
+    with pytest.raises(ValueError, match=r"texts.json lacks the text of 1 of the 4 samples"):
+        load_samples(workdir)
+    with open(path, "w") as f:
+        f.write('{"kind": "image"}')
+    with pytest.raises(ValueError, match=r'kind "text"'):
+        load_samples(workdir)

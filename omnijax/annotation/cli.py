@@ -6,7 +6,8 @@
     python -m omnijax.annotation export --run=runs/mnist-mlp-bce --csv=scores.csv
     python -m omnijax.annotation import --run=runs/mnist-mlp-bce --csv=scores.csv
 
---run is a directory with samples.npz (written by experiments.mnist or experiments.cifar). Scores live
+--run is a directory with samples.npz (written by experiments.mnist, experiments.cifar, experiments.similarity).
+A text run (texts.json beside it, written by omnijax.text) is shown as decoded text, not token ids. Scores live
 in --db (default <run>/annotations.sqlite), each committed as it is given. The page binds 127.0.0.1
 only and shows no output value: annotation is blind. Oracles and judges (reference models) score from
 Python: omnijax.annotation.annotate; a judge's scores are flagged in every table and export.

@@ -5,6 +5,11 @@ sees the bins as "groups" in an order of their own, and the inputs of a group in
 own, both shuffled by a seed made of the run digest and the annotator's name, so a reload or a
 server restart shows the same order. Every score is POSTed as it is given and committed before
 the reply; the page keeps scores it could not send in the browser and resends them.
+
+What an input looks like on the page follows the run (`Run.kind`): "image" runs are drawn as
+pictures, "tokens" runs as a row of tokens (vocab.json's strings, else the ids), and "text" runs
+(a texts.json beside samples.npz, see `omnijax.text`) as their decoded text, with the frozen
+positions every input shares (e.g. "[CLS] … [SEP]") named once above the grid.
 """
 
 from __future__ import annotations
@@ -54,9 +59,11 @@ class AnnotationApp:
         return name
 
     def meta(self) -> dict:
+        meta = self.run.meta or {}
         return {"run": self.run.name, "digest": self.run.digest, "shape": list(self.run.shape),
                 "num_categories": self.run.num_categories, "vocab": self.run.vocab, "num_groups": len(self._by_bin),
-                "num_samples": self._num_samples, "question": self.question}
+                "num_samples": self._num_samples, "question": self.question, "kind": self.run.kind,
+                "frozen_text": meta.get("frozen_text", "")}
 
     def progress(self, name: str) -> dict:
         """Scored/total per group of this annotator, and scored/total per annotator."""
@@ -79,8 +86,11 @@ class AnnotationApp:
         samples = []
         for sample_id in groups[g]:
             s = self.store.sample(sample_id)
-            samples.append({"id": s.id, "shape": list(s.input.shape), "input": s.input.ravel().tolist(),
-                            "score": mine.get(s.id)})
+            sample = {"id": s.id, "shape": list(s.input.shape), "input": s.input.ravel().tolist(),
+                      "score": mine.get(s.id)}
+            if s.text is not None:
+                sample["text"] = s.text
+            samples.append(sample)
         return {"group": g, "samples": samples}
 
     def score(self, name: str, sample_id, score) -> dict:
@@ -188,6 +198,9 @@ main { display: flex; gap: 1.5em; padding: 1em; align-items: flex-start; }
 .cell canvas { width: 112px; image-rendering: pixelated; display: block; margin: auto; background: #888; }
 .cell .tokens span { border: 1px solid #bbb; padding: 0 2px; margin: 1px; display: inline-block; }
 .cell.text { width: 22em; }
+.cell .sentence { font-size: 1.05em; line-height: 1.35; white-space: pre-wrap; overflow-wrap: anywhere;
+                  margin: 0 0 .4em 0; min-height: 2.7em; }
+#frozen { color: #555; }
 .cell input[type=range] { width: 100%; }
 .mark { text-align: center; font-weight: bold; }
 #status { margin-left: auto; }
@@ -206,7 +219,7 @@ table { border-collapse: collapse; } td, th { padding: 1px 6px; text-align: left
 <div id="side"><h2 id="title"></h2><div id="groups"></div>
 <h3>Annotators</h3><table id="annotators"></table>
 <p>Unsent scores: <span id="pending">0</span></p></div>
-<div><p id="ask"></p>
+<div><p id="ask"></p><p id="frozen" hidden></p>
 <p class="help">Keys: <b>1</b> correct, <b>0</b> wrong (then the next input), slider for a partial score,
 &larr; &rarr; move, <b>]</b> next group, <b>[</b> previous group.</p>
 <div id="grid"></div></div>
@@ -232,6 +245,13 @@ async function api(path, body) {
 function status(text, bad) { $("status").textContent = text; $("status").className = bad ? "bad" : ""; }
 
 function draw(sample) {
+  if (typeof sample.text === "string") {  // a text run: the decoded text, never the ids
+    const div = document.createElement("div"); div.className = "tokens";
+    const p = document.createElement("p"); p.className = "sentence";
+    p.textContent = sample.text === "" ? "(empty)" : sample.text;
+    div.appendChild(p);
+    return div;
+  }
   const shape = sample.shape, k = Math.max(1, S.meta.num_categories - 1), x = sample.input;
   const image = shape.length === 2 || (shape.length === 3 && (shape[2] === 3 || shape[2] === 1));
   if (!image) {
@@ -397,6 +417,10 @@ $("switch").addEventListener("click", logout);
   try { S.meta = await api("/api/meta"); }
   catch (e) { status("cannot reach the annotation server: " + e.message, true); return; }
   $("question").textContent = S.meta.question; $("ask").textContent = S.meta.question;
+  if (S.meta.kind === "text" && S.meta.frozen_text) {
+    $("frozen").textContent = "Every text is shown without the tokens all inputs share: " + S.meta.frozen_text;
+    $("frozen").hidden = false;
+  }
   if (S.name) start(); else logout();
 })();
 </script></body></html>

@@ -1,7 +1,12 @@
 """Annotation store: one SQLite file holding a run's samples, its annotators and every score given.
 
 Each score is its own committed transaction in a write-ahead log, so a closed browser or a killed
-server loses nothing that was acknowledged. Scores are never overwritten: a new score for the same
+server loses nothing that was acknowledged.
+
+Text runs: a run directory whose inputs are token sequences may hold texts.json beside samples.npz
+(written by `omnijax.text.write_text_representatives`: kind "text", the tokenizer's location and
+the decoded text of each input). Its texts are stored with the samples (and added to a run imported
+before they existed), and the annotation page shows them instead of token ids. Scores are never overwritten: a new score for the same
 (sample, annotator) is appended and the latest one counts, so corrections keep their history.
 """
 
@@ -35,7 +40,8 @@ CREATE TABLE IF NOT EXISTS runs (
     num_categories INTEGER NOT NULL,
     bin_edges TEXT NOT NULL,             -- JSON list
     vocab TEXT,                          -- JSON list of token strings, or NULL
-    imported REAL NOT NULL
+    imported REAL NOT NULL,
+    meta TEXT                            -- JSON object of texts.json's header (kind "text", tokenizer), or NULL
 );
 CREATE TABLE IF NOT EXISTS samples (
     id INTEGER PRIMARY KEY,
@@ -45,6 +51,7 @@ CREATE TABLE IF NOT EXISTS samples (
     z REAL NOT NULL,
     input BLOB NOT NULL,                 -- little-endian int32, C order
     shape TEXT NOT NULL,                 -- JSON list
+    text TEXT,                           -- the input as decoded text (text runs), or NULL
     UNIQUE (run, idx)
 );
 CREATE INDEX IF NOT EXISTS samples_by_bin ON samples (run, bin);
@@ -77,10 +84,18 @@ class Run:
     num_categories: int
     bin_edges: tuple[float, ...]
     vocab: list[str] | None
+    meta: dict | None = None   # texts.json's header for a text run: kind "text", tokenizer, frozen_text
 
     @property
     def num_bins(self) -> int:
         return len(self.bin_edges) - 1
+
+    @property
+    def kind(self) -> str:
+        """"text" (samples carry decoded text), "tokens" (a vocabulary or 1-D inputs) or "image"."""
+        if self.meta and self.meta.get("kind") == "text":
+            return "text"
+        return "tokens" if self.vocab is not None or len(self.shape) == 1 else "image"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +106,7 @@ class Sample:
     bin: int
     z: float
     input: np.ndarray
+    text: str | None = None   # the decoded text of a text run's input
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,7 +221,57 @@ def load_samples(workdir: str) -> dict:
     if os.path.isfile(vocab_path):
         with open(vocab_path) as f:
             arrays["vocab"] = [str(token) for token in json.load(f)]
+    arrays["texts"], arrays["meta"] = _load_texts(workdir, arrays["inputs"])
     return arrays
+
+
+TEXTS_FILE = "texts.json"
+
+
+def _load_texts(workdir: str, inputs: np.ndarray) -> tuple[list[str] | None, dict | None]:
+    """(text per sample, header) from the run's texts.json, or (None, None) without one. A sample
+    texts.json lacks is decoded with the tokenizer it names when that loads; else ValueError."""
+    path = os.path.join(workdir, TEXTS_FILE)
+    if not os.path.isfile(path):
+        return None, None
+    try:
+        with open(path) as f:
+            payload = json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not readable JSON: {err}") from None
+    if not isinstance(payload, dict) or payload.get("kind") != "text" or not isinstance(payload.get("texts"), list):
+        raise ValueError(f"{path} must be a JSON object with kind \"text\" and a list \"texts\" of "
+                         "{token_ids, text} (omnijax.text.write_text_representatives writes it)")
+    by_ids = {}
+    for entry in payload["texts"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("text"), str) or \
+                not isinstance(entry.get("token_ids"), list):
+            raise ValueError(f"{path}: each entry of texts must be {{token_ids: [ints], text: str}}, got {entry!r:.200}")
+        by_ids[tuple(int(i) for i in entry["token_ids"])] = entry["text"]
+    flat = inputs.reshape(len(inputs), -1)
+    texts = [by_ids.get(tuple(int(i) for i in x)) for x in flat]
+    missing = [i for i, t in enumerate(texts) if t is None]
+    if missing:
+        texts = _decode_missing(path, payload, flat, texts, missing)
+    meta = {k: payload[k] for k in ("kind", "tokenizer", "vocab_size", "frozen_positions", "frozen_text")
+            if k in payload}
+    return texts, meta
+
+
+def _decode_missing(path, payload, flat, texts, missing):
+    try:
+        from omnijax.text import load_tokenizer, strip_frozen
+
+        tokenizer = load_tokenizer(payload.get("tokenizer"), name=f"{path}'s tokenizer", hub_timeout=2.0)
+        frozen = set(int(i) for i in payload.get("frozen_positions", []))
+        mask = [p in frozen for p in range(flat.shape[1])]
+        for i in missing:
+            texts[i] = tokenizer.decode(strip_frozen(flat[i], mask))
+    except (ValueError, ImportError) as err:
+        raise ValueError(f"{path} lacks the text of {len(missing)} of the {len(texts)} samples (first: sample "
+                         f"{missing[0]}) and its tokenizer cannot decode them ({err}); rewrite it with "
+                         "omnijax.text.write_text_representatives") from None
+    return texts
 
 
 def _sample_weights(path: str, weight, bins: np.ndarray) -> np.ndarray:
@@ -238,6 +304,10 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._db:
             self._db.executescript(SCHEMA)
+            # Stores made before text runs existed lack these columns.
+            for table, column in (("runs", "meta"), ("samples", "text")):
+                if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -259,20 +329,26 @@ class Store:
         arrays = load_samples(workdir)
         digest = _digest(arrays)
         shape = json.dumps([int(d) for d in arrays["inputs"].shape[1:]])
+        texts, meta = arrays["texts"], None if arrays["meta"] is None else json.dumps(arrays["meta"])
         with self._lock, self._db:
-            found = self._db.execute("SELECT id FROM runs WHERE digest = ?", (digest,)).fetchone()
+            found = self._db.execute("SELECT id, meta FROM runs WHERE digest = ?", (digest,)).fetchone()
             if found:
+                if texts is not None and found[1] is None:  # imported before its texts.json was written
+                    self._db.execute("UPDATE runs SET meta = ? WHERE id = ?", (meta, found[0]))
+                    self._db.executemany("UPDATE samples SET text = ? WHERE run = ? AND idx = ?",
+                                         ((t, found[0], i) for i, t in enumerate(texts)))
                 return self.run(found[0])
             cur = self._db.execute(
-                "INSERT INTO runs (name, digest, shape, num_categories, bin_edges, vocab, imported) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (name, digest, shape, num_categories, bin_edges, vocab, imported, meta) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (os.path.basename(os.path.abspath(workdir)), digest, shape, arrays["num_categories"],
                  json.dumps([float(e) for e in arrays["bin_edges"]]),
-                 None if arrays["vocab"] is None else json.dumps(arrays["vocab"]), time.time()))
+                 None if arrays["vocab"] is None else json.dumps(arrays["vocab"]), time.time(), meta))
             run_id = cur.lastrowid
             self._db.executemany(
-                "INSERT INTO samples (run, idx, bin, z, input, shape) VALUES (?, ?, ?, ?, ?, ?)",
-                ((run_id, i, int(b), float(z), np.ascontiguousarray(x, "<i4").tobytes(), shape)
+                "INSERT INTO samples (run, idx, bin, z, input, shape, text) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((run_id, i, int(b), float(z), np.ascontiguousarray(x, "<i4").tobytes(), shape,
+                  None if texts is None else texts[i])
                  for i, (b, z, x) in enumerate(zip(arrays["bin"], arrays["z"], arrays["inputs"]))))
         return self.run(run_id)
 
@@ -282,26 +358,26 @@ class Store:
         return self.run(found[0][0]) if found else None
 
     def run(self, run_id: int) -> Run:
-        rows = self._query("SELECT id, name, digest, shape, num_categories, bin_edges, vocab FROM runs WHERE id = ?",
-                           (run_id,))
+        rows = self._query("SELECT id, name, digest, shape, num_categories, bin_edges, vocab, meta FROM runs "
+                           "WHERE id = ?", (run_id,))
         if not rows:
             raise ValueError(f"unknown run id {run_id!r} in {self.path}")
-        i, name, digest, shape, k, edges, vocab = rows[0]
+        i, name, digest, shape, k, edges, vocab, meta = rows[0]
         return Run(i, name, digest, tuple(json.loads(shape)), k, tuple(json.loads(edges)),
-                   None if vocab is None else json.loads(vocab))
+                   None if vocab is None else json.loads(vocab), None if meta is None else json.loads(meta))
 
     def runs(self) -> list[Run]:
         return [self.run(i) for (i,) in self._query("SELECT id FROM runs ORDER BY id")]
 
     def samples(self, run_id: int, bin: int | None = None) -> list[Sample]:
         """Samples of a run (of one bin), in file order."""
-        sql = "SELECT id, run, idx, bin, z, input, shape FROM samples WHERE run = ?"
+        sql = "SELECT id, run, idx, bin, z, input, shape, text FROM samples WHERE run = ?"
         args = (run_id,) if bin is None else (run_id, bin)
         rows = self._query(sql + ("" if bin is None else " AND bin = ?") + " ORDER BY idx", args)
         return [_sample(row) for row in rows]
 
     def sample(self, sample_id: int) -> Sample:
-        rows = self._query("SELECT id, run, idx, bin, z, input, shape FROM samples WHERE id = ?", (sample_id,))
+        rows = self._query("SELECT id, run, idx, bin, z, input, shape, text FROM samples WHERE id = ?", (sample_id,))
         if not rows:
             raise ValueError(f"unknown sample id {sample_id!r}: no such sample in {self.path}")
         return _sample(rows[0])
@@ -459,8 +535,8 @@ class Store:
 
 
 def _sample(row) -> Sample:
-    i, run, idx, b, z, blob, shape = row
-    return Sample(i, run, idx, b, z, np.frombuffer(blob, "<i4").reshape(json.loads(shape)).astype(np.int32))
+    i, run, idx, b, z, blob, shape, text = row
+    return Sample(i, run, idx, b, z, np.frombuffer(blob, "<i4").reshape(json.loads(shape)).astype(np.int32), text)
 
 
 def _unique_time(db, sample_id, annotator_id) -> float:
