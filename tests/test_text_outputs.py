@@ -200,3 +200,41 @@ def test_texts_json_that_lacks_a_sample(tok, tmp_path):
         f.write('{"kind": "image"}')
     with pytest.raises(ValueError, match=r'kind "text"'):
         load_samples(workdir)
+
+
+from tests.test_annotation_browser import Page, browser, start_browser  # noqa: E402,F401  (browser: a fixture)
+
+
+def test_page_draws_the_texts_in_chromium(tok, tmp_path, browser):
+    """The page itself (its JavaScript) shows a text run's inputs as their text, not token ids."""
+    import threading
+
+    from omnijax.annotation import Store
+    from omnijax.annotation.server import AnnotationApp, make_server
+
+    workdir = str(tmp_path / "run")
+    est, texts = _text_run(tok, workdir)
+    write_text_representatives(workdir, est, tok)
+    with Store(str(tmp_path / "a.sqlite")) as store:
+        run = store.import_run(workdir)
+        server = make_server(AnnotationApp(store, run), 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        driver = start_browser(str(tmp_path / "profile"), *browser)
+        try:
+            page = Page(driver, f"http://127.0.0.1:{server.server_address[1]}/")
+            driver.get(page.url)
+            page.login("alice")
+            shown = []
+            for _ in range(2):  # both groups
+                page.wait.until(lambda d: page.find(".cell .sentence"))
+                shown += page.read("return [...document.querySelectorAll('.cell .sentence')].map(e => e.textContent)")
+                page.keys("]")
+                page.wait.until(lambda d: page.title().startswith("Group 2") or len(shown) == 4)
+            assert sorted(shown) == sorted(texts)
+            frozen = page.read("return document.getElementById('frozen').textContent")
+            assert frozen.endswith("[CLS] … [SEP]")
+            assert not page.find(".cell canvas") and not page.find(".cell .tokens span")
+        finally:
+            driver.quit()
+            server.shutdown()
+            server.server_close()
