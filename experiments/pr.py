@@ -4,7 +4,8 @@
     python -m experiments.pr --runs=runs/mnist-mlp-bce
     python -m experiments.pr --runs=runs/mnist-mlp-bce,runs/mnist-resnet-aug --cross_normalise
 
-Each run directory needs rho.csv and samples.npz (python -m experiments.mnist) and scores of its
+Each run directory needs rho.csv and samples.npz (python -m experiments.mnist, experiments.lm,
+experiments.sst2, ...) and scores of its
 samples in annotations.sqlite (python -m omnijax.annotation serve --run=DIR). Writes to --out:
 pr.csv (run,threshold,precision,log_recall), pr.png (every run's PR curve), r_<run>.png (r(z) with
 its bootstrap interval), convergence_<run>.png and summary.json (AUPR per run, the AUPR ratio of the
@@ -16,6 +17,8 @@ On any error it exits non-zero and writes nothing.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 from absl import app, flags, logging
@@ -26,7 +29,9 @@ flags.DEFINE_string("out", None, "Output directory (default: the run's directory
                     "pr-<run1>-vs-<run2>... beside the first run).")
 flags.DEFINE_enum("positive", "high", ["high", "low"],
                   "high: z >= threshold is predicted positive (a classifier's logit or log-softmax; an "
-                  "energy-based model's log-likelihood, --training=gen); low: z <= threshold (an NLL or energy).")
+                  "energy-based model's log-likelihood, --training=gen); low: z <= threshold (an NLL or energy). "
+                  "When not given: the runs' own, from their metrics.json (experiments.lm writes low, "
+                  "experiments.sst2 high), else high.")
 flags.DEFINE_list("annotators", None, "Only these annotators' scores (default: everyone's); each must be an "
                   "annotator of every run.")
 flags.DEFINE_boolean("cross_normalise", False,
@@ -46,13 +51,32 @@ def main(argv):
     try:
         runs = pr_report.load_runs(FLAGS.runs, FLAGS.annotators)
         norms = pr_report.normalisations(runs, FLAGS.cross_normalise)
-        report = pr_report.build_report(runs, norms, FLAGS.positive)
+        report = pr_report.build_report(runs, norms, _positive(FLAGS.runs))
         paths = pr_report.write_report(report, FLAGS.out or pr_report.default_out(FLAGS.runs))
     except pr_report.ReportError as err:
         raise app.UsageError(str(err))
     for line in report.warnings:
         print(f"warning: {line}", file=sys.stderr)
     print(pr_report.format_report(report, paths))
+
+
+def _positive(run_dirs) -> str:
+    """--positive when given, else the one the runs' metrics.json name ("positive"), else "high"."""
+    if FLAGS["positive"].present:
+        return FLAGS.positive
+    named = {}
+    for d in run_dirs:
+        try:
+            with open(os.path.join(d, "metrics.json")) as f:
+                value = json.load(f).get("positive")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if value in ("high", "low"):
+            named[d] = value
+    if len(set(named.values())) > 1:
+        raise app.UsageError(f"--runs disagree on which outputs are predicted positive (metrics.json: "
+                             f"{named}); give --positive=high or --positive=low")
+    return next(iter(named.values()), FLAGS.positive)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,199 @@
+"""OmniInput on a sentiment classifier (paper §3.2 "Language classifier", Appendix D): the output
+distribution of a fine-tuned DistilBERT's positive-class logit over ALL sentences of --length tokens
+between a frozen [CLS] and [SEP].
+
+    python -m experiments.sst2 --length=10                       # distilbert-base-uncased-finetuned-sst-2-english
+    python -m experiments.sst2 --length=66 --preset=paper
+    python -m experiments.sst2 --model=DIR --length=10           # a local DistilBertForSequenceClassification
+    python -m experiments.sst2 --finetune --length=10            # fine-tune distilbert-base-uncased on GLUE SST-2 first
+
+--model is a hub id or a local Hugging Face directory; --finetune instead fine-tunes --finetune_from
+on GLUE SST-2 (through `datasets`; the validation accuracy goes to metrics.json) and saves it in
+<workdir>/model (a rerun reuses it). The tokenizer (--tokenizer, default the model's) must have the
+model's vocabulary; [CLS] / [SEP] are its own unless --cls_id / --sep_id. z is sampled with
+token-space proposals on the word embeddings.
+
+Output range (experiments/workflows/text_sampling.py): here the confident end is the HIGH one: the
+upper bound is the edge of the highest bin of a range pilot that still holds >= --min_distinct
+distinct sentences (or --z_max), the lower bound --z_min or the upper bound minus the bins the
+annotation budget scores. Writes rho.csv, rho.png, samples.npz, vocab.json, representatives.csv/.md/
+.png (texts per bin, [CLS]/[SEP] stripped), texts.json, range.json and metrics.json (with the
+verdict) to --workdir (default runs/sst2-<model>-L<length>); a rerun resumes from the checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from absl import app, flags, logging
+
+from experiments.workflows.text_sampling import PRESETS
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "Hub id or local directory of a DistilBertForSequenceClassification (default "
+                    "distilbert-base-uncased-finetuned-sst-2-english; with --finetune, <workdir>/model).")
+flags.DEFINE_boolean("finetune", False, "Fine-tune --finetune_from on GLUE SST-2 (through `datasets`) first.")
+flags.DEFINE_string("finetune_from", "distilbert-base-uncased", "--finetune: the DistilBERT to start from.")
+flags.DEFINE_integer("finetune_epochs", 1, "--finetune: epochs over GLUE SST-2's 67k training sentences.")
+flags.DEFINE_string("tokenizer", None, "Tokenizer directory or hub id (default: the model's).")
+flags.DEFINE_integer("length", 10, "Sentence length L: tokens between [CLS] and [SEP].")
+flags.DEFINE_integer("cls_id", None, "Token frozen first (default: the tokenizer's [CLS]).")
+flags.DEFINE_integer("sep_id", None, "Token frozen last (default: the tokenizer's [SEP]).")
+flags.DEFINE_string("positive_label", None, "Class whose logit is z: index or name (default: the label named "
+                    "POSITIVE, else 1).")
+flags.DEFINE_boolean("bf16", False, "Load the weights in bfloat16.")
+flags.DEFINE_enum("preset", "default", list(PRESETS), "smoke (tests), default (one accelerator), paper.")
+flags.DEFINE_string("workdir", None, "Output directory (default runs/sst2-<model>-L<length>[-bf16]).")
+flags.DEFINE_float("bin_width", 0.1, "Bin width (Δz, logit units).")
+flags.DEFINE_float("z_min", None, "Lower bound of the output range (default: upper bound minus the annotation budget's bins).")
+flags.DEFINE_float("z_max", None, "Upper bound (default: from the range pilot).")
+flags.DEFINE_integer("min_distinct", 30, "Range rule: the highest bin must still hold this many distinct pilot sentences.")
+flags.DEFINE_integer("annotation_budget", 160, "Sentences people will score: sets the lower bound when --z_min is not given.")
+flags.DEFINE_integer("annotate_per_bin", 8, "Sentences scored per bin (and shown per bin in representatives.md).")
+flags.DEFINE_float("pilot_span", 20.0, "The range pilot's bins reach this far above the random sentences' median logit.")
+flags.DEFINE_integer("num_steps", None, "MH sweeps per walker of the main run (default: the preset's).")
+flags.DEFINE_integer("num_groups", None, "Independent walker groups (default: the preset's).")
+flags.DEFINE_integer("range_steps", None, "MH sweeps of the range pilot (default: the preset's).")
+flags.DEFINE_enum("proposal", "token_gwg", ["token_gwg", "token_dlp"], "Token-space proposal.")
+flags.DEFINE_integer("seed", 0, "Seed of sampling (and fine-tuning).")
+
+
+def _check_flags() -> None:
+    for flag in ("length", "num_steps", "num_groups", "range_steps", "min_distinct", "annotation_budget",
+                 "annotate_per_bin", "finetune_epochs"):
+        value = getattr(FLAGS, flag)
+        if value is not None and value < 1:
+            raise app.UsageError(f"--{flag} must be >= 1, got {value}")
+    if not FLAGS.bin_width > 0:
+        raise app.UsageError(f"--bin_width must be > 0, got {FLAGS.bin_width}")
+    if not FLAGS.pilot_span > 0:
+        raise app.UsageError(f"--pilot_span must be > 0, got {FLAGS.pilot_span}")
+    if FLAGS.z_min is not None and FLAGS.z_max is not None and not FLAGS.z_min < FLAGS.z_max:
+        raise app.UsageError(f"--z_min must be < --z_max, got {FLAGS.z_min} and {FLAGS.z_max}")
+    if FLAGS.finetune and FLAGS.model is not None:
+        raise app.UsageError("--finetune fine-tunes --finetune_from and saves it in <workdir>/model; do not give "
+                             "--model with it")
+    for flag in ("cls_id", "sep_id"):
+        if getattr(FLAGS, flag) is not None and getattr(FLAGS, flag) < 0:
+            raise app.UsageError(f"--{flag} must be a token id >= 0, got {getattr(FLAGS, flag)}")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    _check_flags()
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
+    import dataclasses
+
+    import jax
+
+    from experiments.workflows import sst2 as flow
+    from experiments.workflows import text_sampling as ts
+    from experiments.workflows.lm import model_label
+    from experiments.workflows.results import print_verdict
+    from omnijax.text.tokenizer import check_vocabulary, load_tokenizer
+    from omnijax.training.resume import parameter_digest
+
+    started = time.perf_counter()
+    preset = PRESETS[FLAGS.preset]
+    if FLAGS.range_steps is not None:
+        preset = dataclasses.replace(preset, range_steps=FLAGS.range_steps)
+    source = FLAGS.finetune_from if FLAGS.finetune else (FLAGS.model or flow.DEFAULT_MODEL)
+    workdir = FLAGS.workdir or os.path.join(
+        "runs", f"sst2-{'finetuned' if FLAGS.finetune else model_label(source)}-L{FLAGS.length}"
+        f"{'-bf16' if FLAGS.bf16 else ''}")
+    tokenizer_source = FLAGS.tokenizer or source
+    flag = "--tokenizer" if FLAGS.tokenizer else ("--tokenizer (default: --finetune_from)" if FLAGS.finetune
+                                                  else "--tokenizer (default: --model)")
+    finetune_info = None
+    try:
+        if FLAGS.finetune:
+            model_dir = os.path.join(workdir, "model")
+            data = None
+            if not os.path.isfile(os.path.join(model_dir, "config.json")):
+                ts.log(f"--finetune: loading GLUE SST-2 to fine-tune {source} (saved in {model_dir})")
+                data = flow.load_glue_sst2()  # first: without the data there is nothing to fine-tune
+            try:
+                tokenizer = load_tokenizer(tokenizer_source, name=flag)
+            except ValueError as err:
+                raise flow.ClassifierError(str(err))
+            cls_id, sep_id = flow.frozen_ids(tokenizer, tokenizer.vocab_size, FLAGS.cls_id, FLAGS.sep_id)
+            model, finetune_info = flow.finetune_or_load(model_dir, source, tokenizer, length=FLAGS.length,
+                                                         cls_id=cls_id, sep_id=sep_id, epochs=FLAGS.finetune_epochs,
+                                                         seed=FLAGS.seed, log=ts.log, data=data)
+            directory = model_dir
+            if FLAGS.bf16:
+                model, directory = flow.load_classifier(model_dir, bf16=True)
+        else:
+            ts.log(f"loading {source} ...")
+            model, directory = flow.load_classifier(source, bf16=FLAGS.bf16)
+            try:
+                tokenizer = load_tokenizer(tokenizer_source, name=flag)
+            except ValueError as err:
+                raise flow.ClassifierError(str(err))
+        vocab = int(model.config.vocab_size)
+        try:
+            check_vocabulary(tokenizer, vocab, f"{flag}={tokenizer_source}")
+        except ValueError as err:
+            raise flow.ClassifierError(str(err))
+        flow.check_length(model, FLAGS.length)
+        cls_id, sep_id = flow.frozen_ids(tokenizer, vocab, FLAGS.cls_id, FLAGS.sep_id)
+        label = flow.positive_label(model, FLAGS.positive_label)
+    except flow.ClassifierError as err:
+        raise app.UsageError(str(err))
+    names = model.config.label_names
+    ts.log(f"model: DistilBERT from {directory}, vocabulary {vocab}, z = logit of class {label}"
+           f"{f' ({names[label]})' if names else ''}; space [CLS] + {vocab}^{FLAGS.length} + [SEP]")
+
+    os.makedirs(workdir, exist_ok=True)
+    target = flow.logit_target(model, label)
+    space = flow.sentence_space(FLAGS.length, vocab, cls_id, sep_id)
+    digest = parameter_digest(model)
+    key_record = {"model_digest": digest, "length": FLAGS.length, "cls_id": cls_id, "sep_id": sep_id,
+                  "label": label, "bf16": FLAGS.bf16, "proposal": FLAGS.proposal, "seed": FLAGS.seed}
+    request = ts.RangeRequest(confident="high", bin_width=FLAGS.bin_width, min_distinct=FLAGS.min_distinct,
+                              annotation_budget=FLAGS.annotation_budget, annotate_per_bin=FLAGS.annotate_per_bin,
+                              z_min=FLAGS.z_min, z_max=FLAGS.z_max, pilot_far=None, pilot_span=FLAGS.pilot_span)
+    range_key, sample_key = jax.random.split(jax.random.key(FLAGS.seed))
+    range_record = {**key_record, **dataclasses.asdict(request), "range_steps": preset.range_steps,
+                    "range_groups": preset.range_groups}
+    try:
+        record = ts.output_range(workdir, range_record, request, target, space, key=range_key, preset=preset,
+                                 proposal=FLAGS.proposal)
+    except ValueError as err:
+        raise app.UsageError(str(err))
+    edges = ts.range_edges(record)
+    num_steps = FLAGS.num_steps or preset.num_steps
+    num_groups = FLAGS.num_groups or preset.num_groups
+    sample_start = time.perf_counter()
+    est, checkpoint_dir = ts.sample(workdir, key_record, target, space, edges, key=sample_key, preset=preset,
+                                    num_steps=num_steps, num_groups=num_groups, proposal=FLAGS.proposal)
+    sampling_seconds = time.perf_counter() - sample_start
+    title = f"{model_label(source)}: class-{label} logit over all [CLS] + {vocab}^{FLAGS.length} + [SEP]"
+    paths = ts.write_outputs(workdir, est, tokenizer, title=title, per_bin=FLAGS.annotate_per_bin)
+    print_verdict(est)
+    metrics = {
+        "experiment": "sst2", "output": f"logit of class {label}", "positive": "high",
+        "model": source, "model_dir": str(directory), "finetune": finetune_info, "model_digest": digest,
+        "label": label, "label_name": names[label] if names else None, "tokenizer": tokenizer_source,
+        "vocab_size": vocab, "length": FLAGS.length, "cls_id": cls_id, "sep_id": sep_id,
+        "dtype": "bfloat16" if FLAGS.bf16 else "float32", "preset": FLAGS.preset, "num_steps": num_steps,
+        "num_groups": num_groups, "proposal": FLAGS.proposal, "seed": FLAGS.seed,
+        "checkpoint_dir": checkpoint_dir, "backend": jax.default_backend(),
+        **ts.run_metrics(est, record, FLAGS.min_distinct, sampling_seconds),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if finetune_info and "validation_accuracy" in finetune_info:
+        metrics["validation_accuracy"] = finetune_info["validation_accuracy"]
+    paths["metrics.json"] = ts.write_metrics(workdir, metrics)
+    print(f"done in {metrics['seconds']:.0f} s (sampling {sampling_seconds:.0f} s); wrote "
+          + ", ".join(sorted(paths.values())))
+    print(f"next: score the sentences of each bin (representatives.md), then precision and recall over all "
+          f"sentences (high logit is predicted positive):\n"
+          f"  python -m omnijax.annotation serve --run={workdir} --port=8000\n"
+          f"  python -m experiments.pr --runs={workdir}")
+
+
+if __name__ == "__main__":
+    app.run(main)
