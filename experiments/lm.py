@@ -49,8 +49,10 @@ flags.DEFINE_string("workdir", None, "Output directory (default runs/lm-<model>-
 flags.DEFINE_float("bin_width", 0.1, "Bin width (Δz, nats of mean NLL per token).")
 flags.DEFINE_float("z_min", None, "Lower bound of the output range (default: from the range pilot).")
 flags.DEFINE_float("z_max", None, "Upper bound (default: lower bound + the bins the annotation budget scores).")
-flags.DEFINE_integer("min_distinct", 30, "Range rule: the lowest bin must still hold this many distinct pilot sequences.")
-flags.DEFINE_integer("annotation_budget", 160, "Sequences people will score: sets the upper bound when --z_max is not given.")
+flags.DEFINE_integer("min_distinct", 30,
+                     "Range rule: the lowest bin must still hold this many distinct pilot sequences.")
+flags.DEFINE_integer("annotation_budget", 160,
+                     "Sequences people will score: sets the upper bound when --z_max is not given.")
 flags.DEFINE_integer("annotate_per_bin", 8, "Sequences scored per bin (and shown per bin in representatives.md).")
 flags.DEFINE_float("pilot_z_min", 0.0, "Lower end of the range pilot's bins (an NLL is >= 0).")
 flags.DEFINE_integer("num_steps", None, "MH sweeps per walker of the main run (default: the preset's).")
@@ -160,7 +162,8 @@ def main(argv):
     metrics = {
         "experiment": "lm", "output": "mean NLL per token, BOS first", "positive": "low",
         "model": FLAGS.model, "model_dir": str(directory), "family": family, "model_digest": digest,
-        "tokenizer": tokenizer_source, "vocab_size": vocab, "space_vocab": num_tokens, "length": FLAGS.length, "bos_id": bos_id,
+        "tokenizer": tokenizer_source, "vocab_size": vocab, "space_vocab": num_tokens, "length": FLAGS.length,
+        "bos_id": bos_id,
         "dtype": "bfloat16" if FLAGS.bf16 else "float32", "preset": FLAGS.preset, "num_steps": num_steps,
         "num_groups": num_groups, "proposal": FLAGS.proposal, "seed": FLAGS.seed,
         "checkpoint_dir": checkpoint_dir, "backend": jax.default_backend(),

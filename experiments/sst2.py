@@ -46,12 +46,16 @@ flags.DEFINE_boolean("bf16", False, "Load the weights in bfloat16.")
 flags.DEFINE_enum("preset", "default", list(PRESETS), "smoke (tests), default (one accelerator), paper.")
 flags.DEFINE_string("workdir", None, "Output directory (default runs/sst2-<model>-L<length>[-bf16]).")
 flags.DEFINE_float("bin_width", 0.1, "Bin width (Δz, logit units).")
-flags.DEFINE_float("z_min", None, "Lower bound of the output range (default: upper bound minus the annotation budget's bins).")
+flags.DEFINE_float("z_min", None,
+                   "Lower bound of the output range (default: upper bound minus the annotation budget's bins).")
 flags.DEFINE_float("z_max", None, "Upper bound (default: from the range pilot).")
-flags.DEFINE_integer("min_distinct", 30, "Range rule: the highest bin must still hold this many distinct pilot sentences.")
-flags.DEFINE_integer("annotation_budget", 160, "Sentences people will score: sets the lower bound when --z_min is not given.")
+flags.DEFINE_integer("min_distinct", 30,
+                     "Range rule: the highest bin must still hold this many distinct pilot sentences.")
+flags.DEFINE_integer("annotation_budget", 160,
+                     "Sentences people will score: sets the lower bound when --z_min is not given.")
 flags.DEFINE_integer("annotate_per_bin", 8, "Sentences scored per bin (and shown per bin in representatives.md).")
-flags.DEFINE_float("pilot_span", 20.0, "The range pilot's bins reach this far above the random sentences' median logit.")
+flags.DEFINE_float("pilot_span", 20.0,
+                   "The range pilot's bins reach this far above the random sentences' median logit.")
 flags.DEFINE_integer("num_steps", None, "MH sweeps per walker of the main run (default: the preset's).")
 flags.DEFINE_integer("num_groups", None, "Independent walker groups (default: the preset's).")
 flags.DEFINE_integer("range_steps", None, "MH sweeps of the range pilot (default: the preset's).")

@@ -242,3 +242,21 @@ def test_bad_command_lines_fail_naming_the_flag(models, tmp_path, case):
     if case == "hub":
         assert "tried" in result.stderr and "local directory" in result.stderr  # the sources tried
     assert not workdir.exists(), "nothing is written for a bad command line"
+
+
+def test_bf16_targets_follow_the_float32_ones(models):
+    """--bf16: both families load in bfloat16, and z of the token target stays near float32's."""
+    from experiments.workflows import lm as flow
+    from omnijax.models.gpt2 import sequence_nll_fn
+
+    x = jnp.array([1, 3, 0, 7])
+    for name in ("gpt2", "olmo"):
+        zs = []
+        for bf16 in (False, True):
+            model, family, _ = flow.load_causal_lm(models[name], bf16=bf16)
+            assert model.dtype == (jnp.bfloat16 if bf16 else jnp.float32)
+            target = flow.sequence_nll_target(model, family, BOS)
+            zs.append(float(target(jax.nn.one_hot(x, VOCAB))))
+            if name == "gpt2" and not bf16:  # the GPT-2 target is the one-hot sequence NLL
+                assert zs[0] == pytest.approx(float(sequence_nll_fn(model, BOS)(jax.nn.one_hot(x, VOCAB))), abs=1e-5)
+        assert zs[1] == pytest.approx(zs[0], abs=0.05 * abs(zs[0]))

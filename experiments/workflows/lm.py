@@ -86,9 +86,9 @@ def check_flags(model, family: str, *, length: int, bos_id: int | None) -> int:
     """The BOS id to use; ValueError naming --length or --bos_id when they do not fit the model."""
     positions, vocab = max_positions(model, family), vocab_size(model)
     if not 1 <= length <= positions:
+        name = "n_positions" if family == "gpt2" else "max_position_embeddings"
         raise ValueError(f"--length={length} must lie in [1, {positions}]: the model reads [BOS, t_1..t_(L-1)] "
-                         f"and has {positions} positions ({'n_positions' if family == 'gpt2' else 'max_position_embeddings'}"
-                         f" in config.json)")
+                         f"and has {positions} positions ({name} in config.json)")
     if bos_id is None:
         bos_id = default_bos(model, family)
         if bos_id is None:

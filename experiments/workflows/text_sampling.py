@@ -8,9 +8,9 @@ human annotation resources"), exactly as `choose_range` does it:
   1. A range pilot: replica exchange over bins of width Δz (--bin_width) on the grid of multiples
      of Δz, from the pilot's far end (LM: --pilot_z_min, default 0, an NLL's least value; SST-2:
      the random-sequence median + --pilot_span) to the median output of 512 uniformly random
-     sequences (the bulk of the space), keeping up to max(--min_distinct, 32) distinct sequences
-     per bin. It is checkpointed, and the range it gives is saved in range.json and reused by a
-     rerun with the same model, length and flags.
+     sequences (the bulk of the space), recording every sweep and keeping up to
+     max(--min_distinct, 32) distinct sequences per bin. It is checkpointed, and the range it
+     gives is saved in range.json and reused by a rerun with the same model, length and flags.
   2. The confident end (LM: the lower bound, low NLL; SST-2: the upper bound, high logit) is the
      edge of the MOST confident pilot bin whose reservoir holds >= --min_distinct (default 30)
      distinct sequences. --z_min (LM) / --z_max (SST-2) sets it instead, and then no pilot runs.
@@ -203,7 +203,8 @@ def output_range(workdir: str, key_record: dict, request: RangeRequest, target, 
         est = oj.estimate_output_distribution(
             target, space, edges, key=pilot_key, num_steps=preset.range_steps, num_groups=preset.range_groups,
             steps_per_block=min(1_000, preset.range_steps), pilot_steps=preset.pilot_steps,
-            num_replicas=preset.num_replicas, record_every=1, reservoir_size=max(request.min_distinct, 32), proposal=proposal, proposal_options=proposal_options,
+            num_replicas=preset.num_replicas, record_every=1, reservoir_size=max(request.min_distinct, 32),
+            proposal=proposal, proposal_options=proposal_options,
             checkpoint_dir=pilot_dir)
         record = choose_range(request, pilot_edges=est.bin_edges, distinct=distinct_per_bin(est))
         record["pilot_seconds"] = round(time.perf_counter() - started, 1)
@@ -240,7 +241,8 @@ def sample(workdir: str, key_record: dict, target, space, edges, *, key: jax.Arr
     return oj.estimate_output_distribution(
         target, space, edges, key=key, num_steps=num_steps, num_groups=num_groups,
         steps_per_block=min(1_000, num_steps), pilot_steps=preset.pilot_steps,
-        num_replicas=preset.num_replicas, reservoir_size=preset.reservoir_size, proposal=proposal, proposal_options=proposal_options,
+        num_replicas=preset.num_replicas, reservoir_size=preset.reservoir_size, proposal=proposal,
+        proposal_options=proposal_options,
         checkpoint_dir=checkpoint_dir), checkpoint_dir
 
 
