@@ -51,6 +51,7 @@ flags.DEFINE_integer("num_groups", None, "Independent walker groups (default: th
 flags.DEFINE_integer("pilot_steps", None, "Sweeps of the ladder pilot (default: the preset's).")
 flags.DEFINE_integer("probe_steps", None, "Sweeps of the output-range probe (default: the preset's).")
 flags.DEFINE_integer("reservoir_size", None, "Representatives kept per bin (default: the preset's).")
+flags.DEFINE_integer("num_replicas", None, "Ladder rungs (default: placed from the pilot and the burn-in).")
 flags.DEFINE_integer("per_bin", 8, "Representatives per bin in representatives.csv/.md/.png.")
 flags.DEFINE_enum("proposal", "token_gwg", ["token_gwg", "token_dlp"],
                   "Token-space MH proposal: token_gwg (Gibbs with gradients, one token per step; mixes better "
@@ -64,6 +65,8 @@ def _check_flags(preset) -> None:
         value = getattr(FLAGS, flag)
         if value is not None and value < 1:
             raise app.UsageError(f"--{flag} must be >= 1, got {value}")
+    if FLAGS.num_replicas is not None and FLAGS.num_replicas < 2:
+        raise app.UsageError(f"--num_replicas must be >= 2, got {FLAGS.num_replicas}")
     if FLAGS.bin_width is not None and not FLAGS.bin_width > 0:
         raise app.UsageError(f"--bin_width must be > 0, got {FLAGS.bin_width}")
     for flag in ("z_min", "z_max"):
@@ -105,7 +108,7 @@ def _run(flow, preset, beat):
     log = lambda text: print(text, file=sys.stderr, flush=True)
     started = time.perf_counter()
     overrides = {name: getattr(FLAGS, name) for name in ("length", "bin_width", "num_steps", "num_groups",
-                                                         "pilot_steps", "probe_steps", "reservoir_size")
+                                                         "pilot_steps", "probe_steps", "reservoir_size", "num_replicas")
                  if getattr(FLAGS, name) is not None}
     preset = dataclasses.replace(preset, **overrides)
     beat.phase("loading the model")

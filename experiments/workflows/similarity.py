@@ -41,7 +41,7 @@ class SimilarityPreset:
     probe_chains: int
     reservoir_size: int
     num_replicas: int | None = None
-    steps_per_block: int = 500
+    steps_per_block: int = 100
 
 
 PRESETS = {
@@ -49,8 +49,8 @@ PRESETS = {
     "smoke": SimilarityPreset(length=2, bin_width=0.1, num_steps=200, num_groups=2, pilot_steps=40, probe_steps=40,
                               probe_chains=4, reservoir_size=8, steps_per_block=100),
     # Under an hour on 2 CPU cores, converged (see BUILD notes in /tmp/notes_similarity.md).
-    "default": SimilarityPreset(length=4, bin_width=0.05, num_steps=4_000, num_groups=8, pilot_steps=300,
-                                probe_steps=300, probe_chains=8, reservoir_size=32),
+    "default": SimilarityPreset(length=3, bin_width=0.05, num_steps=2_000, num_groups=8, pilot_steps=100,
+                                probe_steps=100, probe_chains=8, reservoir_size=32),
 }
 
 
