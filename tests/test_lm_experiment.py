@@ -99,10 +99,12 @@ def olmo_run(models, tmp_path_factory):
 def test_olmo_run_end_to_end(olmo_run):
     workdir, result = olmo_run
     for name in ("rho.csv", "rho.png", "samples.npz", "vocab.json", "texts.json", "representatives.csv",
-                 "representatives.md", "representatives.png", "range.json", "metrics.json"):
+                 "representatives.md", "representatives.png", "range.json", "range-pilot.json", "metrics.json"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0, name
     with open(os.path.join(workdir, "metrics.json")) as f:
         metrics = json.load(f)
+    with open(os.path.join(workdir, "range-pilot.json")) as f:  # what a rerun with other bounds reuses
+        assert json.load(f)["distinct"] == metrics["output_range"]["pilot_distinct"]
     assert metrics["family"] == "olmo" and metrics["positive"] == "low" and metrics["bos_id"] == BOS
     assert set(metrics["convergence"]) >= {"converged", "warnings"}
     assert "verdict:" in result.stdout

@@ -9,8 +9,9 @@ human annotation resources"), exactly as `choose_range` does it:
      of Δz, from the pilot's far end (LM: --pilot_z_min, default 0, an NLL's least value; SST-2:
      the random-sequence median + --pilot_span) to the median output of 512 uniformly random
      sequences (the bulk of the space), recording every sweep and keeping up to
-     max(--min_distinct, 32) distinct sequences per bin. It is checkpointed, and the range it
-     gives is saved in range.json and reused by a rerun with the same model, length and flags.
+     max(--min_distinct, 32) distinct sequences per bin. It is checkpointed (range-pilot-*/), its
+     counts are saved in range-pilot.json (reused by a rerun whatever its budget and bound flags),
+     and the range it gives in range.json (reused by a rerun with the same model, length and flags).
   2. The confident end (LM: the lower bound, low NLL; SST-2: the upper bound, high logit) is the
      edge of the MOST confident pilot bin whose reservoir holds >= --min_distinct (default 30)
      distinct sequences. --z_min (LM) / --z_max (SST-2) sets it instead, and then no pilot runs.
@@ -37,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 RANGE_FILE = "range.json"
+PILOT_FILE = "range-pilot.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,24 +193,10 @@ def output_range(workdir: str, key_record: dict, request: RangeRequest, target, 
     if given is not None:
         record = choose_range(request)
     else:
-        import omnijax as oj
-
-        probe_key, pilot_key = jax.random.split(key)
-        bulk = float(np.median(random_outputs(target, space, probe_key)))
-        edges = pilot_range_edges(request, bulk)
-        log(f"range pilot: {len(edges) - 1} bins of {request.bin_width:g} over [{edges[0]:g}, {edges[-1]:g}] "
-            f"(random sequences' median z {bulk:.4g}), {preset.range_steps} steps x {preset.range_groups} groups")
-        started = time.perf_counter()
-        pilot_dir = os.path.abspath(os.path.join(workdir, f"range-pilot-{_short(key_record)}"))
-        est = oj.estimate_output_distribution(
-            target, space, edges, key=pilot_key, num_steps=preset.range_steps, num_groups=preset.range_groups,
-            steps_per_block=min(1_000, preset.range_steps), pilot_steps=preset.pilot_steps,
-            num_replicas=preset.num_replicas, record_every=1, reservoir_size=max(request.min_distinct, 32),
-            proposal=proposal, proposal_options=proposal_options,
-            checkpoint_dir=pilot_dir)
-        record = choose_range(request, pilot_edges=est.bin_edges, distinct=distinct_per_bin(est))
-        record["pilot_seconds"] = round(time.perf_counter() - started, 1)
-        record["random_median"] = bulk
+        pilot = range_pilot(workdir, key_record, request, target, space, key=key, preset=preset, proposal=proposal,
+                            proposal_options=proposal_options)
+        record = choose_range(request, pilot_edges=pilot["bin_edges"], distinct=pilot["distinct"])
+        record["pilot_seconds"], record["random_median"] = pilot["seconds"], pilot["random_median"]
     record["for"] = key_record
     os.makedirs(workdir, exist_ok=True)
     with open(path + ".tmp", "w") as f:
@@ -217,6 +205,47 @@ def output_range(workdir: str, key_record: dict, request: RangeRequest, target, 
     log(f"output range: [{record['z_min']:g}, {record['z_max']:g}], {record['num_bins']} bins "
         f"(confident end from {record['confident_end_from']}; other end from {record['other_end_from']})")
     return record
+
+
+# What the range pilot does not depend on: a rerun with other values of these reuses its counts.
+_NOT_PILOT = ("z_min", "z_max", "annotation_budget", "annotate_per_bin", "min_distinct")
+
+
+def range_pilot(workdir: str, key_record: dict, request: RangeRequest, target, space, *, key: jax.Array,
+                preset: TextPreset, proposal: str, proposal_options: dict | None = None) -> dict:
+    """The range pilot's bins and distinct sequences per bin: from range-pilot.json when it was run
+    for the same model and pilot settings, else run now (checkpointed in range-pilot-<digest>/) and saved."""
+    record = {k: v for k, v in key_record.items() if k not in _NOT_PILOT}
+    record["pilot_reservoir"] = max(request.min_distinct, 32)
+    path = os.path.join(workdir, PILOT_FILE)
+    if os.path.isfile(path):
+        with open(path) as f:
+            saved = json.load(f)
+        if saved.get("for") == record:
+            log(f"range pilot: the distinct sequences per bin from {path}")
+            return saved
+    import omnijax as oj
+
+    probe_key, pilot_key = jax.random.split(key)
+    bulk = float(np.median(random_outputs(target, space, probe_key)))
+    edges = pilot_range_edges(request, bulk)
+    log(f"range pilot: {len(edges) - 1} bins of {request.bin_width:g} over [{edges[0]:g}, {edges[-1]:g}] "
+        f"(random sequences' median z {bulk:.4g}), {preset.range_steps} steps x {preset.range_groups} groups")
+    started = time.perf_counter()
+    est = oj.estimate_output_distribution(
+        target, space, edges, key=pilot_key, num_steps=preset.range_steps, num_groups=preset.range_groups,
+        steps_per_block=min(1_000, preset.range_steps), pilot_steps=preset.pilot_steps,
+        num_replicas=preset.num_replicas, record_every=1, reservoir_size=record["pilot_reservoir"],
+        proposal=proposal, proposal_options=proposal_options,
+        checkpoint_dir=os.path.abspath(os.path.join(workdir, f"range-pilot-{_short(record)}")))
+    result = {"for": record, "bin_edges": [float(e) for e in est.bin_edges],
+              "distinct": distinct_per_bin(est).tolist(), "log_rho": [float(v) for v in est.log_rho],
+              "random_median": bulk, "seconds": round(time.perf_counter() - started, 1)}
+    os.makedirs(workdir, exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(path + ".tmp", path)
+    return result
 
 
 def _short(record: dict) -> str:
