@@ -22,9 +22,6 @@ from flax import nnx
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = 16
 BOS = 15
-# Compiling the sampler's programs dominates these short runs on a CPU; XLA's cheaper backend
-# optimisation compiles them about a third faster.
-FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 
 def perturbed(model, scale=0.5, seed=1):
@@ -77,8 +74,7 @@ def models(tmp_path_factory):
 
 
 def run_lm(*flags, offline=True, timeout=600):
-    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + FAST_COMPILE).strip())
+    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
     if offline:
         env["HF_HUB_OFFLINE"] = "1"  # a hub id is looked up in the local cache only: no network wait
     return subprocess.run([sys.executable, "-m", "experiments.lm", "--preset=smoke", *flags], cwd=REPO, env=env,
@@ -133,18 +129,13 @@ def test_olmo_run_end_to_end(olmo_run):
 
 def test_rerun_resumes_without_recomputing(olmo_run, models):
     workdir, _ = olmo_run
-    before = rho_columns(workdir)
+    with open(os.path.join(workdir, "rho.csv")) as f:
+        before = f.read()
     result = run_lm(f"--model={models['olmo']}", f"--workdir={workdir}", *RUN_FLAGS)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "range.json" in result.stderr and "range pilot:" not in result.stderr  # the range is reused
-    # The same records (restored from the finished checkpoint): the same bins, ln rho and counts.
-    # (log_rho_stderr is left out: with 2 groups its bootstrap is not reproduced bit for bit.)
-    assert rho_columns(workdir) == before
-
-
-def rho_columns(workdir):
-    with open(os.path.join(workdir, "rho.csv")) as f:
-        return [(r["bin_lo"], r["bin_hi"], r["log_rho"], r["n_samples"]) for r in csv.DictReader(f)]
+    with open(os.path.join(workdir, "rho.csv")) as f:  # restored from the finished checkpoint
+        assert f.read() == before
 
 
 def test_pr_accepts_lm_runs(olmo_run, tmp_path):
