@@ -13,8 +13,8 @@ Gibbs-with-gradients (--proposal=token_gwg) or discrete Langevin (token_dlp).
 
 Output range: unless --z_min/--z_max are given, a short probe chooses it (see
 experiments.workflows.similarity.output_range): from the median of z over uniformly random
-sequences (the bulk of the space) up to the highest z that a few token-GWG chains at a high beta
-reach, both rounded to multiples of --bin_width (Δz).
+sequences (the bulk of the space) up to where a few token-GWG chains at a high beta settle, both
+rounded down to multiples of --bin_width (Δz).
 
 Writes to --workdir (default runs/similarity-L<length>): rho.csv, rho.png (unconverged bins marked),
 samples.npz, representatives.csv / .md / .png (decoded texts per bin, frozen [CLS]/[SEP] stripped),

@@ -53,7 +53,8 @@ def test_end_to_end_outputs(finished):
     probe = metrics["probe"]
     assert np.allclose(np.diff(edges), 0.1)  # the smoke preset's bin width
     assert edges[0] <= probe["random_median"] < edges[0] + 0.1 + 1e-9  # from the bulk ...
-    assert edges[-1] <= probe["probe_high"] + 1e-9  # ... to no higher than the probe reached
+    assert edges[-1] <= max(probe["probe_settled"], edges[0] + 0.2) + 1e-9  # ... to where the probe settled
+    assert probe["probe_settled"] <= probe["probe_high"]
     with open(os.path.join(workdir, "rho.csv")) as f:
         rho = list(csv.DictReader(f))
     assert len(rho) == len(edges) - 1 and {r["converged"] for r in rho} <= {"0", "1"}

@@ -49,8 +49,10 @@ PRESETS = {
     "smoke": SimilarityPreset(length=2, bin_width=0.1, num_steps=200, num_groups=2, pilot_steps=40, probe_steps=40,
                               probe_chains=4, reservoir_size=8, steps_per_block=100),
     # Under an hour on 2 CPU cores, converged (see BUILD notes in /tmp/notes_similarity.md).
-    "default": SimilarityPreset(length=3, bin_width=0.05, num_steps=2_000, num_groups=8, pilot_steps=100,
-                                probe_steps=100, probe_chains=8, reservoir_size=32),
+    # The pilot alone would place the maximum 64 rungs here (stuck high-beta pilot walkers inflate
+    # the spread it measures), so the rung count is fixed and the burn-in places them.
+    "default": SimilarityPreset(length=3, bin_width=0.05, num_steps=1_500, num_groups=6, pilot_steps=100,
+                                probe_steps=100, probe_chains=8, reservoir_size=32, num_replicas=10),
 }
 
 
@@ -141,12 +143,14 @@ def output_range(setup: Setup, preset: SimilarityPreset, bin_width: float, key, 
       --z_min asks for it: sampling it needs negative betas, i.e. more rungs, and annotating it
       tells nothing a random text does not);
     * `probe_chains` token-GWG chains at beta = +8 / (std of z over random sequences) for
-      `probe_steps` sweeps: the range ends at the highest z they reached, rounded DOWN to a
-      multiple of bin_width, so every bin lies inside what the probe itself sampled (the paper
-      likewise keeps only the output range where the sampler finds inputs, §3.2).
+      `probe_steps` sweeps: the range ends where they settle (their mean z over the second half
+      of the probe), rounded DOWN to a multiple of bin_width, so every bin lies inside what the
+      sampler holds, not just touches (the paper likewise keeps only the output range where the
+      sampler finds enough distinct inputs, §3.2). The best input they touched (probe_high) is
+      reported; with the range ending at it, the top bins stay nearly empty.
     """
     settings = {"digest": setup.digest, "probe_steps": preset.probe_steps, "probe_chains": preset.probe_chains,
-                "key": np.asarray(jax.random.key_data(key)).tolist(), "version": 2}
+                "key": np.asarray(jax.random.key_data(key)).tolist(), "version": 3}
     if cache_path and os.path.isfile(cache_path):
         with open(cache_path) as f:
             cached = json.load(f)
@@ -168,10 +172,13 @@ def output_range(setup: Setup, preset: SimilarityPreset, bin_width: float, key, 
     step = jax.jit(jax.vmap(algo.step, in_axes=(0, 0, None)))
     log(f"probe: {preset.probe_chains} token-GWG chains at beta {beta:.4g} for {preset.probe_steps} sweeps "
         f"(compiling)")
-    high, last = -np.inf, time.perf_counter()
+    high, last, settled = -np.inf, time.perf_counter(), []
     for i in range(preset.probe_steps):
         chains, _ = step(jax.random.split(jax.random.fold_in(step_key, i), preset.probe_chains), chains, algo.params)
-        high = max(high, float(np.max(np.asarray(chains.z))))
+        z = np.asarray(chains.z)
+        high = max(high, float(np.max(z)))
+        if i >= preset.probe_steps // 2:
+            settled.append(float(np.mean(z)))
         if time.perf_counter() - last > 5.0 or i + 1 == preset.probe_steps:
             last = time.perf_counter()
             log(f"probe: sweep {i + 1}/{preset.probe_steps}, highest z {high:.4f}")
@@ -179,6 +186,7 @@ def output_range(setup: Setup, preset: SimilarityPreset, bin_width: float, key, 
     result = {"settings": settings, "random_mean": float(z_random.mean()), "random_std": scale,
               "random_median": float(np.median(z_random)), "random_min": float(z_random.min()),
               "random_max": float(z_random.max()), "probe_beta": beta, "probe_high": high,
+              "probe_settled": float(np.mean(settled)),
               "probe_best_text": setup.tokenizer.decode(best[1:-1].tolist()),
               "seconds": round(time.perf_counter() - started, 1)}
     if cache_path:
@@ -189,7 +197,7 @@ def output_range(setup: Setup, preset: SimilarityPreset, bin_width: float, key, 
 
 def _edges_from_probe(probe: dict, bin_width: float) -> dict:
     low = np.floor(probe["random_median"] / bin_width) * bin_width
-    high = np.floor(probe["probe_high"] / bin_width) * bin_width
+    high = np.floor(probe["probe_settled"] / bin_width) * bin_width
     if high < low + 2 * bin_width:  # keep at least two bins
         high = low + 2 * bin_width
     return {**probe, "z_min": float(low), "z_max": float(high)}
