@@ -10,6 +10,7 @@ import dataclasses
 import inspect
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from omnijax.sampling import ladder as ladder_lib
@@ -82,7 +83,7 @@ def _check_keywords(runner, method: str, keywords: dict) -> None:
 def estimate_pt(
     target: Target, space: InputSpace, edges: np.ndarray, *, key: jax.Array, betas=None,
     num_replicas: int | None = None, num_groups: int = 16, num_steps: int = 10_000,
-    burn_in: int | None = None, steps_per_block: int = 1_000, swap_every: int = 10,
+    burn_in: int | None = None, steps_per_block: int = 1_000, swap_every: int = 1,
     record_every: int = 10, pilot_steps: int | None = None, target_acceptance: float = 0.5,
     proposal: str = "gwg", proposal_options: dict | None = None, reservoir_size: int = 32,
     num_bootstrap: int = 100, checkpoint_dir: str | None = None, progress: bool = True,
@@ -95,6 +96,10 @@ def estimate_pt(
     (`ladder_adaptation`), towards `target_acceptance` per pair (`num_replicas` fixes the rung
     count instead). Only the num_steps - burn_in sweeps after it, on the frozen ladder, are
     recorded and reweighted. `pilot_steps` defaults to min(1000, num_steps).
+
+    `swap_every` = 1: a swap round after every sweep. A round costs no measurable CPU beside a
+    sweep (the outputs are cached), and walkers cross the ladder in swap rounds, not sweeps:
+    a round trip takes at least `diagnostics.ideal_round_trip_rounds` rounds (BUILD_NOTES.md).
     """
     num_groups = check_positive_int("num_groups", num_groups)
     reservoir_size = check_positive_int("reservoir_size", reservoir_size)
@@ -112,15 +117,14 @@ def estimate_pt(
 
     pilot_key, init_key, run_key, boot_key = jax.random.split(key, 4)
     adapt_key = jax.random.fold_in(run_key, 1)
-    pilot = _pilot(pilot_key, space, target, value_and_grad, sampler, edges, user_betas, pilot_steps,
-                   record_every, swap_every, progress)
+    pilot, pilot_ends = _pilot(pilot_key, space, target, value_and_grad, sampler, edges, user_betas,
+                               pilot_steps, record_every, swap_every, progress)
     if user_betas is None:
         ladder = _ladder_from_pilot(pilot, edges, num_replicas)
     else:
         ladder_lib.check_ladder_reaches(pilot, edges)
         ladder = user_betas
-    # Independent uniformly random starts: groups share nothing, so the bootstrap over groups is honest.
-    x0 = space.random_inputs(init_key, num_groups * len(ladder)).reshape(num_groups, len(ladder), -1)
+    x0 = opposite_starts(init_key, space, ladder, num_groups, *pilot_ends)
     adapted = adapt_ladder(adapt_key, x0, ladder, target, value_and_grad, sampler, edges, burn_in=burn_in,
                            swap_every=swap_every, record_every=record_every,
                            target_acceptance=target_acceptance, num_replicas=num_replicas,
@@ -186,4 +190,27 @@ def _pilot(key, space, target, value_and_grad, sampler, edges, user_betas, pilot
     run = run_replica_exchange(run_key, x0, grid, target, value_and_grad, sampler, edges, schedule,
                         reservoir_capacity=1, progress=progress, label="pilot")
     kept = run.record_step > schedule.burn_in
-    return ladder_lib.summarize_pilot(grid, run.z[kept], run.slot[kept])
+    slot = np.asarray(run.state.slot)
+    x = np.asarray(run.state.chains.x)
+    bottom = x[slot == 0]                # (groups, D): each pilot group's walker at its lowest beta
+    top = x[slot == len(grid) - 1]       # ... and at its highest
+    return ladder_lib.summarize_pilot(grid, run.z[kept], run.slot[kept]), (bottom, top)
+
+
+def opposite_starts(key: jax.Array, space: InputSpace, betas: np.ndarray, num_groups: int,
+                    bottom: np.ndarray, top: np.ndarray) -> jax.Array:
+    """Starting inputs (C, R, D) of the groups: even groups from uniformly random inputs (the
+    beta = 0 ensemble, so their walkers at |beta| > 0 approach their rung from the middle of
+    the ladder), odd groups with every walker at beta > 0 started from an input the pilot held
+    at its highest beta and every walker at beta < 0 from one it held at its lowest (they approach
+    from the ends). An equilibration transient that the burn-in leaves over then biases the two
+    kinds in opposite directions, so the spread between groups, and with it the bootstrap error
+    bar, sees it instead of every group sharing it. Given their starts the groups run
+    independently (the bootstrap's unit); odd group g takes the pilot's group (g // 2) mod P."""
+    betas = np.asarray(betas)
+    x = np.array(space.random_inputs(key, num_groups * len(betas)).reshape(num_groups, len(betas), -1))
+    for g in range(1, num_groups, 2):
+        j = (g // 2) % len(top)
+        x[g, betas > 0] = top[j]
+        x[g, betas < 0] = bottom[j]
+    return jnp.asarray(x)
