@@ -112,7 +112,7 @@ def test_sst2_run_end_to_end(sst2_run):
 def test_range_rule_with_the_confident_end_high():
     """SST-2: the upper bound is the edge of the HIGHEST bin with >= min_distinct sequences, the
     lower bound the budget's bins below it; LM (low): the mirror image."""
-    from experiments.workflows.text_sampling import RangeRequest, choose_range
+    from experiments.workflows.text_sampling import RangeRequest, choose_range, pilot_range_edges
 
     edges = np.round(np.arange(0, 11) * 0.5, 6)
     distinct = np.array([0, 3, 30, 31, 40, 40, 35, 30, 29, 2])
@@ -124,6 +124,11 @@ def test_range_rule_with_the_confident_end_high():
     assert (record["z_min"], record["z_max"]) == (1.0, 2.5)
     record = choose_range(RangeRequest("high", 0.5, 30, 12, 4, -1.0, 7.0, None, 20.0))
     assert (record["z_min"], record["z_max"], record["confident_end_from"]) == (-1.0, 7.0, "--z_max")
+    # The pilot's bins: from the random median towards the confident side, on the grid of bin widths.
+    np.testing.assert_allclose(pilot_range_edges(high, 1.23)[[0, -1]], [1.0, 21.5])
+    np.testing.assert_allclose(pilot_range_edges(low, 4.17)[[0, -1]], [0.0, 4.5])
+    with pytest.raises(ValueError, match="--pilot_z_min=5"):
+        pilot_range_edges(RangeRequest("low", 0.5, 30, 12, 4, None, None, 5.0, 0.0), 4.17)
     with pytest.raises(ValueError, match="--min_distinct=50.*--z_max"):
         choose_range(RangeRequest("high", 0.5, 50, 12, 4, None, None, None, 20.0), pilot_edges=edges,
                      distinct=distinct)
