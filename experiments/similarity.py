@@ -162,8 +162,9 @@ def _run(flow, preset, beat):
     sampling_seconds = time.perf_counter() - sample_start
 
     beat.phase("writing the outputs")
-    title = (f"cos(MiniLM-style sentence embedding, {FLAGS.reference!r}) over all "
-             f"{config.vocab_size}^{preset.length} texts")
+    name = "all-MiniLM-L6-v2" if FLAGS.model is None else os.path.basename(os.path.normpath(model_source))
+    reference = FLAGS.reference if len(FLAGS.reference) <= 40 else FLAGS.reference[:39] + "…"
+    title = f"{name}: cos to {reference!r} over all {config.vocab_size}^{preset.length} texts"
     paths = write_run_outputs(workdir, est, title=title)
     paths.update(write_text_representatives(workdir, est, setup.tokenizer, per_bin=FLAGS.per_bin, title=title))
     print_verdict(est)
