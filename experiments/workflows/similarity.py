@@ -220,7 +220,7 @@ class Heartbeat:
     stderr received anything for `interval` seconds (a long compile, a long block), so that no step
     of the experiment is silent for longer than that."""
 
-    def __init__(self, interval: float = 8.0):
+    def __init__(self, interval: float = 5.0):
         import threading
 
         self.interval, self.label = interval, "starting"
