@@ -144,6 +144,7 @@ def test_annotation_serves_text_of_a_text_run(tok, tmp_path):
     with Store(str(tmp_path / "a.sqlite")) as store:
         run = store.import_run(workdir)
         assert run.kind == "text" and run.meta["frozen_text"] == "[CLS] … [SEP]"
+        assert run.num_categories == 30522  # texts.json's vocabulary, not the largest id sampled
         assert [s.text for s in store.samples(run.id)] == texts
         app = AnnotationApp(store, run, question="Same meaning as: a man plays guitar?")
         server = make_server(app, 0)

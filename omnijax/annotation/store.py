@@ -222,6 +222,8 @@ def load_samples(workdir: str) -> dict:
         with open(vocab_path) as f:
             arrays["vocab"] = [str(token) for token in json.load(f)]
     arrays["texts"], arrays["meta"] = _load_texts(workdir, arrays["inputs"])
+    if arrays["meta"] and isinstance(arrays["meta"].get("vocab_size"), int):
+        arrays["num_categories"] = arrays["meta"]["vocab_size"]  # the tokenizer's, not the largest id seen
     return arrays
 
 
@@ -334,7 +336,8 @@ class Store:
             found = self._db.execute("SELECT id, meta FROM runs WHERE digest = ?", (digest,)).fetchone()
             if found:
                 if texts is not None and found[1] is None:  # imported before its texts.json was written
-                    self._db.execute("UPDATE runs SET meta = ? WHERE id = ?", (meta, found[0]))
+                    self._db.execute("UPDATE runs SET meta = ?, num_categories = ? WHERE id = ?",
+                                     (meta, arrays["num_categories"], found[0]))
                     self._db.executemany("UPDATE samples SET text = ? WHERE run = ? AND idx = ?",
                                          ((t, found[0], i) for i, t in enumerate(texts)))
                 return self.run(found[0])
