@@ -154,11 +154,16 @@ def _run(flow, preset, beat):
     log(f"sampling: {'resuming from' if resumed else 'checkpoints in'} {sampling_dir}")
     beat.phase("sampling (pilot, ladder, replica exchange)")
     sample_start = time.perf_counter()
-    est = oj.estimate_output_distribution(
-        setup.target, setup.space, edges, key=sample_key, num_steps=preset.num_steps, num_groups=preset.num_groups,
-        steps_per_block=min(preset.steps_per_block, preset.num_steps), pilot_steps=preset.pilot_steps,
-        num_replicas=preset.num_replicas, reservoir_size=preset.reservoir_size, proposal=FLAGS.proposal,
-        checkpoint_dir=sampling_dir)
+    try:
+        est = oj.estimate_output_distribution(
+            setup.target, setup.space, edges, key=sample_key, num_steps=preset.num_steps,
+            num_groups=preset.num_groups, steps_per_block=min(preset.steps_per_block, preset.num_steps),
+            pilot_steps=preset.pilot_steps, num_replicas=preset.num_replicas, reservoir_size=preset.reservoir_size,
+            proposal=FLAGS.proposal, checkpoint_dir=sampling_dir)
+    except ValueError as err:
+        if sampling_dir in str(err) or "checkpoint" in str(err):  # a directory of another run, refused
+            raise app.UsageError(f"--workdir={workdir}: {err}")
+        raise
     sampling_seconds = time.perf_counter() - sample_start
 
     beat.phase("writing the outputs")
@@ -175,7 +180,8 @@ def _run(flow, preset, beat):
         "preset": FLAGS.preset, "log_space_size": float(setup.space.log_size),
         "output": "cosine similarity of L2-normalised mean-pooled last hidden states (attention mask all ones)",
         "bin_edges": [float(e) for e in est.bin_edges], "bin_width": preset.bin_width,
-        "output_range": "probe" if probe is not None and FLAGS.z_min is None and FLAGS.z_max is None else "flags",
+        "output_range": {(True, True): "probe", (False, False): "flags"}.get(
+            (FLAGS.z_min is None, FLAGS.z_max is None), "probe and flags"),
         "probe": probe, **sampling, "resumed": resumed,
         "betas": est.betas.tolist(), "swap_acceptance": est.diagnostics["swap_acceptance"].tolist(),
         "round_trips": int(est.diagnostics["round_trips"].sum()), "bins_sampled": int(filled.sum()),
