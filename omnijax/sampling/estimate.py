@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -143,9 +145,14 @@ def estimate_pt(
     run = run_replica_exchange(run_key, adapted.x, ladder, target, value_and_grad, sampler, edges, schedule,
                                reservoir_capacity=reservoir_size, checkpoint_dir=checkpoint_dir,
                                fingerprint=fingerprint, progress=progress)
+    _say(progress, f"reweighting: MBAR over {int((run.record_step > schedule.burn_in).sum()) * run.z[0].size:,} "
+                   f"kept samples, then {num_bootstrap} bootstrap resamples of the {num_groups} groups "
+                   f"(the full data and both halves) ...")
+    summary_start = time.perf_counter()
     est = summarize_pt_run(run, space, edges, ladder, schedule.burn_in, boot_key, num_bootstrap=num_bootstrap,
                            extra_diagnostics={"pilot": pilot._asdict(), "burn_in": burn_in,
                                               "ladder_stages": [s._asdict() for s in adapted.stages]})
+    _say(progress, f"reweighting done in {time.perf_counter() - summary_start:.1f} s")
     est.diagnostics["num_steps"] = burn_in - adapted.equilibration + int(est.diagnostics["num_steps"])
     for end in adapted.unreachable:
         est.diagnostics["converged"] = False
@@ -154,6 +161,12 @@ def estimate_pt(
             f"{end} bin during the last adaptation stage, and pushing the {end} end further did not move it "
             f"closer: the {end} bins may be out of this sampler's reach (lower their edges or sample longer).")
     return est
+
+
+def _say(progress: bool, line: str) -> None:
+    """One status line on stderr (process 0 only) for a step that has no progress bar of its own."""
+    if progress and jax.process_index() == 0:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _block_length(steps_per_block: int, recorded: int, record_every: int) -> int:
