@@ -1,10 +1,12 @@
 """Error bars of ln rho from a replica-exchange run that include what a bootstrap over groups
 cannot see: a bias that every group shares.
 
-All groups run the same ladder from the same kind of start for the same burn-in, so if the tail
-replicas have not yet equilibrated, every group is wrong in the same direction, and the spread
-between groups (the bootstrap) misses it. A transient shows as drift: the first half of the kept
-records is further from equilibrium than the second. Per bin b (all in absolute ln rho):
+All groups run the same ladder for the same burn-in. Half of them start from the middle of the
+ladder and half from its ends (`estimate.opposite_starts`), so a transient of opposite sign
+shows between groups; but whatever part of it the two kinds share, every group is wrong in the
+same direction there, and the spread between groups (the bootstrap) misses it. A transient shows
+as drift: the first half of the kept records is further from equilibrium than the second. Per
+bin b (all in absolute ln rho):
 
 * s_boot: standard deviation of ln rho over bootstrap resamples of the G groups, times
   sqrt(G / (G - 1)) (the bootstrap variance of a mean of G units is (G - 1)/G of the unbiased one).
