@@ -183,12 +183,10 @@ def output_range(workdir: str, key_record: dict, request: RangeRequest, target, 
     digest, length, flags), else chosen now (a checkpointed range pilot unless the flag gives the
     confident end) and saved."""
     path = os.path.join(workdir, RANGE_FILE)
-    if os.path.isfile(path):
-        with open(path) as f:
-            saved = json.load(f)
-        if saved.get("for") == key_record:
-            log(f"output range: [{saved['z_min']:g}, {saved['z_max']:g}] from {path}")
-            return saved
+    saved = _saved_for(path, key_record)
+    if saved is not None:
+        log(f"output range: [{saved['z_min']:g}, {saved['z_max']:g}] from {path}")
+        return saved
     given = request.z_min if request.confident == "low" else request.z_max
     if given is not None:
         record = choose_range(request)
@@ -198,10 +196,7 @@ def output_range(workdir: str, key_record: dict, request: RangeRequest, target, 
         record = choose_range(request, pilot_edges=pilot["bin_edges"], distinct=pilot["distinct"])
         record["pilot_seconds"], record["random_median"] = pilot["seconds"], pilot["random_median"]
     record["for"] = key_record
-    os.makedirs(workdir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(record, f, indent=2)
-    os.replace(path + ".tmp", path)
+    _write_json(path, record)
     log(f"output range: [{record['z_min']:g}, {record['z_max']:g}], {record['num_bins']} bins "
         f"(confident end from {record['confident_end_from']}; other end from {record['other_end_from']})")
     return record
@@ -218,12 +213,10 @@ def range_pilot(workdir: str, key_record: dict, request: RangeRequest, target, s
     record = {k: v for k, v in key_record.items() if k not in _NOT_PILOT}
     record["pilot_reservoir"] = max(request.min_distinct, 32)
     path = os.path.join(workdir, PILOT_FILE)
-    if os.path.isfile(path):
-        with open(path) as f:
-            saved = json.load(f)
-        if saved.get("for") == record:
-            log(f"range pilot: the distinct sequences per bin from {path}")
-            return saved
+    saved = _saved_for(path, record)
+    if saved is not None:
+        log(f"range pilot: the distinct sequences per bin from {path}")
+        return saved
     import omnijax as oj
 
     probe_key, pilot_key = jax.random.split(key)
@@ -241,10 +234,7 @@ def range_pilot(workdir: str, key_record: dict, request: RangeRequest, target, s
     result = {"for": record, "bin_edges": [float(e) for e in est.bin_edges],
               "distinct": distinct_per_bin(est).tolist(), "log_rho": [float(v) for v in est.log_rho],
               "random_median": bulk, "seconds": round(time.perf_counter() - started, 1)}
-    os.makedirs(workdir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(path + ".tmp", path)
+    _write_json(path, result)
     return result
 
 
@@ -324,7 +314,22 @@ def run_metrics(est, record: dict, min_distinct: int, sampling_seconds: float) -
 
 def write_metrics(workdir: str, metrics: dict) -> str:
     path = os.path.join(workdir, "metrics.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(metrics, f, indent=2)
-    os.replace(path + ".tmp", path)
+    _write_json(path, metrics)
     return path
+
+
+def _saved_for(path: str, record: dict) -> dict | None:
+    """The JSON object saved at `path` if it was made for `record` (its "for" entry), else None."""
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        saved = json.load(f)
+    return saved if saved.get("for") == record else None
+
+
+def _write_json(path: str, obj) -> None:
+    """`obj` as indented JSON at `path`, written whole or not at all (a temporary file, then a rename)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(path + ".tmp", path)
