@@ -38,6 +38,9 @@ def test_reasonable_run_is_converged_and_right():
     assert d["warnings"] == [] and d["unconverged_bins"] == [] and d["bin_converged"].all()
     assert d["round_trips_median"] >= 1
     assert diagnostics.stuck_walkers_p_value(d) >= 0.01   # walkers without a trip: no more than chance
+    # With a swap round after every sweep, every walker makes trips (mean ~10 here, so a walker
+    # without one has Poisson probability e^-10): the strict check of before the verdict change holds.
+    assert d["round_trips_total"] > 0 and d["walkers_without_round_trip"] == 0
     assert d["round_trips_per_walker"].shape == (8, len(est.betas))
     assert d["weakest_swap_acceptance"] >= 0.1
     assert np.all(d["n_effective"] >= 10)
