@@ -527,13 +527,21 @@ class Store:
             if missing:
                 raise ValueError(f"{path}: missing columns {missing}; expected {CSV_FIELDS}")
             records = list(reader)
+        return self.import_records(records, where=lambda i: f"{path} line {i + 2}")
+
+    def import_records(self, records: list[dict], where=lambda i: f"record {i}") -> int:
+        """Adds score records (the fields of CSV_FIELDS; `bin`, `z` and `superseded` are not read) in one
+        transaction; records already present are skipped, so a repeated import adds nothing. A bad record
+        is named by `where(position)` and nothing is imported. Every importer (CSV, Label Studio) ends here."""
         added = 0
         with self._lock, self._db:
-            for line, rec in enumerate(records, start=2):
+            for i, rec in enumerate(records):
                 try:
                     added += _import_row(self._db, rec)
-                except ValueError as err:
-                    raise ValueError(f"{path} line {line}: {err}; nothing was imported") from None
+                except KeyError as err:
+                    raise ValueError(f"{where(i)}: missing field {err}; nothing was imported") from None
+                except (ValueError, TypeError) as err:
+                    raise ValueError(f"{where(i)}: {err}; nothing was imported") from None
         return added
 
 
