@@ -221,3 +221,26 @@ def test_bootstrap_rejects(kwargs, name):
                 bin_edges=np.array([0.0, 2.0, 4.0]), key=jax.random.key(0)) | kwargs
     with pytest.raises(ValueError, match=f"^{name} "):
         bootstrap_log_rho(**args)
+
+
+def test_bootstrap_in_chunks_with_progress_equals_one_call(capsys):
+    """The resamples are solved in chunks so progress can be shown between them; the chunks (the last
+    one padded) give bit for bit what one call over every key gives, and the progress reaches the end."""
+    from omnijax.sampling import reweighting
+    z, replica, group = sample_outputs(BETAS[::2], 200, np.random.default_rng(5), num_groups=4)
+    part = (np.arange(z.size) >= z.size // 2).astype(np.int32)
+    key, num = jax.random.key(7), 2 * reweighting._CHUNK + 3
+    chunked = reweighting.bootstrap_replicates(z, replica, group, BETAS[::2], UNIT_EDGES, key, num_bootstrap=num,
+                                               part=part, progress=True)
+    err = capsys.readouterr().err
+    assert "MBAR on the full data" in err and f"{num}/{num} resamples" in err
+    original = reweighting._CHUNK
+    try:
+        reweighting._CHUNK = num  # every key in one call, as before the chunking
+        whole = reweighting.bootstrap_replicates(z, replica, group, BETAS[::2], UNIT_EDGES, key, num_bootstrap=num,
+                                                 part=part)
+    finally:
+        reweighting._CHUNK = original
+    assert capsys.readouterr().err == ""
+    np.testing.assert_array_equal(chunked.replicates, whole.replicates)
+    np.testing.assert_array_equal(chunked.iterations, whole.iterations)

@@ -20,6 +20,8 @@ import collections
 import dataclasses
 import math
 import os
+import sys
+import time
 import warnings
 
 import jax
@@ -113,7 +115,8 @@ def enumerate_output_distribution(output_fn, space: InputSpace, bin_edges, *, pa
       chunk_size: inputs evaluated per vmap, rounded down to a power of K (at least K).
         Default: the power of K nearest 2**14 on CPU and 2**17 on accelerators, smaller
         when its one-hot batch is large.
-      progress: print fraction done, inputs/s and ETA to stderr when there are several calls.
+      progress: print fraction done, inputs/s and ETA to stderr when there are several calls, and
+        what the call does and how long it took when there is one.
       checkpoint_dir: optional directory; the running totals are saved there (Orbax) every
         few calls and after the last one. A later run with the same model parameters, space
         (frozen mask and values included), bin edges, chunking and has-a-statistic resumes
@@ -149,12 +152,18 @@ def enumerate_output_distribution(output_fn, space: InputSpace, bin_edges, *, pa
         fingerprint = run_fingerprint("enumerate", space, target, None, {
             "bin_edges": edges, "chunk_size": plan.chunk_size,
             "chunks_per_call": plan.chunks_per_call, "has_statistic": statistic_fn is not None})
+    single = progress and num_calls == 1 and jax.process_index() == 0
+    if single:  # run_blocks shows a bar only between calls: say what the one call does and how long it took
+        start = time.perf_counter()
+        print(f"enumerate: {space.size:,} inputs in one call ...", file=sys.stderr, flush=True)
     totals = run_blocks(
         run_block, _fresh_totals(len(edges) - 1), num_calls, label="enumerate", unit="inputs",
         units_after=lambda b: min((b + 1) * plan.chunks_per_call, plan.num_chunks) * plan.chunk_size,
         total_units=space.size, check=lambda totals: _raise_if_not_finite(target, space, totals),
         checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
         checkpoint_every=_CHECKPOINT_EVERY, progress=progress and num_calls > 1)
+    if single:
+        print(f"enumerate: done in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     return _result(totals, edges, space.size, statistic_fn is not None)
 
 

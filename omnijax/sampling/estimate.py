@@ -151,7 +151,8 @@ def estimate_pt(
     summary_start = time.perf_counter()
     est = summarize_pt_run(run, space, edges, ladder, schedule.burn_in, boot_key, num_bootstrap=num_bootstrap,
                            extra_diagnostics={"pilot": pilot._asdict(), "burn_in": burn_in,
-                                              "ladder_stages": [s._asdict() for s in adapted.stages]})
+                                              "ladder_stages": [s._asdict() for s in adapted.stages]},
+                           progress=progress and jax.process_index() == 0)
     _say(progress, f"reweighting done in {time.perf_counter() - summary_start:.1f} s")
     est.diagnostics["num_steps"] = burn_in - adapted.equilibration + int(est.diagnostics["num_steps"])
     for end in adapted.unreachable:

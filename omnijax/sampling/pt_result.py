@@ -16,12 +16,15 @@ from omnijax.sampling.reweighting import mbar_log_weights
 
 
 def summarize_pt_run(run, space, edges: np.ndarray, ladder: np.ndarray, burn_in: int, boot_key, *,
-                     num_bootstrap: int = 100, extra_diagnostics: dict | None = None) -> OutputDistributionEstimate:
+                     num_bootstrap: int = 100, extra_diagnostics: dict | None = None,
+                     progress: bool = False) -> OutputDistributionEstimate:
     """The estimate of `run` (a `replica_exchange_run.TemperingRun` over `ladder`): only records after
-    step `burn_in` are reweighted; `extra_diagnostics` are added to est.diagnostics as given."""
+    step `burn_in` are reweighted; `extra_diagnostics` are added to est.diagnostics as given; progress:
+    the bootstrap reports on stderr."""
     kept = run.record_step > burn_in
     z, slot = run.z[kept], run.slot[kept]
-    boot = uncertainty.log_rho_with_error_bars(z, slot, ladder, edges, boot_key, num_bootstrap=num_bootstrap)
+    boot = uncertainty.log_rho_with_error_bars(z, slot, ladder, edges, boot_key, num_bootstrap=num_bootstrap,
+                                               progress=progress)
     log_w, free_energies = mbar_log_weights(z.reshape(-1), slot.reshape(-1), ladder)
     replica_records = np.bincount(slot.reshape(-1), minlength=len(ladder)).astype(np.float64)
     log_visits = inclusion.log_expected_visits(z.reshape(-1), ladder, free_energies, replica_records,

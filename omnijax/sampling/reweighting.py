@@ -17,6 +17,7 @@ Everything is float32 and in log space; z is centred before the solve so that be
 from __future__ import annotations
 
 import functools
+import sys
 import time
 import warnings
 from typing import NamedTuple
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from omnijax.sampling.histogram import bin_index, validate_bin_edges
+from omnijax.util.progress import Progress
 from omnijax.util.validation import check_key
 
 _TOL = 1e-6
@@ -501,7 +503,7 @@ def _validate_num_bootstrap(num_bootstrap):
 
 
 def bootstrap_replicates(z, replica, group, betas, bin_edges, key, *, num_bootstrap=100, part=None,
-                         warm_start=True) -> BootstrapReplicates:
+                         warm_start=True, progress=False) -> BootstrapReplicates:
     """ln rho of the data and of `num_bootstrap` resamples of its independent groups.
 
     Arguments as in `bootstrap_log_rho`, plus:
@@ -509,6 +511,7 @@ def bootstrap_replicates(z, replica, group, betas, bin_edges, key, *, num_bootst
         are estimated separately as well, each with its own MBAR solve, on the same resamples.
       warm_start: start each resample's solve from the full data's solution (True: the same answer
         to solver tolerance in far fewer iterations) or from scratch (False).
+      progress: print the full solve's time, then a progress bar over the resamples, to stderr.
     """
     z, replica, betas, _ = _validate_samples(z, replica, betas, None)
     edges = validate_bin_edges(bin_edges).astype(np.float32)
@@ -525,11 +528,17 @@ def bootstrap_replicates(z, replica, group, betas, bin_edges, key, *, num_bootst
         starts = _integrated_starts(z, replica, part, num_parts, betas)
         full_rho, full_it, full_ok, full_f = _full_estimates_distinct(zu, uk, pk, ck, cells, num_parts, betas,
                                                                       edges, starts)
-        rho, iterations, ok = _warm_replicates(zu, uk, gk, pk, ck, cells, num_groups, num_parts, betas, edges,
-                                               keys, full_f)
+        solve = functools.partial(_warm_replicates, zu, uk, gk, pk, ck, cells, num_groups, num_parts, betas, edges,
+                                  initial=full_f)
     else:
         full_rho, full_it, full_ok, _ = _full_estimates(z, replica, part, num_parts, betas, edges)
-        rho, iterations, ok = _cold_replicates(z, replica, group, part, num_groups, num_parts, betas, edges, keys)
+        solve = functools.partial(_cold_replicates, z, replica, group, part, num_groups, num_parts, betas, edges)
+    if progress:
+        jax.block_until_ready(full_rho)
+        print(f"MBAR on the full data: {time.perf_counter() - start:.1f} s, {int(np.max(full_it))} iterations",
+              file=sys.stderr, flush=True)
+    rho, iterations, ok = _in_chunks(solve, keys, Progress("bootstrap", num_bootstrap, "resamples",
+                                                           enabled=progress))
     full_rho, full_it, rho, iterations = jax.device_get((full_rho, full_it, rho, iterations))
     converged = bool(jnp.all(full_ok)) and bool(jnp.all(ok))
     seconds = time.perf_counter() - start
@@ -539,6 +548,23 @@ def bootstrap_replicates(z, replica, group, betas, bin_edges, key, *, num_bootst
     n_samples = np.bincount(np.where(idx < 0, num_bins, idx), minlength=num_bins + 1)[:num_bins]
     return BootstrapReplicates(np.asarray(full_rho), np.asarray(rho), np.asarray(iterations),
                                np.asarray(full_it), bool(converged), n_samples, seconds)
+
+
+_CHUNK = 10  # resamples per solver call: progress between calls; lax.map inside keeps each one's result.
+
+
+def _in_chunks(solve, keys, bar: Progress):
+    """solve(keys) for all keys, called on chunks of a fixed size (the last one padded by repeating its
+    final key and trimmed), so one compiled program serves every chunk and the bar moves between them."""
+    n = keys.shape[0]
+    size = min(_CHUNK, n)
+    parts = []
+    for start in range(0, n, size):
+        take = np.minimum(np.arange(start, start + size), n - 1)
+        out = jax.device_get(solve(keys=keys[take]))
+        parts.append(jax.tree.map(lambda a: a[:min(size, n - start)], out))
+        bar.update(min(start + size, n))
+    return jax.tree.map(lambda *a: np.concatenate(a), *parts)
 
 
 def _replicate_stats(replicates):

@@ -120,10 +120,12 @@ def record_halves(num_records: int) -> np.ndarray:
 
 
 def log_rho_with_error_bars(z, slot, betas, bin_edges, key, *, num_bootstrap: int = 100,
-                            warm_start: bool = True, max_resampled: int = 200_000) -> LogRhoErrorBars:
+                            warm_start: bool = True, max_resampled: int = 200_000,
+                            progress: bool = False) -> LogRhoErrorBars:
     """ln rho of the kept records z, slot (records, G groups, walkers) with the error bars of the
     module docstring. One bootstrap draws the groups for the full data and both halves at once;
-    above `max_resampled` samples it runs on every k-th record (module docstring)."""
+    above `max_resampled` samples it runs on every k-th record (module docstring). progress: the
+    solves report on stderr (`reweighting.bootstrap_replicates`)."""
     z, slot = np.asarray(z), np.asarray(slot)
     if z.ndim != 3 or slot.shape != z.shape:
         raise ValueError(f"z and slot must be (records, groups, walkers) arrays of one shape, got "
@@ -131,14 +133,15 @@ def log_rho_with_error_bars(z, slot, betas, bin_edges, key, *, num_bootstrap: in
     thin = max(1, -(-z.size // max_resampled))
     if thin > 1 and z.shape[0] // thin >= 2:
         bars = log_rho_with_error_bars(z[::thin], slot[::thin], betas, bin_edges, key, num_bootstrap=num_bootstrap,
-                                       warm_start=warm_start, max_resampled=z.size)
+                                       warm_start=warm_start, max_resampled=z.size, progress=progress)
         return _recentred(bars, z, slot, betas, bin_edges)
     records, groups, _ = z.shape
     group = np.broadcast_to(np.arange(groups)[None, :, None], z.shape)
     split = records >= 2
     part = np.broadcast_to(record_halves(records)[:, None, None], z.shape).reshape(-1) if split else None
     boot = bootstrap_replicates(z.reshape(-1), slot.reshape(-1), group.reshape(-1), betas, bin_edges, key,
-                                num_bootstrap=num_bootstrap, part=part, warm_start=warm_start)
+                                num_bootstrap=num_bootstrap, part=part, warm_start=warm_start,
+                                progress=progress)
     small_g = groups / (groups - 1)
     few_groups = student_factor(groups)
     log_rho = np.asarray(boot.log_rho[0], np.float64)
