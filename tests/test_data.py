@@ -2,6 +2,7 @@
 
 import dataclasses
 import gzip
+import hashlib
 import sys
 import time
 import types
@@ -221,10 +222,46 @@ def test_unreachable_hub_is_detected_without_waiting(monkeypatch):
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     start = time.perf_counter()
-    with pytest.raises(DatasetUnavailable, match="127.0.0.1:9\\) is unreachable") as error:
+    with pytest.raises(DatasetUnavailable, match="hub unreachable: no connection to the Hugging Face hub at "
+                                                 "127.0.0.1:9 ") as error:
         load_mnist(source="hub")
     assert time.perf_counter() - start < mnist.HUB_PROBE_TIMEOUT_S + 1
     assert "HF_HUB_OFFLINE=1" in error.value.reason
+
+
+@pytest.fixture
+def hub_online_mode(monkeypatch):
+    """The real hub path (the installed `datasets`, no offline flag), not yet imported, with no
+    remembered probe answers."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delitem(sys.modules, "datasets", raising=False)
+    monkeypatch.setattr(mnist, "_probe_answers", {})
+
+
+def test_real_hub_path_fails_fast_without_importing_datasets(monkeypatch, hub_online_mode):
+    assert mnist._datasets_installed(), "`datasets` is a dependency of omnijax"
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    start = time.perf_counter()
+    found = available_ood_sets(["kmnist", "emnist_byclass", "qmnist"])
+    assert time.perf_counter() - start < mnist.HUB_PROBE_TIMEOUT_S + 1
+    for title, name in (("KMNIST", "kmnist"), ("EMNIST ByClass", "emnist_byclass"), ("QMNIST", "qmnist")):
+        assert found[name].startswith(f"{title} is unavailable: hub unreachable: ")
+    assert "datasets" not in sys.modules, "`datasets` is imported only when the hub answers"
+
+
+def test_a_hub_that_never_answers_is_given_up_on_in_time(monkeypatch, hub_online_mode):
+    # A name lookup that hangs is not bounded by a socket timeout; the probe's own deadline is.
+    monkeypatch.setattr(mnist.socket, "create_connection", lambda *args, **kwargs: time.sleep(5))
+    monkeypatch.setattr(mnist, "HUB_PROBE_TIMEOUT_S", 0.2)
+    start = time.perf_counter()
+    with pytest.raises(DatasetUnavailable, match="hub unreachable: .*no answer within 0.2 s"):
+        load_mnist(source="hub")
+    assert time.perf_counter() - start < 1.0
+    start = time.perf_counter()
+    with pytest.raises(DatasetUnavailable, match="no answer within 0.2 s"):
+        load_ood("qmnist")  # the answer is remembered: no second wait
+    assert time.perf_counter() - start < 0.1
 
 
 def test_missing_datasets_package_is_reported(hub_disabled):
@@ -298,13 +335,16 @@ def test_unknown_set_is_unavailable_with_reason():
 def test_unavailable_sets_report_every_source_tried(tmp_path, monkeypatch, hub_disabled):
     empty_system_dir = tmp_path / "system"
     empty_system_dir.mkdir()
-    fashion = dataclasses.replace(ood.OOD_SETS["fashion_mnist"], local_dir=str(empty_system_dir))
-    monkeypatch.setitem(ood.OOD_SETS, "fashion_mnist", fashion)
+    fashion = ood.OOD_SETS["fashion_mnist"]
+    absent = dataclasses.replace(fashion.shipped, file="absent.npz")
+    monkeypatch.setitem(ood.OOD_SETS, "fashion_mnist",
+                        dataclasses.replace(fashion, local_dir=str(empty_system_dir), shipped=absent))
     with pytest.raises(DatasetUnavailable) as error:
         load_ood("fashion_mnist", data_dir=tmp_path)
     reason = error.value.reason
     assert reason.startswith("Fashion-MNIST is unavailable: data_dir ")
     assert f"system directory for Fashion-MNIST {empty_system_dir} lacks t10k-images-idx3-ubyte[.gz]" in reason
+    assert f"the shipped file {ood.OFFLINE_DIR / 'absent.npz'} is missing" in reason
     assert reason.endswith("the Hugging Face `datasets` package is not installed")
     with pytest.raises(DatasetUnavailable, match="KMNIST is unavailable: the Hugging Face `datasets`"):
         load_ood("kmnist", data_dir=tmp_path)
@@ -332,3 +372,39 @@ def test_hub_ood_sets_and_emnist_transposition(monkeypatch):
     emnist = load_ood("emnist_byclass")
     np.testing.assert_array_equal(emnist.images, images.transpose(0, 2, 1))
     np.testing.assert_array_equal(emnist.labels, labels)
+
+
+# --- The shipped Fashion-MNIST test split ----------------------------------------------------
+
+def test_shipped_fashion_mnist_is_the_recorded_test_split():
+    shipped = ood.OOD_SETS["fashion_mnist"].shipped
+    with np.load(ood.OFFLINE_DIR / shipped.file) as stored:
+        images, labels = stored["images"], stored["labels"]
+    assert images.shape == (10_000, 28, 28) and images.dtype == np.uint8 and labels.dtype == np.uint8
+    assert np.bincount(labels).tolist() == [1_000] * 10
+    assert len(np.unique(images)) == 256  # grey levels, not binarised
+    assert hashlib.sha256(images.tobytes()).hexdigest() == shipped.images_sha256
+    assert hashlib.sha256(labels.tobytes()).hexdigest() == shipped.labels_sha256
+    licence = (ood.OFFLINE_DIR / "LICENSE-FASHION-MNIST.md").read_text()
+    assert "MIT" in licence and "Zalando SE" in licence and shipped.images_sha256 in licence
+
+
+def test_fashion_mnist_without_debian_package_or_hub_is_the_shipped_file(tmp_path, monkeypatch, hub_disabled):
+    fashion = ood.OOD_SETS["fashion_mnist"]
+    monkeypatch.setitem(ood.OOD_SETS, "fashion_mnist",
+                        dataclasses.replace(fashion, local_dir=str(tmp_path / "no-debian-package")))
+    ds = load_ood("fashion_mnist")
+    assert ds.source == fashion.shipped.source and ds.name == "fashion_mnist"
+    assert len(ds) == 10_000 and ds.labels.dtype == np.int64
+    # A --fashion_data_dir that does not hold the files is named in the source, not silently passed over.
+    assert "[not used: data_dir" in load_ood("fashion_mnist", data_dir=tmp_path).source
+
+
+def test_a_damaged_shipped_file_is_refused_naming_it(tmp_path, monkeypatch, hub_disabled):
+    images, labels = make_images(3, seed=10)
+    np.savez_compressed(tmp_path / "fashion_mnist_test.npz", images=images, labels=labels)
+    monkeypatch.setattr(ood, "OFFLINE_DIR", tmp_path)
+    monkeypatch.setitem(ood.OOD_SETS, "fashion_mnist",
+                        dataclasses.replace(ood.OOD_SETS["fashion_mnist"], local_dir=None))
+    with pytest.raises(DatasetUnavailable, match="fashion_mnist_test.npz is damaged: its images have sha256"):
+        load_ood("fashion_mnist")

