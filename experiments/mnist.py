@@ -8,14 +8,14 @@
     python -m experiments.mnist --model=mlp --preset=smoke        # under a minute, for tests
 
 Writes to --workdir (default runs/mnist-<model>-<training>): metrics.json, rho.csv, rho.png,
-representatives.png, samples.npz (representative inputs for annotation), traditional.csv, the
+representatives.png, samples.npz (representative inputs for annotation), traditional.csv (the
+dataset-based table, also printed; gather several runs' with `python -m experiments.tables`), the
 model checkpoint (model/) and the sampling checkpoints (sampling-<parameter digest>/). A rerun
 reuses the model unless --retrain, and an interrupted sampling run resumes.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -35,7 +35,8 @@ flags.DEFINE_integer("target_class", 1, "Multiclass task: the class whose log-so
 flags.DEFINE_enum("preset", "default", list(PRESETS), "smoke (tests), default (laptop), paper (accelerators).")
 flags.DEFINE_string("workdir", None, "Output directory (default runs/mnist-<model>-<training>[-multiclass-c<k>]).")
 flags.DEFINE_string("data_dir", None, "Directory of MNIST IDX files (else the hub when reachable, else the offline digits).")
-flags.DEFINE_string("fashion_data_dir", None, "Directory of Fashion-MNIST test IDX files (else the Debian package, else the hub).")
+flags.DEFINE_string("fashion_data_dir", None, "Directory of Fashion-MNIST test IDX files (else the Debian package, "
+                    "else the test split shipped with omnijax, else the hub).")
 flags.DEFINE_list("ood_sets", list(OOD_SETS), "OOD sets for the dataset-based table.")
 flags.DEFINE_integer("grey_levels", 2, "Pixel categories K: 2 = binary (threshold 0.5), more = grey levels.")
 flags.DEFINE_float("aug_severity", 0.5, "--training=aug: each image flips pixels with probability ~ U(0, this).")
@@ -79,6 +80,10 @@ def _check_flags() -> None:
         raise app.UsageError(f"--z_min must be < --z_max, got {FLAGS.z_min} and {FLAGS.z_max}")
 
 
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def main(argv):
     del argv
     _check_flags()
@@ -90,7 +95,8 @@ def main(argv):
     from experiments.workflows import mnist as flow
     from omnijax.models.functional import as_log_softmax_fn, as_output_fn
     from omnijax.sampling.output_range import bin_edges_from_outputs
-    from experiments.workflows.results import convergence_summary, print_verdict, write_run_outputs
+    from experiments.workflows.results import (convergence_summary, print_verdict, write_run_outputs,
+                                               write_traditional_csv)
     from omnijax.training.resume import parameter_digest
 
     started = time.perf_counter()
@@ -101,7 +107,7 @@ def main(argv):
     try:
         data = flow.load_task_data(FLAGS.task, FLAGS.training, FLAGS.target_class, FLAGS.model, levels=levels,
                                    data_dir=FLAGS.data_dir, fashion_data_dir=FLAGS.fashion_data_dir,
-                                   ood_sets=FLAGS.ood_sets, preset=preset, seed=FLAGS.seed)
+                                   ood_sets=FLAGS.ood_sets, preset=preset, seed=FLAGS.seed, log=_log)
     except FileNotFoundError as err:
         raise app.UsageError(f"--data_dir: {err}")
     print(f"data: {data.source}; {len(data.train_images)} training images", file=sys.stderr)
@@ -131,14 +137,9 @@ def main(argv):
 
     # Dataset-based evaluation (paper §4.1): the same output z, on test sets.
     score = lambda images: flow.scores(model, images, levels, FLAGS.task, FLAGS.target_class)
-    rows = flow.traditional_rows(score, data, label)
+    rows = flow.traditional_rows(score, data, label, log=_log)
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "traditional.csv"), "w", newline="") as f:
-        fields = ["model", "negatives", "status", "aupr", "auroc", "fpr95", "n_positive", "n_negative"]
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    print(flow.format_table(rows))
+    write_traditional_csv(os.path.join(workdir, "traditional.csv"), rows)
 
     # Output distribution over all inputs.
     space = oj.InputSpace(shape=(28, 28), num_categories=levels)
@@ -177,6 +178,7 @@ def main(argv):
     })
     with open(os.path.join(workdir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
+    print("dataset-based evaluation (paper Tables 1-3, percent):\n" + flow.format_table(rows))
     print(f"done in {metrics['seconds']:.0f} s; wrote " + ", ".join(sorted(paths.values()))
           + f", {workdir}/traditional.csv, {workdir}/metrics.json")
     print(f"next: score the representative inputs (one row of representatives.png per bin), then get "

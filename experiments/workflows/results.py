@@ -1,4 +1,5 @@
-"""Writing an estimate to disk: rho.csv, samples.npz and the two pictures."""
+"""Writing an estimate to disk: rho.csv, samples.npz and the two pictures; and traditional.csv, the
+dataset-based table."""
 
 from __future__ import annotations
 
@@ -95,3 +96,34 @@ def write_run_outputs(workdir, est, title="", image_shape=None, max_rows=16) -> 
             [f"z≈{(est.bin_edges[b] + est.bin_edges[b + 1]) / 2:.2f}" for b in shown], image_shape, title=title,
             num_categories=est.space.num_categories)
     return paths
+
+
+TRADITIONAL_FIELDS = ["model", "negatives", "status", "source", "aupr", "auroc", "fpr95", "n_positive", "n_negative",
+                      "seconds"]
+_NUMERIC = {"aupr": float, "auroc": float, "fpr95": float, "n_positive": int, "n_negative": int, "seconds": float}
+
+
+def write_traditional_csv(path, rows: list[dict]) -> None:
+    """traditional.csv: one row per model and negative set (`traditional_rows` of experiments.workflows.mnist);
+    metrics as fractions, empty for an unavailable set, whose status says why."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=TRADITIONAL_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_traditional_csv(path) -> list[dict]:
+    """The rows of a traditional.csv, numbers as numbers (absent ones left out). ValueError naming the
+    file when its header lacks a column a table needs."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [name for name in ("model", "negatives", "status", "aupr", "auroc", "fpr95")
+                   if name not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: not a traditional.csv (no column {', '.join(missing)})")
+        rows = []
+        for raw in reader:
+            row = {key: value for key, value in raw.items() if key not in _NUMERIC}
+            row.update({key: _NUMERIC[key](raw[key]) for key in _NUMERIC if raw.get(key)})
+            rows.append(row)
+    return rows
