@@ -100,8 +100,19 @@ def test_augmented_training_still_learns_and_reports_progress(capsys):
     train_classifier(model, train_images, train_labels, num_categories=2, epochs=3, batch_size=32,
                      learning_rate=3e-3, key=jax.random.key(2), augment_severity=0.3)
     assert evaluate_accuracy(model, test_images, test_labels, 2) >= 0.95
+    lines = [line for line in capsys.readouterr().err.strip().splitlines() if ": step " not in line]  # a slow
+    assert len(lines) == 3 and lines[-1].startswith("train binary epoch 3/3: loss ")  # epoch also says its steps
+
+
+def test_a_long_epoch_reports_the_steps_it_has_finished(capsys, monkeypatch):
+    from omnijax.training import classifier
+    monkeypatch.setattr(classifier, "_SAY_EVERY", -1.0)  # every epoch is "long": a line after each step
+    images, labels = left_heavy_task(4, 96)
+    train_classifier(build_model("mlp", (SIDE, SIDE), 2), images, labels, num_categories=2, epochs=1,
+                     batch_size=32, key=jax.random.key(0))
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 3 and lines[-1].startswith("train binary epoch 3/3: loss ")
+    assert [line.split(" (")[0] for line in lines[:-1]] == [f"train binary epoch 1/1: step {i}/3" for i in (1, 2)]
+    assert lines[-1].startswith("train binary epoch 1/1: loss ")
 
 
 def test_training_rejects_a_task_the_model_cannot_serve():

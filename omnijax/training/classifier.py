@@ -21,6 +21,8 @@ from flax import nnx
 
 from omnijax.training.resume import digest, learning_rate_fingerprint, model_fingerprint, resume, resume_note
 
+_SAY_EVERY = 5.0  # seconds between progress lines inside a long epoch
+
 TASKS = ("binary", "multiclass")
 
 
@@ -85,10 +87,16 @@ def train_classifier(model: nnx.Module, images, labels, *, num_categories: int, 
         order_key, noise_key = jax.random.split(epoch_keys[epoch - 1])
         order = np.asarray(jax.random.permutation(order_key, images.shape[0]))[:steps * batch_size]
         # A Python loop of jitted steps: XLA:CPU runs convolutions inside lax.scan ~20x slower.
-        losses = []
-        for indices, step_key in zip(order.reshape(steps, batch_size), jax.random.split(noise_key, steps)):
+        losses, said = [], start
+        for i, (indices, step_key) in enumerate(zip(order.reshape(steps, batch_size),
+                                                    jax.random.split(noise_key, steps))):
             params, opt_state, loss = train_step(params, opt_state, images, labels, indices, step_key)
             losses.append(loss)
+            if progress and time.perf_counter() - said > _SAY_EVERY and i + 1 < steps:
+                loss.block_until_ready()  # the steps run ahead of Python: count only finished ones
+                said = time.perf_counter()
+                print(f"train {task} epoch {epoch}/{epochs}: step {i + 1}/{steps} ({said - start:.0f} s)",
+                      file=sys.stderr, flush=True)
         if progress:
             print(f"train {task} epoch {epoch}/{epochs}: loss {float(jnp.mean(jnp.stack(losses))):.4f} "
                   f"({time.perf_counter() - start:.1f} s)", file=sys.stderr, flush=True)
