@@ -1,6 +1,9 @@
 """Score the representative inputs of a sampling run and get the precision per bin, r(z) (paper §2.2).
 
-    python -m omnijax.annotation serve --run=runs/mnist-mlp-bce --port=8000    # the page for annotators
+    python -m omnijax.annotation serve --run=runs/mnist-mlp-bce --port=8000    # the page, on this machine
+    python -m omnijax.annotation invite --run=runs/mnist-mlp-bce --annotator=alice --url_base=http://HOST:8000
+    python -m omnijax.annotation serve --run=runs/mnist-mlp-bce --host=0.0.0.0 --url_base=http://HOST:8000
+    python -m omnijax.annotation revoke --run=runs/mnist-mlp-bce --annotator=alice
     python -m omnijax.annotation precision --run=runs/mnist-mlp-bce            # r(z) per bin, as CSV
     python -m omnijax.annotation agreement --run=runs/mnist-mlp-bce --annotators=alice,bob
     python -m omnijax.annotation export --run=runs/mnist-mlp-bce --csv=scores.csv
@@ -8,9 +11,17 @@
 
 --run is a directory with samples.npz (written by experiments.mnist, experiments.cifar, experiments.similarity).
 A text run (texts.json beside it, written by omnijax.text) is shown as decoded text, not token ids. Scores live
-in --db (default <run>/annotations.sqlite), each committed as it is given. The page binds 127.0.0.1
-only and shows no output value: annotation is blind. Oracles and judges (reference models) score from
-Python: omnijax.annotation.annotate; a judge's scores are flagged in every table and export.
+in --db (default <run>/annotations.sqlite), each committed as it is given. The page shows no output value:
+annotation is blind.
+
+A team: `invite` makes a person annotator with a secret token and prints the link that carries it (to
+--url_base, default http://--host:--port); send each link privately: whoever holds it scores as that
+annotator, and only as that one. `revoke` ends a link at once, also for a running server; the scores
+given stay. Once anyone is invited, every call of the page needs a token. `serve` listens on 127.0.0.1
+by default; another --host (e.g. 0.0.0.0 for the local network) is refused unless annotators hold
+tokens, and then every call must carry one. Without invites, on 127.0.0.1, the page asks for a name:
+for one person at their own machine. Oracles and judges (reference models) score from Python:
+omnijax.annotation.annotate; a judge's scores are flagged in every table and export.
 """
 
 from __future__ import annotations
@@ -23,10 +34,10 @@ import sys
 from absl import app, flags
 
 from omnijax.annotation import Store, agreement
+from omnijax.annotation.access import check_url_base, format_origin, invite, is_loopback, is_wildcard, revoke
 from omnijax.annotation.server import DEFAULT_QUESTION, serve
 from omnijax.annotation.store import Run, load_samples
 
-COMMANDS = ("serve", "precision", "agreement", "export", "import")
 FLAGS = flags.FLAGS
 _flags_defined = False
 
@@ -39,7 +50,13 @@ def _define_flags() -> None:
     _flags_defined = True
     flags.DEFINE_string("run", None, "Run directory holding samples.npz.")
     flags.DEFINE_string("db", None, "SQLite file of the scores (default <run>/annotations.sqlite).")
-    flags.DEFINE_integer("port", 8000, "serve: port on 127.0.0.1 (0 picks a free one).")
+    flags.DEFINE_string("host", "127.0.0.1", "serve: the address to listen on; beyond loopback (e.g. 0.0.0.0) only "
+                        "when annotators were invited, and then every call needs a token. invite: the host of the link.")
+    flags.DEFINE_integer("port", 8000, "serve: the port (0 picks a free one); invite: the port of the link.")
+    flags.DEFINE_string("url_base", None, "The address annotators open, http(s)://HOST[:PORT] (e.g. the machine's "
+                        "name on the network, or a proxy's): invite puts it in the link, serve answers for it too. "
+                        "Default http://--host:--port.")
+    flags.DEFINE_string("annotator", None, "invite/revoke: the annotator's name.")
     flags.DEFINE_string("question", DEFAULT_QUESTION, "serve: what annotators are asked about each input.")
     flags.DEFINE_string("csv", None, "export/import: the CSV file.")
     flags.DEFINE_list("annotators", None, "precision: only these annotators' scores; agreement: exactly two names.")
@@ -100,36 +117,91 @@ def _agreement(store: Store, run) -> None:
         print("warning: a judge is a reference model, not a person", file=sys.stderr)
 
 
-def main(argv):
-    if len(argv) != 2 or argv[1] not in COMMANDS:
-        raise app.UsageError(f"give one command of {', '.join(COMMANDS)}; got {argv[1:]}")
-    command = argv[1]
+def _serve(store: Store, run: Run) -> None:
+    if not is_loopback(FLAGS.host) and not store.invited(run.id):
+        raise app.UsageError(
+            f"--host={FLAGS.host} is not a loopback address: the page would be reachable from other machines, so "
+            f"every call must carry an invite token, and nobody holds one for run {run.name}. Invite the annotators "
+            f"first (python -m omnijax.annotation invite --run={FLAGS.run} --annotator=NAME --url_base="
+            f"http://ADDRESS:{FLAGS.port}), or serve on --host=127.0.0.1")
+    try:
+        serve(store, run, FLAGS.port, FLAGS.question, FLAGS.host, FLAGS.url_base)
+    except OSError as err:
+        raise app.UsageError(f"--host={FLAGS.host} --port={FLAGS.port}: cannot serve there: {err}")
+
+
+def _invite(store: Store, run: Run) -> None:
+    if FLAGS.url_base:
+        base = format_origin(check_url_base(FLAGS.url_base))
+    elif is_wildcard(FLAGS.host):
+        raise app.UsageError(f"--host={FLAGS.host} stands for every address of this machine; give the one "
+                             "annotators open with --url_base=http://ADDRESS:PORT")
+    else:
+        base = format_origin(("http", FLAGS.host.lower(), FLAGS.port))
+    try:
+        token = invite(store, run, FLAGS.annotator)
+    except ValueError as err:
+        raise app.UsageError(f"--annotator={FLAGS.annotator}: {err}")
+    print(f"{base}/#token={token}")
+    print(f"invited {FLAGS.annotator} to run {run.name}: send them this link privately (whoever holds it scores "
+          f"as {FLAGS.annotator}); an earlier link of theirs for this run no longer works. End it with: "
+          f"python -m omnijax.annotation revoke --run={FLAGS.run} --annotator={FLAGS.annotator}", file=sys.stderr)
+
+
+def _revoke(store: Store, run: Run) -> None:
+    try:
+        revoke(store, run, FLAGS.annotator)
+    except ValueError as err:
+        raise app.UsageError(f"--annotator={FLAGS.annotator}: {err}")
+    print(f"revoked the invite of {FLAGS.annotator} to run {run.name}; their scores stay", file=sys.stderr)
+
+
+def _export(store: Store, run: Run) -> None:
+    print(f"wrote {store.export_csv(FLAGS.csv, run.id)} scores to {FLAGS.csv}", file=sys.stderr)
+
+
+def _import(store: Store, run: Run) -> None:
+    try:
+        added = store.import_csv(FLAGS.csv)
+    except ValueError as err:
+        raise app.UsageError(f"--csv: {err}")
+    print(f"added {added} scores from {FLAGS.csv}", file=sys.stderr)
+
+
+def _checked_precision(store: Store, run: Run) -> None:
+    try:
+        _precision(store, run)
+    except ValueError as err:
+        raise app.UsageError(f"--annotators: {err}")
+
+
+# Each command is run(store, run) on the run of --run; flags a command needs are checked in _check_flags.
+COMMANDS = {"serve": _serve, "invite": _invite, "revoke": _revoke, "precision": _checked_precision,
+            "agreement": _agreement, "export": _export, "import": _import}
+
+
+def _check_flags(command: str) -> None:
+    """The flags `command` needs, checked before the store is opened (so a mistake creates no file)."""
     if command in ("export", "import") and not FLAGS.csv:
         raise app.UsageError(f"{command} needs --csv=FILE")
     if command == "import" and not os.path.isfile(FLAGS.csv):
         raise app.UsageError(f"--csv={FLAGS.csv} is not a file")
+    if command in ("invite", "revoke") and not FLAGS.annotator:
+        raise app.UsageError(f"{command} needs --annotator=NAME")
+    if command in ("serve", "invite") and FLAGS.url_base:
+        try:
+            check_url_base(FLAGS.url_base)
+        except ValueError as err:
+            raise app.UsageError(f"--url_base={FLAGS.url_base}: {err}")
+
+
+def main(argv):
+    if len(argv) != 2 or argv[1] not in COMMANDS:
+        raise app.UsageError(f"give one command of {', '.join(COMMANDS)}; got {argv[1:]}")
+    _check_flags(argv[1])
     store, run = _open()
     try:
-        if command == "serve":
-            try:
-                serve(store, run, FLAGS.port, FLAGS.question)
-            except OSError as err:
-                raise app.UsageError(f"--port={FLAGS.port}: cannot serve on 127.0.0.1: {err}")
-        elif command == "precision":
-            try:
-                _precision(store, run)
-            except ValueError as err:
-                raise app.UsageError(f"--annotators: {err}")
-        elif command == "agreement":
-            _agreement(store, run)
-        elif command == "export":
-            print(f"wrote {store.export_csv(FLAGS.csv, run.id)} scores to {FLAGS.csv}", file=sys.stderr)
-        else:
-            try:
-                added = store.import_csv(FLAGS.csv)
-            except ValueError as err:
-                raise app.UsageError(f"--csv: {err}")
-            print(f"added {added} scores from {FLAGS.csv}", file=sys.stderr)
+        COMMANDS[argv[1]](store, run)
     finally:
         store.close()
 

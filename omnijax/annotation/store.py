@@ -8,6 +8,9 @@ Text runs: a run directory whose inputs are token sequences may hold texts.json 
 the decoded text of each input). Its texts are stored with the samples (and added to a run imported
 before they existed), and the annotation page shows them instead of token ids. Scores are never overwritten: a new score for the same
 (sample, annotator) is appended and the latest one counts, so corrections keep their history.
+
+Invite tokens (omnijax.annotation.access) are stored as their SHA-256 only, each bound to one run and
+one person, with the time it was revoked, if it was.
 """
 
 from __future__ import annotations
@@ -67,6 +70,14 @@ CREATE TABLE IF NOT EXISTS scores (
     score REAL NOT NULL CHECK (score >= 0 AND score <= 1),
     time REAL NOT NULL,                  -- unix seconds
     UNIQUE (sample, annotator, time)
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL REFERENCES runs(id),            -- the one run (its digest) the token opens
+    annotator INTEGER NOT NULL REFERENCES annotators(id),
+    hash TEXT NOT NULL UNIQUE,           -- sha256 of the token, hex; the token itself is never stored
+    created REAL NOT NULL,
+    revoked REAL                         -- unix seconds; NULL while the token works
 );
 CREATE VIEW IF NOT EXISTS current_scores AS
     SELECT * FROM scores s WHERE NOT EXISTS (
@@ -401,6 +412,47 @@ class Store:
     def annotators(self) -> dict[str, str]:
         """Name -> kind of every annotator."""
         return dict(self._query("SELECT name, kind FROM annotators ORDER BY id"))
+
+    # Invite tokens (omnijax.annotation.access makes and checks them; only their hashes are stored).
+
+    def add_token(self, run_id: int, annotator: str, token_hash: str) -> int:
+        """Binds a token (its hash) to a person of one run, revoking that person's earlier tokens for the
+        run in the same transaction; returns how many it revoked."""
+        self.run(run_id)
+        with self._lock, self._db:
+            found = self._db.execute("SELECT id, kind FROM annotators WHERE name = ?", (annotator,)).fetchone()
+            if found is None or found[1] != "person":
+                raise ValueError(f"only a person can be invited; {annotator!r} is "
+                                 f"{'unknown' if found is None else 'of kind ' + repr(found[1])}")
+            now = time.time()
+            revoked = self._db.execute("UPDATE tokens SET revoked = ? WHERE run = ? AND annotator = ? AND "
+                                       "revoked IS NULL", (now, run_id, found[0])).rowcount
+            self._db.execute("INSERT INTO tokens (run, annotator, hash, created) VALUES (?, ?, ?, ?)",
+                             (run_id, found[0], token_hash, now))
+        return revoked
+
+    def revoke_tokens(self, run_id: int, annotator: str) -> int:
+        """Revokes every working token of this annotator for this run; returns how many. Scores stay."""
+        with self._lock, self._db:
+            return self._db.execute(
+                "UPDATE tokens SET revoked = ? WHERE run = ? AND revoked IS NULL AND annotator = "
+                "(SELECT id FROM annotators WHERE name = ?)", (time.time(), run_id, annotator)).rowcount
+
+    def token(self, token_hash: str) -> tuple[int, str, bool] | None:
+        """(run id, annotator, revoked) of the token with this hash, or None."""
+        rows = self._query("SELECT t.run, a.name, t.revoked IS NOT NULL FROM tokens t JOIN annotators a "
+                           "ON t.annotator = a.id WHERE t.hash = ?", (token_hash,))
+        return (rows[0][0], rows[0][1], bool(rows[0][2])) if rows else None
+
+    def invited(self, run_id: int | None = None) -> list[str]:
+        """Annotators holding a working token (for one run, default any), in order of invitation."""
+        sql = ("SELECT a.name FROM tokens t JOIN annotators a ON t.annotator = a.id WHERE t.revoked IS NULL"
+               + ("" if run_id is None else " AND t.run = ?") + " GROUP BY a.id ORDER BY MIN(t.id)")
+        return [name for (name,) in self._query(sql, () if run_id is None else (run_id,))]
+
+    def has_tokens(self) -> bool:
+        """Whether anyone was ever invited to any run of this store (revoked tokens count)."""
+        return bool(self._query("SELECT 1 FROM tokens LIMIT 1"))
 
     def add_score(self, sample_id: int, annotator: str, score) -> float:
         """Stores one score, committed before returning."""
