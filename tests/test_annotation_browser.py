@@ -1,6 +1,8 @@
-"""The annotation page end to end in headless Chromium: two annotators score a bin with the keyboard
-(and a slider), the server is SIGKILLed and restarted, every score is there and r(z) is right; a score
-given while the server is down reaches the store once it is back; the page never shows z.
+"""The annotation page end to end in headless Chromium: two annotators, each opening their own invite
+link in a tab of one browser, score a bin with the keyboard (and a slider); the server is SIGKILLed and
+restarted, every score is there under the right annotator and r(z) is right; a score given while the
+server is down reaches the store once it is back; the page never shows z, nor one annotator's progress
+to another; it runs under its Content-Security-Policy.
 
 Needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver; other paths with
 $OMNIJAX_TEST_CHROMIUM, $OMNIJAX_TEST_CHROMEDRIVER) and the selenium package (the `test` extra). When the
@@ -14,12 +16,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
 
 from omnijax.annotation import Store
+from omnijax.annotation.access import invite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = os.environ.get("OMNIJAX_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -122,6 +126,8 @@ def start_server(workdir, port, log):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/meta", timeout=2).read()
             return server
+        except urllib.error.HTTPError:  # it answers, and wants a token
+            return server
         except OSError:
             time.sleep(0.2)
     server.kill()
@@ -158,6 +164,12 @@ class Page:
         from selenium.webdriver.common.action_chains import ActionChains
         for key in keys:
             ActionChains(self.driver).send_keys(key).perform()
+
+    def open_link(self, link, name):
+        """Opens an annotator's invite link and waits for their grid."""
+        self.driver.get(link)
+        self.wait.until(lambda d: self.shown() and self.title())
+        assert self.find("#who")[0].text == f"annotator: {name}"
 
     def login(self, name):
         self.wait.until(lambda d: self.find("#name")[0].is_displayed())
@@ -199,7 +211,7 @@ class Page:
         return {int(sample): float(score) for sample, score in pairs if score}
 
 
-def test_two_annotators_server_killed_and_restarted(tmp_path, browser):
+def test_two_annotators_with_their_own_links_server_killed_and_restarted(tmp_path, browser):
     from selenium.webdriver.common.keys import Keys
 
     workdir = str(tmp_path / "run")
@@ -207,17 +219,20 @@ def test_two_annotators_server_killed_and_restarted(tmp_path, browser):
     make_run(workdir)
     port, log = free_port(), open(tmp_path / "server.log", "w+")
     url = f"http://127.0.0.1:{port}/"
+    with Store(os.path.join(workdir, "annotations.sqlite")) as store:
+        run = store.import_run(workdir)
+        target = [s.id for s in store.samples(run.id, bin=TARGET)]
+        tokens = {name: invite(store, run, name) for name in ("alice", "bob")}
     server = start_server(workdir, port, log)
     driver = None
     try:
-        with Store(os.path.join(workdir, "annotations.sqlite")) as store:
-            (run,) = store.runs()
-            target = [s.id for s in store.samples(run.id, bin=TARGET)]
         driver = start_browser(tmp_path / "profile", *browser)
-        driver.get(url)
         page = Page(driver, url)
 
-        page.login("alice")
+        page.open_link(url + "#token=" + tokens["alice"], "alice")
+        assert "token" not in driver.current_url                # dropped from the address bar
+        assert page.read("return getComputedStyle(document.querySelector('header')).display") == "flex"  # CSP
+        alice_tab = driver.current_window_handle
         page.open_group_of(target)
         alice_order = page.shown()
         page.keys("1", "0", "1", "1")
@@ -225,8 +240,9 @@ def test_two_annotators_server_killed_and_restarted(tmp_path, browser):
         alice = dict(zip(alice_order, [1.0, 0.0, 1.0, 1.0]))
         assert page.scores() == alice
 
-        page.find("#switch")[0].click()
-        page.login("bob")
+        driver.switch_to.new_window("tab")                      # bob, at the same time, in the same browser
+        page.open_link(url + "?token=" + tokens["bob"], "bob")
+        assert "token" not in driver.current_url
         page.open_group_of(target)
         bob_order = page.shown()
         assert bob_order != alice_order  # each annotator has an order of their own
@@ -236,14 +252,14 @@ def test_two_annotators_server_killed_and_restarted(tmp_path, browser):
         page.all_sent()
         bob = dict(zip(bob_order, [0.0, 1.0, 1.0, 0.9]))
         assert page.scores() == pytest.approx(bob)
-        progress = {r.get_attribute("data-annotator"): r.text for r in page.find("#annotators tr[data-annotator]")}
-        assert progress == {"alice": "alice person 4/9", "bob": "bob person 4/9"}
-        assert "4/4" in page.find("#groups button.current")[0].text
+        assert page.find("#mine")[0].text == "4/9" and "4/4" in page.find("#groups button.current")[0].text
+        assert "alice" not in driver.page_source                # only his own progress
 
         # Blind: neither the page nor any answer of the API carries z, bin edges or bin indices.
         texts = [driver.page_source, driver.find_element("tag name", "body").text]
-        for query in ("meta", "progress?annotator=bob", "group?annotator=bob&group=0", "group?annotator=bob&group=2"):
-            texts.append(urllib.request.urlopen(url + "api/" + query).read().decode())
+        for query in ("meta", "progress", "group?group=0", "group?group=2"):
+            request = urllib.request.Request(url + "api/" + query, headers={"Authorization": f"Bearer {tokens['bob']}"})
+            texts.append(urllib.request.urlopen(request).read().decode())
             assert not {"z", "bin", "bin_edges", "lo", "hi"} & keys_of(json.loads(texts[-1]))
         for value in [z for zs in Z.values() for z in zs] + EDGES:
             for digits in (f"{abs(value):.3f}", f"{abs(value):.4f}"[:-1]):
@@ -259,9 +275,13 @@ def test_two_annotators_server_killed_and_restarted(tmp_path, browser):
 
         server = start_server(workdir, port, log)
         page.all_sent()                                  # the page resends what it kept
+        driver.refresh()                                 # the tab keeps its token
+        page.wait.until(lambda d: len(page.scores()) == 4)
+        assert page.scores() == pytest.approx(bob) and page.find("#who")[0].text == "annotator: bob"
+        driver.switch_to.window(alice_tab)
         driver.refresh()
         page.wait.until(lambda d: len(page.scores()) == 4)
-        assert page.scores() == pytest.approx(bob)
+        assert page.scores() == alice and page.find("#who")[0].text == "annotator: alice"
 
         with Store(os.path.join(workdir, "annotations.sqlite")) as store:
             given = {(s.annotator, s.sample): s.score for s in store.current_scores(run.id)}

@@ -5,6 +5,9 @@ of each input's mean score (omnijax.evaluation.bin_precision, the one definition
     store = Store("runs/x/annotations.sqlite"); run = store.import_run("runs/x")
     annotate(store, run.id, Oracle("truth", predicate))     # or people, via python -m omnijax.annotation serve
     store.bin_precision_table(run.id, sample_weights=load_samples("runs/x")["weight"]).r()  # NaN: unscored
+
+A team scores through the page with invite tokens (omnijax.annotation.access: invite, revoke; or
+python -m omnijax.annotation invite --run=DIR --annotator=NAME): the annotator of a score is the token's.
 """
 
 from omnijax.annotation.annotators import Agreement, Judge, Oracle, agreement, annotate
