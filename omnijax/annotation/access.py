@@ -103,10 +103,10 @@ def check_url_base(url_base: str) -> tuple[str, str, int]:
 
 def served_origins(host: str, port: int, url_base: str | None = None) -> set[tuple[str, str, int]]:
     """The (scheme, host, port) origins at which a server bound to host:port is reached: the bound address
-    (with the loopback names when it is loopback, or this machine's names when it binds every address)
-    and `url_base`, the address annotators are given (e.g. behind a proxy)."""
+    (with the loopback names when it is loopback, or also this machine's name when it binds every
+    address; no DNS lookup) and `url_base`, the address annotators are given (a LAN address, a proxy)."""
     if is_wildcard(host):
-        names = {*LOOPBACK_NAMES, socket.gethostname().lower(), socket.getfqdn().lower()}
+        names = {*LOOPBACK_NAMES, socket.gethostname().lower()}
     elif is_loopback(host):
         names = {*LOOPBACK_NAMES, host.lower()}
     else:
