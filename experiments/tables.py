@@ -18,7 +18,8 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", None, "Run directories of experiments.mnist, comma-separated (each holds traditional.csv).")
-flags.DEFINE_string("out", None, "Output directory for tables.md and tables.csv (default: tables/ beside the first run).")
+flags.DEFINE_string("out", None,
+                    "Output directory for tables.md and tables.csv (default: tables/ beside the first run).")
 
 METRICS = (("aupr", "Table 1: AUPR (higher is better)"), ("auroc", "Table 2: AUROC (higher is better)"),
            ("fpr95", "Table 3: FPR95 (lower is better)"))

@@ -80,10 +80,12 @@ def load_shipped(name: str, shipped: ShippedFile) -> ImageDataset:
         raise DatasetUnavailable(f"the shipped file {path} is missing")
     with np.load(path) as stored:
         images, labels = stored["images"], stored["labels"]
-    for key, array, expected in (("images", images, shipped.images_sha256), ("labels", labels, shipped.labels_sha256)):
+    for key, array, expected in (("images", images, shipped.images_sha256),
+                                 ("labels", labels, shipped.labels_sha256)):
         found = hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
         if found != expected:
-            raise DatasetUnavailable(f"the shipped file {path} is damaged: its {key} have sha256 {found}, expected {expected}")
+            raise DatasetUnavailable(f"the shipped file {path} is damaged: its {key} have sha256 {found}, "
+                                     f"expected {expected}")
     return ImageDataset(images, labels.astype(np.int64), shipped.source, name)
 
 
