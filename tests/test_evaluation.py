@@ -356,6 +356,63 @@ def test_bin_precision_interval_covers_truth():
     assert 0.9 <= covered <= 0.99, covered
 
 
+def test_bin_precision_interval_is_the_percentile_of_its_replicates_drawn_with_one_annotator_draw():
+    """Annotator 0 scores everything 1, annotator 1 everything 0, in both bins, so a replicate's r
+    depends only on which annotators it drew: with one draw for all bins, the two bins' replicates
+    are equal in every replicate (independent draws per bin would differ in about half)."""
+    rng = np.random.default_rng(4)
+    scores = [np.column_stack([np.ones(n), np.zeros(n)]) for n in (6, 9)]
+    bp = ev.bin_precision(scores, weights_per_bin=[rng.random(6), rng.random(9)], num_bootstrap=400, seed=5)
+    assert bp.replicates.shape == (400, 2)
+    np.testing.assert_array_equal(bp.replicates[:, 0], bp.replicates[:, 1])
+    assert set(np.unique(bp.replicates)) == {0.0, 0.5, 1.0}
+    np.testing.assert_array_equal(bp.ci_low, np.percentile(bp.replicates, 2.5, axis=0))
+    np.testing.assert_array_equal(bp.ci_high, np.percentile(bp.replicates, 97.5, axis=0))
+    assert ev.bin_precision(scores, num_bootstrap=None).replicates is None
+
+
+def test_annotator_precision_is_bin_precision_of_that_annotator_alone():
+    """Each annotator's curve (Fig. 6) is `bin_precision` of its column alone: weighted, with the
+    samples it did not score left out, NaN in a bin it did not score."""
+    scores = [np.array([[1.0, 0.0], [np.nan, 1.0], [0.0, np.nan]]), np.array([[1.0, np.nan], [1.0, np.nan]])]
+    weights = [np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.5])]
+    alice, bob = ev.annotator_precision(scores, weights_per_bin=weights)
+    np.testing.assert_allclose(alice.r, [1 / 4, 1.0])
+    np.testing.assert_allclose(bob.r[0], 2 / 3)
+    assert np.isnan(bob.r[1]) and bob.n_scored.tolist() == [2, 0]
+    for j, own in enumerate((alice, bob)):
+        alone = ev.bin_precision([s[:, j] for s in scores], weights_per_bin=weights, num_bootstrap=None)
+        np.testing.assert_array_equal(own.r, alone.r)
+
+
+def test_pr_band_from_the_replicates_of_r_contains_the_curve():
+    """Three annotators of unequal leniency over 8 bins: the PR band at every threshold, taken from
+    bin_precision's replicates, contains the pooled curve, and so does the AUPR interval. Replicates
+    equal to r give a band of zero width; a replicate that lost an annotated bin is dropped."""
+    rng = np.random.default_rng(8)
+    edges = np.linspace(0, 1, 9)
+    log_rho = np.log(np.linspace(8, 1, 8) / 36)
+    truth = np.linspace(0.9, 0.1, 8)
+    scores = [np.column_stack([rng.random(15) < np.clip(p + shift, 0, 1) for shift in (-0.2, 0.0, 0.2)]).astype(float)
+              for p in truth]
+    bp = ev.bin_precision(scores, num_bootstrap=500, seed=0)
+    pr = ev.precision_recall(edges, log_rho, bp.r, "low")
+    band = ev.precision_recall_band(edges, log_rho, bp.r, bp.replicates, "low")
+    np.testing.assert_array_equal(band.thresholds, pr.thresholds)
+    assert band.num_replicates == 500 and band.num_dropped == 0
+    assert (band.precision_low <= pr.precision).all() and (pr.precision <= band.precision_high).all()
+    assert (band.precision_high - band.precision_low).min() > 0
+    assert band.aupr_low <= ev.aupr(pr) <= band.aupr_high
+    exact = ev.precision_recall_band(edges, log_rho, bp.r, np.tile(bp.r, (3, 1)), "low")
+    np.testing.assert_allclose(exact.precision_low, pr.precision, rtol=1e-12)
+    np.testing.assert_allclose(exact.precision_high, pr.precision, rtol=1e-12)
+    lost = np.tile(bp.r, (3, 1))
+    lost[1, 4] = np.nan
+    assert ev.precision_recall_band(edges, log_rho, bp.r, lost, "low")[-2:] == (2, 1)
+    with pytest.raises(ValueError, match=r"replicates must have shape \(replicates, 8\)"):
+        ev.precision_recall_band(edges, log_rho, bp.r, bp.replicates[:, :3])
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(scores_per_bin=[np.array([0.5, 1.5])]), r"scores_per_bin\[0\] must hold scores in \[0, 1\]"),
     (dict(scores_per_bin=[np.ones(2), np.ones((2, 2, 2))]), r"scores_per_bin\[1\] must be 1-D"),
@@ -477,8 +534,11 @@ def test_plots_write_png(tmp_path):
               "b": ev.precision_recall(edges, log_rho, np.full(5, 0.5))}
     conv = ev.pr_convergence(edges, log_rho, scores, [5, 10, 20])
     paths = [tmp_path / name for name in ("pr.png", "r.png", "conv.png")]
-    evaluation_plots.plot_pr_curves(paths[0], curves, title="two models")
-    evaluation_plots.plot_bin_precision(paths[1], edges, bp.r, bp.ci_low, bp.ci_high, log_rho=log_rho)
+    band = ev.precision_recall_band(edges, log_rho, bp.r, bp.replicates)
+    evaluation_plots.plot_pr_curves(paths[0], curves, title="two models", bands={"a": band})
+    own = {name: a.r for name, a in zip(("alice", "model"), ev.annotator_precision(scores))}
+    evaluation_plots.plot_bin_precision(paths[1], edges, bp.r, bp.ci_low, bp.ci_high, log_rho=log_rho,
+                                        annotators=own, judges=["model"])
     evaluation_plots.plot_convergence(paths[2], conv)
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -2,7 +2,8 @@
 writes, its AUPRs against omnijax.evaluation.precision_recall on the same inputs, cross-model normalisation against
 a known offset, and its errors. Each command is a subprocess, as a user runs it. And one definition of r(z): the
 store's table, `python -m omnijax.annotation precision`, omnijax.evaluation.bin_precision and the report agree
-where samples have unequal numbers of annotators."""
+where samples have unequal numbers of annotators. And several annotators (Fig. 6, Appendix G): each one's r(z),
+their agreement, and judges (a model's scores, an FID per bin) ranked against the people."""
 
 import csv
 import json
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from omnijax import evaluation as ev
-from omnijax.annotation import Judge, Oracle, Store, annotate
+from omnijax.annotation import Judge, Oracle, Store, agreement, annotate
 from omnijax.annotation.store import load_samples
 from experiments.workflows import pr_report
 from experiments.workflows.mnist import scores
@@ -112,19 +113,25 @@ def direct_pr(workdir, judge: bool, skipped=None):
 def read_pr_csv(path):
     with open(path) as f:
         reader = csv.DictReader(f)
-        assert reader.fieldnames == ["run", "threshold", "precision", "log_recall"]
+        assert reader.fieldnames == ["run", "threshold", "precision", "log_recall", "precision_low", "precision_high"]
         rows = list(reader)
     curves = {}
     for row in rows:
-        curves.setdefault(row["run"], []).append([float(row[k]) for k in ("threshold", "precision", "log_recall")])
+        curves.setdefault(row["run"], []).append([float(row[k]) for k in reader.fieldnames[1:]])
     return {name: np.array(values) for name, values in curves.items()}
+
+
+def bin_means(values, bins, num_bins):
+    """Per bin, the mean of `values` over its samples; NaN for a bin without samples."""
+    return np.array([values[bins == b].mean() if (bins == b).any() else np.nan for b in range(num_bins)])
 
 
 def test_two_runs_match_the_evaluation_library(runs, tmp_path):
     out = str(tmp_path / "out")
     result = run_pr(f"--runs={runs.a},{runs.c}", f"--out={out}", "--cross_normalise")
     assert result.returncode == 0, result.stderr[-3000:]
-    names = ["pr.csv", "pr.png", "r_a.png", "r_c.png", "convergence_a.png", "convergence_c.png", "summary.json"]
+    names = ["pr.csv", "pr.png", "r_a.png", "r_c.png", "convergence_a.png", "convergence_c.png", "summary.json",
+             "r_annotators_a.csv", "r_annotators_c.csv"]
     assert sorted(os.listdir(out)) == sorted(names)
     for name in names:
         if name.endswith(".png"):
@@ -145,8 +152,11 @@ def test_two_runs_match_the_evaluation_library(runs, tmp_path):
 
     curves = read_pr_csv(os.path.join(out, "pr.csv"))
     for name, pr in (("a", pr_a), ("c", pr_c)):
-        np.testing.assert_allclose(curves[name], np.column_stack([pr.thresholds, pr.precision, pr.log_recall]),
+        np.testing.assert_allclose(curves[name][:, :3], np.column_stack([pr.thresholds, pr.precision, pr.log_recall]),
                                    rtol=1e-12, atol=0)
+        low, high = curves[name][:, 3], curves[name][:, 4]   # the band, from the replicates of r's interval
+        known = ~np.isnan(pr.precision)
+        assert (low[known] <= pr.precision[known] + 1e-12).all() and (pr.precision[known] <= high[known] + 1e-12).all()
 
     # Run c has no model/, so its recall keeps its own ln ρ, and the output says so.
     assert summary["normalisation"] == "absolute"
@@ -160,6 +170,17 @@ def test_two_runs_match_the_evaluation_library(runs, tmp_path):
     assert summary["judge_scores_used"] and summary["runs"][1]["n_judge_scores"] > 0
     assert summary["runs"][1]["annotators"] == {"truth": "oracle", "corner": "judge"}
     assert "judge" in result.stderr
+    # The judge is ranked against the (oracle) people: Spearman of the bins' r(z), over bins both scored.
+    samples = np.load(os.path.join(runs.c, "samples.npz"))
+    own = [bin_means(np.array([f(x) for x in samples["inputs"]], float), samples["bin"], len(samples["bin_edges"]) - 1)
+           for f in (truth, lambda x: corner(x[None])[0])]
+    expected = ev.spearman(*(np.round(v, 12) for v in own[::-1]))
+    (judge,) = summary["runs"][1]["judges"]
+    assert judge == {"judge": "corner", "source": "scores", "against": ["truth"], "spearman": pytest.approx(expected.rho),
+                     "n_bins": expected.n}
+    assert f"judge corner's r(z) vs the people's pooled r(z) (truth): Spearman rho {expected.rho:.3g} over " \
+           f"{expected.n} bins" in result.stdout
+    assert summary["runs"][0]["judges"] == []
 
 
 def test_cross_normalisation_recovers_the_unknown_constant(runs, tmp_path):
@@ -279,3 +300,78 @@ def test_one_definition_of_r_with_unequal_annotators_per_sample(tmp_path):
         (summary,) = json.load(f)["runs"]
     np.testing.assert_allclose([row["r"] for row in summary["r"]], expected, rtol=1e-12)
     np.testing.assert_allclose([row["ci_low"] for row in summary["r"]], library.ci_low, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Several people and a judge (Fig. 6, Appendix G).
+
+
+def test_people_and_judges_agreement_and_rank_correlation(runs, tmp_path):
+    """Two people (alice exact; bob wrong wherever the bottom-right pixel is on) and the corner judge
+    score a copy of run B; an FID judge left judge_fid.csv. The report's per-annotator r(z), κ and the
+    judges' Spearman ρ against the people's pooled r(z) match the same numbers computed from the rules."""
+    e = str(tmp_path / "e")
+    shutil.copytree(runs.d, e)
+    samples = np.load(os.path.join(e, "samples.npz"))
+    x, bins, edges = samples["inputs"], samples["bin"], samples["bin_edges"]
+    num_bins = len(edges) - 1
+    rules = {"alice": np.array([truth(v) for v in x], float)}
+    rules["bob"] = np.where(x[:, 3, 3] == 1, 1 - rules["alice"], rules["alice"])
+    rules["corner"] = corner(x)
+    with Store(os.path.join(e, "annotations.sqlite")) as store:
+        run = store.import_run(e)
+        for name in ("alice", "bob"):
+            store.add_annotator(name)
+            store.add_scores(name, [(s.id, rules[name][s.index]) for s in store.samples(run.id)])
+        annotate(store, run.id, Judge("corner", corner))
+        kappa = agreement(store, "alice", "bob", run.id)
+    own = {name: bin_means(v, bins, num_bins) for name, v in rules.items()}
+    people = bin_means((rules["alice"] + rules["bob"]) / 2, bins, num_bins)
+    fid = np.round(4 * (1 - people)) * 10                      # ties, and lower for the bins people score higher
+    fid[np.flatnonzero(~np.isnan(people))[0]] = np.nan         # a bin the FID judge left empty
+    with open(os.path.join(e, "judge_fid.csv"), "w") as f:
+        f.write("bin,bin_lo,bin_hi,n_representatives,fid\n")
+        for b in np.flatnonzero(~np.isnan(people)):
+            f.write(f"{b},{float(edges[b])!r},{float(edges[b + 1])!r},{int((bins == b).sum())},{'' if np.isnan(fid[b]) else fid[b]}\n")
+    # Bins whose r is one fraction (e.g. 5/12) tie, though computed two ways they may differ in the last bit.
+    by_judge, by_fid = ev.spearman(np.round(own["corner"], 12), np.round(people, 12)), ev.spearman(-fid, people)
+    assert by_fid.n == by_judge.n - 1 and by_fid.rho > 0.5    # -FID ranks the bins as the people do
+
+    out = str(tmp_path / "out")
+    result = run_pr(f"--runs={e}", f"--out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(out, "summary.json")) as f:
+        (summary,) = json.load(f)["runs"]
+    np.testing.assert_allclose([row["r"] for row in summary["r"]],
+                               bin_means(sum(rules.values()) / 3, bins, num_bins)[~np.isnan(people)], rtol=1e-12)
+    assert summary["judges"] == [
+        {"judge": "corner", "source": "scores", "against": ["alice", "bob"], "spearman": pytest.approx(by_judge.rho),
+         "n_bins": by_judge.n},
+        {"judge": "FID", "source": os.path.join(e, "judge_fid.csv"), "against": ["alice", "bob"],
+         "spearman": pytest.approx(by_fid.rho), "n_bins": by_fid.n}]
+    assert f"Spearman rho {by_judge.rho:.3g} over {by_judge.n} bins" in result.stdout
+    assert f"-FID per bin ({e}/judge_fid.csv) vs the people's pooled r(z) (alice, bob): Spearman rho " \
+           f"{by_fid.rho:.3g} over {by_fid.n} bins" in result.stdout
+    pairs = {(g["a"], g["b"]): g for g in summary["agreement"]}
+    assert sorted(pairs) == [("alice", "bob"), ("alice", "corner"), ("bob", "corner")]
+    assert pairs["alice", "bob"]["kappa"] == pytest.approx(kappa.kappa) and pairs["alice", "bob"]["n"] == kappa.n
+    assert pairs["bob", "corner"]["involves_judge"] and not pairs["alice", "bob"]["involves_judge"]
+    assert f"agreement alice / bob: Cohen's kappa {kappa.kappa:.3g}" in result.stdout
+    with open(os.path.join(out, "r_annotators_e.csv")) as f:
+        rows = list(csv.DictReader(f))
+    for name, kind in (("alice", "person"), ("bob", "person"), ("corner", "judge")):
+        mine = [row for row in rows if row["annotator"] == name]
+        assert {row["kind"] for row in mine} == {kind}
+        np.testing.assert_array_equal([int(row["bin"]) for row in mine], np.flatnonzero(~np.isnan(own[name])))
+        np.testing.assert_allclose([float(row["r"]) for row in mine], own[name][~np.isnan(own[name])], rtol=1e-12)
+
+    # Only the people's scores make the pooled r(z); the judges are still held against them.
+    (data,) = pr_report.load_runs([e], ["alice", "bob"])
+    np.testing.assert_allclose(data.table.r(), people, rtol=1e-12)
+    assert [(j.judge, j.rho, j.n_bins) for j in data.disagreement.judges] == [
+        ("corner", pytest.approx(by_judge.rho), by_judge.n), ("FID", pytest.approx(by_fid.rho), by_fid.n)]
+    # A judge_fid.csv of other bins is refused, naming the file.
+    with open(os.path.join(e, "judge_fid.csv"), "a") as f:
+        f.write(f"0,{float(edges[0]) + 1.0!r},{float(edges[1])!r},3,5.0\n")
+    with pytest.raises(pr_report.ReportError, match=r"judge_fid.csv line \d+: bin 0 is \[.*\(a file of another run\?\)"):
+        pr_report.load_runs([e])

@@ -4,7 +4,9 @@
 A run directory holds rho.csv (ln ρ per bin), samples.npz (representative inputs per bin) and
 annotations.sqlite (their scores, from `python -m omnijax.annotation serve`). Per run this gives r(z) with
 a bootstrap interval (both from the store's table, i.e. `omnijax.evaluation.bin_precision`, the one
-definition of r), the PR curve, its AUPR and its convergence with the annotated samples per bin;
+definition of r), the PR curve with its band from the same bootstrap replicates, its AUPR, its
+convergence with the annotated samples per bin, and the annotators held against each other
+(`pr_annotators`: each one's r(z), Cohen's κ, judges' Spearman ρ against the people);
 across runs, the AUPR ratio of the first two over their common recall range. Recalls of different
 runs are comparable only on one scale: each run's own ln ρ (a fraction of all inputs, as its
 sampler estimated it), or, when the runs carry their models, ln ρ shifted by cross-model
@@ -31,6 +33,7 @@ import numpy as np
 from omnijax import evaluation as ev
 from omnijax.evaluation import pr_plots as evaluation_plots
 from omnijax.annotation.store import PrecisionTable, Store, load_samples
+from experiments.workflows import pr_annotators
 
 RUN_FILES = ("rho.csv", "samples.npz")
 RHO_COLUMNS = ("bin_lo", "bin_hi", "log_rho")
@@ -54,6 +57,7 @@ class RunData:
     scores_per_bin: list[np.ndarray]  # per bin (samples in file order, annotators), NaN = not scored
     weights_per_bin: list[np.ndarray]  # per bin, those samples' within-bin weights (samples.npz)
     annotators: dict[str, str]        # name -> kind of the annotators whose scores count
+    disagreement: pr_annotators.RunAnnotators  # each annotator's r(z), κ, judges against the people
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +77,7 @@ class RunReport:
     normalisation: Normalisation
     pr: ev.PrecisionRecall            # log_recall on the report's scale (offset added)
     bins: ev.BinPrecision             # r(z) and its interval: the table's estimate, the r of the curve
+    band: ev.PRBand                   # the curve's band, from the replicates of r's interval
     aupr: float                       # over the curve's own log-recall span, nats
     convergence: ev.PRConvergence | None
     convergence_note: str
@@ -148,8 +153,13 @@ def load_run(workdir: str, label: str, annotators=None) -> RunData:
             chosen = f" by --annotators={','.join(annotators)}" if annotators else ""
             raise ReportError(f"run {label} ({workdir}) has no annotations: none of its samples is "
                               f"scored{chosen}; {how}")
+        try:
+            disagreement = pr_annotators.load(store, run.id, annotators, samples["weight"], workdir, edges)
+        except ValueError as err:
+            raise ReportError(f"--runs: {err}") from None
     given = table.scores
-    return RunData(label, workdir, edges, log_rho, samples, table, given.scores, given.weights, dict(given.kinds))
+    return RunData(label, workdir, edges, log_rho, samples, table, given.scores, given.weights, dict(given.kinds),
+                   disagreement)
 
 
 def _read_log_rho(path: str, edges: np.ndarray) -> np.ndarray:
@@ -280,6 +290,7 @@ def build_report(runs: list[RunData], norms: list[Normalisation], positive: str 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ev.MissingAnnotationWarning)  # reported below, per run
             pr = ev.precision_recall(run.bin_edges, log_rho, bins.r, positive)
+            band = ev.precision_recall_band(run.bin_edges, log_rho, bins.r, bins.replicates, positive)
             convergence, convergence_note = _convergence(run, log_rho, positive)
         if pr.excluded_bins.size:
             notes.append(f"run {run.label}: bins {pr.excluded_bins.tolist()} (z in "
@@ -288,7 +299,10 @@ def build_report(runs: list[RunData], norms: list[Normalisation], positive: str 
         if run.table.n_judge_scores:
             notes.append(f"run {run.label}: {run.table.n_judge_scores} scores come from a judge (a reference "
                          "model, not a person); the paper warns such scores are unreliable")
-        reports.append(RunReport(run, norm, pr, bins, ev.aupr(pr), convergence, convergence_note))
+        if band.num_dropped:
+            notes.append(f"run {run.label}: {band.num_dropped} of {band.num_dropped + band.num_replicates} "
+                         "bootstrap replicates drew no annotator of some annotated bin and are left out of the PR band")
+        reports.append(RunReport(run, norm, pr, bins, band, ev.aupr(pr), convergence, convergence_note))
     ratio, span, areas, ratio_note = None, None, None, "needs two runs"
     if len(reports) > 1:
         a, b = reports[0].pr, reports[1].pr
@@ -329,7 +343,8 @@ def default_out(run_dirs) -> str:
 
 
 def write_report(report: Report, out: str) -> list[str]:
-    """pr.csv, pr.png, r_<run>.png, convergence_<run>.png and summary.json in `out`; returns the paths.
+    """pr.csv, pr.png, r_<run>.png, r_annotators_<run>.csv, convergence_<run>.png and summary.json in
+    `out`; returns the paths.
 
     The files are made in a temporary directory inside `out` and moved into place once all exist."""
     try:
@@ -350,20 +365,28 @@ def _write_files(report: Report, directory: str) -> list[str]:
     names = ["pr.csv", "pr.png"]
     with open(os.path.join(directory, "pr.csv"), "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["run", "threshold", "precision", "log_recall"])
+        writer.writerow(["run", "threshold", "precision", "log_recall", "precision_low", "precision_high"])
         for r in report.runs:
-            for row in zip(r.pr.thresholds, r.pr.precision, r.pr.log_recall):
+            for row in zip(r.pr.thresholds, r.pr.precision, r.pr.log_recall, r.band.precision_low,
+                           r.band.precision_high):
                 writer.writerow([r.run.label, *(repr(float(v)) for v in row)])
     side = "z >= threshold" if report.positive == "high" else "z <= threshold"
     evaluation_plots.plot_pr_curves(os.path.join(directory, "pr.png"), {r.run.label: r.pr for r in report.runs},
-                                    title=f"precision over all inputs ({side} predicted positive)")
+                                    title=f"precision over all inputs ({side} predicted positive)",
+                                    bands={r.run.label: r.band for r in report.runs})
     for r in report.runs:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", r.run.label)
+        who = r.run.disagreement
         evaluation_plots.plot_bin_precision(
             os.path.join(directory, f"r_{safe}.png"), r.run.bin_edges, r.bins.r, r.bins.ci_low,
             r.bins.ci_high, log_rho=r.run.log_rho + r.normalisation.log_offset,
-            title=f"{r.run.label}: r(z), 95% bootstrap interval over samples and annotators")
+            title=f"{r.run.label}: r(z) pooled over {', '.join(r.run.annotators)}\n95% bootstrap interval "
+                  "over samples and annotators",
+            annotators={n: who.r[n].r for n in who.names} if len(who.names) > 1 else None,
+            judges=[n for n in who.names if who.kinds[n] == "judge"])
         names.append(f"r_{safe}.png")
+        _write_annotator_csv(os.path.join(directory, f"r_annotators_{safe}.csv"), r)
+        names.append(f"r_annotators_{safe}.csv")
         if r.convergence is not None:
             evaluation_plots.plot_convergence(os.path.join(directory, f"convergence_{safe}.png"), r.convergence,
                                               title=f"{r.run.label}: PR with the annotated samples per bin")
@@ -372,6 +395,20 @@ def _write_files(report: Report, directory: str) -> list[str]:
     with open(os.path.join(directory, "summary.json"), "w") as f:
         json.dump(summary(report), f, indent=2)
     return names
+
+
+def _write_annotator_csv(path: str, r: RunReport) -> None:
+    """Each annotator's own r(z) per bin it scored (long format: one row per bin and annotator)."""
+    who, edges = r.run.disagreement, r.run.bin_edges
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["bin", "bin_lo", "bin_hi", "annotator", "kind", "r", "n_scored"])
+        for b in range(len(edges) - 1):
+            for name in who.names:
+                own = who.r[name]
+                if own.n_scored[b]:
+                    writer.writerow([b, repr(float(edges[b])), repr(float(edges[b + 1])), name, who.kinds[name],
+                                     repr(float(own.r[b])), int(own.n_scored[b])])
 
 
 def summary(report: Report) -> dict:
@@ -413,11 +450,34 @@ def _run_summary(r: RunReport) -> dict:
                "r": _number(r.bins.r[b]), "ci_low": _number(r.bins.ci_low[b]), "ci_high": _number(r.bins.ci_high[b]),
                "n_scored": int(r.bins.n_scored[b])} for b in range(len(r.bins.r)) if r.bins.n_scored[b]],
         "n_scores": sum(row.n_scores for row in r.run.table.rows),
+        "pr_band": {"confidence": 0.95, "aupr_interval": [_number(r.band.aupr_low), _number(r.band.aupr_high)],
+                    "num_replicates": r.band.num_replicates, "num_dropped": r.band.num_dropped,
+                    "resampling": "the bootstrap replicates of r's interval (samples and annotators)"},
+        "agreement": [{"a": g.a, "b": g.b, "a_kind": g.a_kind, "b_kind": g.b_kind, "n": g.n,
+                       "fraction_agree": g.fraction_agree, "kappa": _number(g.kappa),
+                       "mean_abs_diff": g.mean_abs_diff, "involves_judge": g.involves_judge}
+                      for g in r.run.disagreement.agreement],
+        "judges": [{"judge": j.judge, "source": j.source, "against": j.against, "spearman": _number(j.rho),
+                    "n_bins": j.n_bins} for j in r.run.disagreement.judges],
+        "annotator_notes": r.run.disagreement.notes,
         "n_judge_scores": r.run.table.n_judge_scores,
         "convergence_aupr": None if r.convergence is None else
         {"samples_per_bin": r.convergence.sample_counts.tolist(), "aupr": [_number(a) for a in r.convergence.aupr]},
         "convergence_note": r.convergence_note,
     }
+
+
+def _annotator_lines(who: pr_annotators.RunAnnotators) -> list[str]:
+    """Agreement of each pair, and each judge's Spearman ρ against the people, as printed."""
+    def named(name):
+        return f"{name} (judge)" if who.kinds.get(name) == "judge" else name
+    lines = [f"agreement {named(g.a)} / {named(g.b)}: Cohen's kappa {g.kappa:.3g}, {100 * g.fraction_agree:.3g}% "
+             f"agree, over {g.n} samples both scored (label: score >= 0.5)" for g in who.agreement]
+    for j in who.judges:
+        what = f"judge {j.judge}'s r(z)" if j.source == "scores" else f"-FID per bin ({j.source})"
+        lines.append(f"{what} vs the people's pooled r(z) ({', '.join(j.against)}): Spearman rho {j.rho:.3g} "
+                     f"over {j.n_bins} bins {'both scored' if j.source == 'scores' else 'with both'}")
+    return lines + who.notes
 
 
 def _number(value) -> float | None:
@@ -433,8 +493,10 @@ def format_report(report: Report, paths: list[str]) -> str:
     """What the command prints: the scale, each run's AUPR, the ratio and the files written."""
     lines = []
     for r in report.runs:
-        lines.append(f"run {r.run.label}: AUPR {r.aupr:.4g} nats; recall scale: {r.normalisation.method} "
+        lines.append(f"run {r.run.label}: AUPR {r.aupr:.4g} nats (95% interval {r.band.aupr_low:.4g} to "
+                     f"{r.band.aupr_high:.4g}); recall scale: {r.normalisation.method} "
                      f"({r.normalisation.note}; ln rho offset {r.normalisation.log_offset:+.4g})")
+        lines.extend(f"run {r.run.label}: {line}" for line in _annotator_lines(r.run.disagreement))
     if report.aupr_ratio is None:
         lines.append(f"AUPR ratio: not available ({report.ratio_note})")
     else:

@@ -79,6 +79,9 @@ class BinPrecision(NamedTuple):
     n_scores: scores counted (one per sample and annotator).
     n_scored: samples with at least one score.
     n_samples: samples given (rows), scored or not.
+    replicates: (num_bootstrap, B) the bootstrap replicates of r the interval was taken from
+      (see `bin_precision`), NaN where a replicate drew no score of the bin; None when no
+      bootstrap was asked for. `precision_recall_band` turns the same replicates into a PR band.
     """
 
     r: np.ndarray
@@ -88,6 +91,28 @@ class BinPrecision(NamedTuple):
     n_scores: np.ndarray
     n_scored: np.ndarray
     n_samples: np.ndarray
+    replicates: np.ndarray | None = None
+
+
+class PRBand(NamedTuple):
+    """A pointwise percentile band of a PR curve and an interval of its AUPR, from bootstrap
+    replicates of r (`precision_recall_band`).
+
+    thresholds: as in the PrecisionRecall of the point estimate.
+    precision_low, precision_high: (T,) the band at each threshold; NaN where no replicate has a
+      precision there.
+    aupr_low, aupr_high: the interval of `aupr` (over each replicate's own log-recall span).
+    num_replicates: replicates used; the others (num_dropped) drew no score at all in some bin
+      the point estimate has annotations for, so their curve would leave that bin out.
+    """
+
+    thresholds: np.ndarray
+    precision_low: np.ndarray
+    precision_high: np.ndarray
+    aupr_low: float
+    aupr_high: float
+    num_replicates: int
+    num_dropped: int
 
 
 class CrossModelNormalisation(NamedTuple):
@@ -149,9 +174,47 @@ def precision_recall(bin_edges, log_rho, r, positive: str = "high") -> Precision
     """
     thresholds, log_rho_o, r_o, excluded = _prepare(bin_edges, log_rho, r, positive)
     log_tp, log_pp = _cumulative_log_sums(log_rho_o, r_o)
-    with np.errstate(invalid="ignore"):
-        precision = np.where(np.isfinite(log_pp), np.exp(np.minimum(log_tp - log_pp, 0.0)), np.nan)
-    return PrecisionRecall(thresholds[1:], precision, log_tp, log_pp, excluded, positive)
+    return PrecisionRecall(thresholds[1:], _precision(log_tp, log_pp), log_tp, log_pp, excluded, positive)
+
+
+def precision_recall_band(bin_edges, log_rho, r, replicates, positive: str = "high",
+                          confidence: float = 0.95) -> PRBand:
+    """The PR curve's band from bootstrap replicates of r: each replicate's curve by Eq. 3 and 4,
+    then the percentile interval of precision at each threshold and of the AUPR.
+
+    Args as for `precision_recall`, plus replicates: (R, B) replicates of r, e.g. the
+    `replicates` of `bin_precision`, so that r's interval and this band come from one
+    resampling. A bin with r = NaN is excluded from every replicate, as from the curve; a
+    replicate that is NaN in a bin where r is known is dropped (counted in num_dropped).
+    """
+    thresholds, log_rho_o, _, _ = _prepare(bin_edges, log_rho, r, positive)
+    r = np.asarray(r, np.float64)
+    reps = np.asarray(replicates, np.float64)
+    if reps.ndim != 2 or reps.shape[1] != len(r):
+        raise ValueError(f"replicates must have shape (replicates, {len(r)}), one r per bin in each "
+                         f"row, got shape {reps.shape}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    bad = ~np.isnan(reps) & ~((reps >= 0) & (reps <= 1))
+    if bad.any():
+        raise ValueError(f"replicates must lie in [0, 1] or be NaN; got {reps[bad][:5].tolist()}")
+    known = ~np.isnan(r)
+    usable = ~np.isnan(reps[:, known]).any(axis=1)
+    reps = np.where(known, reps, 0.0)[usable]
+    if positive == "high":
+        reps = reps[:, ::-1]
+    log_tp, log_pp = _cumulative_log_sums(log_rho_o, reps)
+    precision = _precision(log_tp, log_pp)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.full(len(log_pp), np.nan), np.full(len(log_pp), np.nan)
+    aupr_low = aupr_high = math.nan
+    if reps.shape[0]:
+        some = np.isfinite(log_pp)
+        low[some], high[some] = np.percentile(precision[:, some], [tail, 100 - tail], axis=0)
+        areas = [aupr(PrecisionRecall(thresholds[1:], p, t, log_pp, np.zeros(0, np.int64), positive))
+                 for p, t in zip(precision, log_tp)]
+        aupr_low, aupr_high = (float(v) for v in np.percentile(areas, [tail, 100 - tail]))
+    return PRBand(thresholds[1:], low, high, aupr_low, aupr_high, int(usable.sum()), int((~usable).sum()))
 
 
 def roc_input_space(bin_edges, log_rho, r, positive: str = "high") -> ROC:
@@ -220,10 +283,17 @@ def _indices(mask: np.ndarray) -> list[int]:
 
 
 def _cumulative_log_sums(log_rho: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Running ln Σ weight·ρ and ln Σ ρ along the bins, in log space (no underflow)."""
+    """Running ln Σ weight·ρ and ln Σ ρ along the bins (the last axis), in log space (no underflow).
+    `weight` may be (replicates, B): one running sum per row."""
     with np.errstate(divide="ignore"):
         log_weighted = np.log(weight) + log_rho
-    return np.logaddexp.accumulate(log_weighted), np.logaddexp.accumulate(log_rho)
+    return np.logaddexp.accumulate(log_weighted, axis=-1), np.logaddexp.accumulate(log_rho)
+
+
+def _precision(log_tp: np.ndarray, log_pp: np.ndarray) -> np.ndarray:
+    """Eq. 3 from the running log sums; NaN where nothing is predicted positive yet."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(log_pp), np.exp(np.minimum(log_tp - log_pp, 0.0)), np.nan)
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,35 +409,50 @@ def bin_precision(scores_per_bin, *, weights_per_bin=None, num_bootstrap: int | 
 
     stderr is the standard error of that weighted mean over samples (ratio estimator:
     sqrt(n/(n-1) Σ w̃_i² (s_i - r)²), w̃ = w / Σ w; NaN with fewer than two scored samples).
-    The interval is a two-way percentile bootstrap of the same estimator: each replicate draws
-    the bin's scored samples with replacement and, independently, the annotators who scored in
-    the bin with replacement; each drawn sample's score is the mean over the drawn annotators
-    (with multiplicity) who scored it, samples none of them scored drop out of the replicate,
-    and the replicate's r is the weighted mean above. It carries both the sampling error of a
-    finite set of representatives and the disagreement between annotators. Replicates with no
-    score are dropped.
+    The interval is a two-way percentile bootstrap of the same estimator, over samples and
+    annotators, so it carries both the sampling error of a finite set of representatives and
+    the disagreement between annotators. Each replicate draws the annotators (columns) with
+    replacement once, for all bins, and in every bin its scored samples with replacement; a
+    drawn sample's score is the mean over the drawn annotators (with multiplicity) who scored
+    it, samples none of them scored drop out, and the replicate's r_b is the weighted mean above
+    (NaN when nothing is left: that replicate does not count for bin b). One draw of annotators
+    for all bins keeps an annotator's leniency common to every bin of a replicate, as it is in
+    the data, so the PR curves of the replicates (`precision_recall_band`) carry it too. The
+    replicates are returned in `replicates`.
+
+    Column j is the same annotator in every bin (as `Store.bin_scores` gives them); a bin with
+    fewer columns was not scored by the later ones (a 1-D array is annotator 0).
     """
-    bins = _check_scores_per_bin(scores_per_bin)
+    bins = _shared_columns(_check_scores_per_bin(scores_per_bin))
     weights = _check_weights_per_bin(weights_per_bin, bins)
     if num_bootstrap is not None:
         num_bootstrap = check_positive_int("num_bootstrap", num_bootstrap)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
-    rng = np.random.default_rng(seed)
-    tail = 100 * (1 - confidence) / 2
     n = len(bins)
     r, stderr, low, high = (np.full(n, np.nan) for _ in range(4))
     n_scores = np.array([int(np.sum(~np.isnan(s))) for s in bins], dtype=np.int64)
     n_scored = np.array([int(np.sum((~np.isnan(s)).any(axis=1))) for s in bins], dtype=np.int64)
     for b, s in enumerate(bins):
-        if n_scores[b] == 0:
-            continue
-        r[b], stderr[b] = _bin_r(s, weights[b])
-        if num_bootstrap is not None and not math.isnan(r[b]):
-            means = _two_way_bootstrap(s, weights[b], num_bootstrap, rng)
-            if np.isfinite(means).any():
-                low[b], high[b] = np.nanpercentile(means, [tail, 100 - tail])
-    return BinPrecision(r, stderr, low, high, n_scores, n_scored, np.array([s.shape[0] for s in bins]))
+        if n_scores[b]:
+            r[b], stderr[b] = _bin_r(s, weights[b])
+    replicates = None
+    if num_bootstrap is not None:
+        replicates = _replicates(bins, weights, num_bootstrap, np.random.default_rng(seed))
+        tail = 100 * (1 - confidence) / 2
+        some = ~np.isnan(r) & ~np.isnan(replicates).all(axis=0)
+        low[some], high[some] = np.nanpercentile(replicates[:, some], [tail, 100 - tail], axis=0)
+    return BinPrecision(r, stderr, low, high, n_scores, n_scored, np.array([s.shape[0] for s in bins]),
+                        replicates)
+
+
+def annotator_precision(scores_per_bin, *, weights_per_bin=None) -> list[BinPrecision]:
+    """r(z) of each annotator alone (Fig. 6: one curve per person): `bin_precision` of column j of
+    every bin, for each column j (columns as in `bin_precision`), without an interval."""
+    bins = _shared_columns(_check_scores_per_bin(scores_per_bin))
+    width = bins[0].shape[1] if bins else 0
+    return [bin_precision([s[:, j] for s in bins], weights_per_bin=weights_per_bin, num_bootstrap=None)
+            for j in range(width)]
 
 
 def _scored_rows(scores: np.ndarray, weights: np.ndarray):
@@ -394,24 +479,39 @@ def _bin_r(scores: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
     return r, stderr
 
 
-def _two_way_bootstrap(scores: np.ndarray, weights: np.ndarray, num_bootstrap: int, rng) -> np.ndarray:
-    """r of each bootstrap replicate (NaN for a replicate with no score), as in `bin_precision`.
+def _replicates(bins: list[np.ndarray], weights: list[np.ndarray], num_bootstrap: int, rng) -> np.ndarray:
+    """(num_bootstrap, B) bootstrap replicates of r, as `bin_precision` describes, from checked bins
+    of one width.
 
-    Samples and annotators are drawn as multiplicities: row counts c (replicates, samples) over
-    the scored samples, column counts d (replicates, annotators) over the annotators who scored
-    in the bin. A drawn sample's score is (d · S_i) / (d · K_i) (S with NaN as 0, K the mask)."""
-    known = ~np.isnan(scores)
-    rows, cols = known.any(axis=1), known.any(axis=0)
-    known, s, w = known[rows][:, cols], np.where(known, scores, 0.0)[rows][:, cols], weights[rows]
-    n, a = s.shape
-    c = rng.multinomial(n, np.full(n, 1 / n), size=num_bootstrap) * w[None, :]
-    d = rng.multinomial(a, np.full(a, 1 / a), size=num_bootstrap).astype(np.float64)
-    total, count = d @ s.T, d @ known.T.astype(np.float64)          # (replicates, samples)
-    has = count > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sample_mean = np.where(has, total / np.where(has, count, 1.0), 0.0)
-        num, den = np.sum(c * has * sample_mean, axis=1), np.sum(c * has, axis=1)
-        return np.where(den > 0, np.clip(num / np.where(den > 0, den, 1.0), 0.0, 1.0), np.nan)
+    Annotators and samples are drawn as multiplicities: column counts d (replicates, annotators)
+    once, row counts c (replicates, samples) per bin over its scored samples. A drawn sample's
+    score is (d · S_i) / (d · K_i) (S with NaN as 0, K the mask of given scores)."""
+    width = bins[0].shape[1] if bins else 0
+    out = np.full((num_bootstrap, len(bins)), np.nan)
+    if width == 0:
+        return out
+    d = rng.multinomial(width, np.full(width, 1 / width), size=num_bootstrap).astype(np.float64)
+    for b, (scores, w) in enumerate(zip(bins, weights)):
+        known = ~np.isnan(scores)
+        rows = known.any(axis=1)
+        if not rows.any():
+            continue
+        known, s, w = known[rows], np.where(known, scores, 0.0)[rows], w[rows]
+        n = len(w)
+        c = rng.multinomial(n, np.full(n, 1 / n), size=num_bootstrap) * w[None, :]
+        total, count = d @ s.T, d @ known.T.astype(np.float64)          # (replicates, samples)
+        has = count > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sample_mean = np.where(has, total / np.where(has, count, 1.0), 0.0)
+            num, den = np.sum(c * has * sample_mean, axis=1), np.sum(c * has, axis=1)
+            out[:, b] = np.where(den > 0, np.clip(num / np.where(den > 0, den, 1.0), 0.0, 1.0), np.nan)
+    return out
+
+
+def _shared_columns(bins: list[np.ndarray]) -> list[np.ndarray]:
+    """The bins padded with NaN columns to one width: column j is annotator j in every bin."""
+    width = max((s.shape[1] for s in bins), default=0)
+    return [np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=np.nan) for s in bins]
 
 
 def _check_weights_per_bin(weights_per_bin, bins: list[np.ndarray]) -> list[np.ndarray]:
