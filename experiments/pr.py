@@ -7,10 +7,16 @@
 Each run directory needs rho.csv and samples.npz (python -m experiments.mnist, experiments.lm,
 experiments.sst2, ...) and scores of its
 samples in annotations.sqlite (python -m omnijax.annotation serve --run=DIR). Writes to --out:
-pr.csv (run,threshold,precision,log_recall), pr.png (every run's PR curve), r_<run>.png (r(z) with
-its bootstrap interval), convergence_<run>.png and summary.json (AUPR per run, the AUPR ratio of the
-first two runs over their common recall range, the recall scale, excluded bins, judge use), and
-prints the AUPR ratio. --out defaults to the run's own directory for one run, and for several to
+pr.csv (run,threshold,precision,log_recall,precision_low,precision_high), pr.png (every run's PR
+curve with its band), r_<run>.png (r(z) pooled over the annotators with its bootstrap interval, and
+each annotator's own r(z), judges dashed: Fig. 6), r_annotators_<run>.csv (each annotator's r per
+bin), convergence_<run>.png and summary.json (AUPR per run with its interval, the AUPR ratio of the
+first two runs over their common recall range, the recall scale, excluded bins, judge use, Cohen's
+kappa of every pair of annotators, and each judge's Spearman rho against the people's pooled r(z)).
+r's interval and the PR band come from one set of bootstrap replicates over samples and annotators.
+A judge is a model scoring as annotator (kind "judge"), or an FID per bin in <run>/judge_fid.csv
+(bin,bin_lo,bin_hi,n_representatives,fid; -FID is ranked against r). It prints the AUPRs, the
+agreement, the judges' Spearman rho and the AUPR ratio. --out defaults to the run's own directory for one run, and for several to
 a directory beside the first run named for the comparison, e.g. runs/pr-mnist-mlp-bce-vs-mnist-resnet-aug.
 On any error it exits non-zero and writes nothing.
 """
