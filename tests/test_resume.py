@@ -1,17 +1,25 @@
 """A run killed at any point resumes from its last checkpoint, bit-identical to an uninterrupted one."""
 
+import os
 
 import numpy as np
 import pytest
 
 from tests import resume_job
-from tests.directory_state import completed_checkpoints, kill_after_first_checkpoint
+from tests.directory_state import completed_checkpoints, directory_listing, kill_after_first_checkpoint
 
 
 
 def test_killed_run_resumes_bit_identical(tmp_path, capfd):
+    """Killed first inside the ladder's burn-in, then (resumed) inside the recorded run."""
     ckpt = str(tmp_path / "ckpt")
-    saved = kill_after_first_checkpoint("tests.resume_job", [ckpt, tmp_path / "unused.npz"], ckpt)
+    args = [ckpt, tmp_path / "unused.npz"]
+    kill_after_first_checkpoint("tests.resume_job", args, os.path.join(ckpt, "burn-in-2"))
+    assert completed_checkpoints(os.path.join(ckpt, "burn-in-1")), "the first adaptation stage left no checkpoint"
+    pilot = directory_listing(os.path.join(ckpt, "pilot"))
+    assert pilot, "the pilot left no checkpoint"
+    saved = kill_after_first_checkpoint("tests.resume_job", args, ckpt)
+    assert directory_listing(os.path.join(ckpt, "pilot")) == pilot, "the finished pilot was run again"
     num_blocks = resume_job.OPTIONS["num_steps"] // resume_job.OPTIONS["steps_per_block"]
     assert max(saved) < num_blocks - 1, "killed too late: the run had already finished"
 

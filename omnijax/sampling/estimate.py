@@ -19,7 +19,7 @@ from omnijax.sampling import ladder as ladder_lib
 from omnijax.sampling.histogram import validate_bin_edges
 from omnijax.sampling.mcmc.replica_exchange_kernel import validate_betas
 from omnijax.sampling.proposals import make_proposal
-from omnijax.sampling.ladder_adaptation import adapt_ladder, block_length
+from omnijax.sampling.ladder_adaptation import adapt_ladder, block_length, stage_checkpoint
 from omnijax.sampling.pt_result import summarize_pt_run
 from omnijax.sampling.result import OutputDistributionEstimate
 from omnijax.sampling.fingerprint import run_fingerprint
@@ -119,8 +119,15 @@ def estimate_pt(
 
     pilot_key, init_key, run_key, boot_key = jax.random.split(key, 4)
     adapt_key = jax.random.fold_in(run_key, 1)
+    # The pilot and the adaptation stages checkpoint in subdirectories under what fixes them all.
+    stages = run_fingerprint("pt", space, target, key, {
+        "bin_edges": edges, "betas": user_betas, "num_replicas": num_replicas, "num_groups": num_groups,
+        "burn_in": burn_in, "pilot_steps": pilot_steps, "record_every": record_every, "swap_every": swap_every,
+        "target_acceptance": float(target_acceptance), "proposal": proposal,
+        "proposal_options": proposal_options or {}})
     pilot, pilot_ends = _pilot(pilot_key, space, target, value_and_grad, sampler, edges, user_betas,
-                               pilot_steps, record_every, swap_every, progress)
+                               pilot_steps, record_every, swap_every, progress,
+                               stage_checkpoint(checkpoint_dir, stages, "pilot"))
     if user_betas is None:
         ladder = _ladder_from_pilot(pilot, edges, num_replicas)
     else:
@@ -130,7 +137,8 @@ def estimate_pt(
     adapted = adapt_ladder(adapt_key, x0, ladder, target, value_and_grad, sampler, edges, burn_in=burn_in,
                            swap_every=swap_every, record_every=record_every,
                            target_acceptance=target_acceptance, num_replicas=num_replicas,
-                           adapt=user_betas is None, progress=progress)
+                           adapt=user_betas is None, progress=progress, checkpoint_dir=checkpoint_dir,
+                           fingerprint=stages)
     ladder = adapted.betas
     # The rest of the burn-in (on the frozen ladder) and the recorded sweeps: one run, one checkpoint.
     total = adapted.equilibration + num_steps - burn_in
@@ -185,8 +193,9 @@ def _ladder_from_pilot(pilot, edges, num_replicas):
 
 
 def _pilot(key, space, target, value_and_grad, sampler, edges, user_betas, pilot_steps, record_every,
-           swap_every, progress):
-    """Short replica-exchange run on a wide grid of betas (or on the user's ladder)."""
+           swap_every, progress, checkpoint=None):
+    """Short replica-exchange run on a wide grid of betas (or on the user's ladder); `checkpoint`:
+    run_replica_exchange's checkpoint arguments, if any."""
     grid_key, init_key, run_key = jax.random.split(key, 3)
     if user_betas is None:
         probe = space.random_inputs(grid_key, 256).reshape(256, -1)
@@ -202,7 +211,7 @@ def _pilot(key, space, target, value_and_grad, sampler, edges, user_betas, pilot
                         swap_every=swap_every, burn_in=steps // 2)
     x0 = space.random_inputs(init_key, groups * len(grid)).reshape(groups, len(grid), -1)
     run = run_replica_exchange(run_key, x0, grid, target, value_and_grad, sampler, edges, schedule,
-                        reservoir_capacity=1, progress=progress, label="pilot")
+                        reservoir_capacity=1, progress=progress, label="pilot", **(checkpoint or {}))
     kept = run.record_step > schedule.burn_in
     slot = np.asarray(run.state.slot)
     x = np.asarray(run.state.chains.x)

@@ -12,6 +12,7 @@ honest. All groups share one ladder, adapted from their pooled acceptance.
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import jax
@@ -19,6 +20,7 @@ import numpy as np
 
 from omnijax.sampling import ladder as ladder_lib
 from omnijax.sampling.replica_exchange_run import Schedule, run_replica_exchange
+from omnijax.util.digest import digest_arrays
 
 
 class StageReport(NamedTuple):
@@ -61,20 +63,27 @@ def stage_lengths(burn_in: int, record_every: int, num_stages: int = 4) -> list[
 def adapt_ladder(key: jax.Array, x0: jax.Array, betas: np.ndarray, target, value_and_grad, proposal,
                  edges: np.ndarray, *, burn_in: int, swap_every: int, record_every: int,
                  target_acceptance: float = 0.5, num_replicas: int | None = None,
-                 max_extensions: int = 3, adapt: bool = True, progress: bool = True) -> AdaptedLadder:
+                 max_extensions: int = 3, adapt: bool = True, progress: bool = True,
+                 checkpoint_dir: str | None = None, fingerprint: dict | None = None) -> AdaptedLadder:
     """Run the adaptation stages of the burn-in of walkers x0 (C, R, D), starting from ladder
     `betas`: every stage but the last is followed by a new ladder. The last stage, on the frozen
     ladder, is left to the caller (`equilibration` sweeps), so that it and the recorded run form
-    one run whose round trips all count. With adapt=False the whole burn-in is left."""
+    one run whose round trips all count. With adapt=False the whole burn-in is left.
+
+    With `checkpoint_dir`, stage k checkpoints in its subdirectory burn-in-k under the run's
+    `fingerprint` plus the stage's ladder and starting inputs: an interrupted burn-in resumes
+    inside its stage, and a finished stage is read back, not rerun."""
     lengths = stage_lengths(burn_in, record_every, num_stages=4 if adapt else 1)
     x, stages, unreachable = x0, [], []
     extensions = {"top": 0, "bottom": 0}
     for k, steps in enumerate(lengths[:-1]):
         schedule = Schedule(num_steps=steps, steps_per_block=block_length(steps, record_every),
                             record_every=record_every, swap_every=swap_every, burn_in=0)
+        where = stage_checkpoint(checkpoint_dir, fingerprint, f"burn-in-{k + 1}", betas=betas,
+                                 inputs=digest_arrays(x), steps=steps)
         run = run_replica_exchange(jax.random.fold_in(key, k), x, betas, target, value_and_grad, proposal,
                                    edges, schedule, reservoir_capacity=1, progress=progress,
-                                   label=f"burn-in {k + 1}/{len(lengths)} ({len(betas)} rungs)")
+                                   label=f"burn-in {k + 1}/{len(lengths)} ({len(betas)} rungs)", **where)
         report = _report(run, betas, edges, steps)
         stages.append(report)
         new, pushed = _next_ladder(report, run, edges, extensions, max_extensions, target_acceptance,
@@ -85,6 +94,15 @@ def adapt_ladder(key: jax.Array, x0: jax.Array, betas: np.ndarray, target, value
         unreachable = [end for end, reached in (("top", report.top_reached), ("bottom", report.bottom_reached))
                        if not reached and not pushed[end]]
     return AdaptedLadder(np.asarray(betas), x, lengths[-1] if lengths else 0, stages, unreachable)
+
+
+def stage_checkpoint(checkpoint_dir: str | None, fingerprint: dict | None, name: str, **settings) -> dict:
+    """run_replica_exchange's checkpoint arguments for the stage `name` of a run: its subdirectory of
+    checkpoint_dir and the run's fingerprint plus what only this stage has (none without a directory)."""
+    if checkpoint_dir is None:
+        return {}
+    return {"checkpoint_dir": os.path.join(checkpoint_dir, name),
+            "fingerprint": {**(fingerprint or {}), "stage": name, **settings}}
 
 
 def block_length(steps: int, record_every: int, most: int = 200) -> int:
