@@ -1,11 +1,11 @@
-"""Label Studio round trip: a run's tasks and config out, an export as Label Studio writes it back in.
+"""Label Studio round trip: a run's tasks and config out, Label Studio's own JSON export back in.
 
-The exports are built here from the written tasks in the structure of Label Studio's documented JSON
-export (HumanSignal/label-studio docs/source/includes/task_format.md, "Label Studio JSON format of
-annotated tasks", as of commit 321ee1d9: task id/data/annotations/predictions, each annotation with
-id, result, was_cancelled, ground_truth, created_at, updated_at, lead_time, task, completed_by), with
-completed_by both as the documented user id and as the {id, email, first_name, last_name} object of
-the export serializer (label_studio/data_export/serializers.py).
+The exports in tests/fixtures/label_studio_export_*.json were written by Label Studio 1.23.2 itself
+from the tasks and config that write_label_studio_import writes for the runs below (the tests check
+that the tasks are still exactly the ones the fixtures hold); label_studio_fixtures.md there says how.
+Their structure is the documented one (HumanSignal/label-studio docs/source/includes/task_format.md):
+completed_by is a bare user id in the plain export and {id, email, first_name, last_name} in the
+snapshot export that expands it.
 """
 
 import base64
@@ -23,62 +23,46 @@ from omnijax.annotation.label_studio import (CONFIG_FILE, TASKS_FILE, import_lab
                                              read_label_studio_export, write_label_studio_import)
 from tests.test_annotation_store import ON, make_run
 
-ALICE = {"id": 1, "email": "alice@example.org", "first_name": "Alice", "last_name": ""}
-BOB = 7   # the documented form: a bare user id
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
 
-def ls_annotation(ann_id, task_id, user, result, updated="2026-11-30T10:00:00.000000Z", cancelled=False):
-    return {"id": ann_id, "result": result, "was_cancelled": cancelled, "ground_truth": False,
-            "created_at": "2026-11-30T09:59:00.000000Z", "updated_at": updated, "lead_time": 2.5,
-            "result_count": 0, "task": task_id, "completed_by": user, "prediction": {}, "parent_prediction": None,
-            "parent_annotation": None, "last_action": None, "project": 3, "updated_by": None}
-
-
-def choice(value):
-    return [{"id": "Ab3_x", "from_name": "score", "to_name": "input", "type": "choices", "origin": "manual",
-             "value": {"choices": [value]}}]
-
-
-def rating(stars):
-    return [{"id": "Rt9_q", "from_name": "score", "to_name": "input", "type": "rating", "origin": "manual",
-             "value": {"rating": stars}}]
-
-
-def ls_export(tasks, annotations, path):
-    """Writes Label Studio's JSON export of the imported `tasks` (ids 1.. in import order) with
-    annotations[i] = list of (annotation id, user, result, updated_at, cancelled) of task i."""
-    out = []
-    for i, task in enumerate(tasks):
-        anns = [ls_annotation(a, i + 1, user, result, updated, cancelled)
-                for a, user, result, updated, cancelled in annotations.get(i, [])]
-        out.append({"id": i + 1, "annotations": anns, "drafts": [], "predictions": [], "data": task["data"],
-                    "meta": {}, "created_at": "2026-11-30T09:00:00.000000Z",
-                    "updated_at": "2026-11-30T10:00:00.000000Z", "inner_id": i + 1, "total_annotations": len(anns),
-                    "cancelled_annotations": sum(a["was_cancelled"] for a in anns), "total_predictions": 0,
-                    "comment_count": 0, "unresolved_comment_count": 0, "last_comment_updated_at": None,
-                    "project": 3, "updated_by": 1, "file_upload": "label_studio_tasks.json", "comment_authors": []})
-    with open(path, "w") as f:
-        json.dump(out, f)
-    return str(path)
+def fixture(name):
+    return os.path.join(FIXTURES, f"label_studio_export_{name}.json")
 
 
 def current(store, run):
+    """(annotator, index in samples.npz) -> the score that counts."""
     index = {s.id: s.index for s in store.samples(run.id)}
     return {(s.annotator, index[s.sample]): s.score for s in store.current_scores(run.id)}
 
 
 def history(store, run, tmp_path):
+    """How many scores were ever given (superseded ones included)."""
     return store.export_csv(str(tmp_path / "history.csv"), run.id)
 
 
+def written(files):
+    with open(files.tasks) as f:
+        return json.load(f)
+
+
+def edited(name, tmp_path, change):
+    """A copy of a fixture changed by `change(tasks)`."""
+    with open(fixture(name)) as f:
+        tasks = json.load(f)
+    change(tasks)
+    path = tmp_path / f"{name}-changed.json"
+    path.write_text(json.dumps(tasks))
+    return str(path)
+
+
 def test_image_run_round_trip(tmp_path):
-    workdir = make_run(tmp_path / "run")
+    workdir = make_run(tmp_path / "image-run")
     with Store(str(tmp_path / "a.sqlite")) as store:
         run = store.import_run(workdir)
         files = write_label_studio_import(store, run, str(tmp_path))
         assert (files.tasks, files.config, files.num_tasks) == (str(tmp_path / TASKS_FILE), str(tmp_path / CONFIG_FILE), 6)
-        with open(files.tasks) as f:
-            tasks = json.load(f)
+        tasks = written(files)
         view = ET.parse(files.config).getroot()
         assert view.tag == "View" and view.find("Image").get("value") == "$image"
         assert [c.get("value") for c in view.find("Choices")] == ["yes", "no"]
@@ -95,45 +79,48 @@ def test_image_run_round_trip(tmp_path):
             order.append(ON.index(int((pixels == 255).sum())))
             np.testing.assert_array_equal(pixels, 255 * samples[order[-1]].input)
         assert sorted(order) == list(range(6)) and order != list(range(6))
+        with open(fixture("image_snapshot")) as f:  # Label Studio's tasks 1..6 are these, in this order
+            assert [t["data"] for t in json.load(f)] == [t["data"] for t in tasks]
 
-        # alice: yes, no on tasks 0, 1 and cancels task 2; bob (a bare user id): no on task 0.
-        annotations = {0: [(11, ALICE, choice("yes"), "2026-11-30T10:00:00Z", False),
-                           (12, BOB, choice("no"), "2026-11-30T10:01:00.5Z", False)],
-                       1: [(13, ALICE, choice("no"), "2026-11-30T10:02:00Z", False)],
-                       2: [(14, ALICE, [], "2026-11-30T10:03:00Z", True)]}
-        first = ls_export(tasks, annotations, tmp_path / "export1.json")
-        assert read_label_studio_export(store, first).cancelled == 1
-        assert import_label_studio_export(store, first) == 3
-        expected = {("alice@example.org", order[0]): 1.0, ("label-studio-user-7", order[0]): 0.0,
-                    ("alice@example.org", order[1]): 0.0}
+        # Label Studio user 1 said yes to task 1, no to task 2 and skipped task 3; user 2 said no to task 1.
+        assert read_label_studio_export(store, fixture("image")).cancelled == 1
+        assert import_label_studio_export(store, fixture("image")) == 3
+        expected = {("label-studio-user-1", order[0]): 1.0, ("label-studio-user-2", order[0]): 0.0,
+                    ("label-studio-user-1", order[1]): 0.0}
         assert current(store, run) == expected
-        assert store.annotators() == {"alice@example.org": "person", "label-studio-user-7": "person"}
-        assert import_label_studio_export(store, first) == 0            # idempotent
-
-        # alice changes her mind on task 0 (a later updated_at): the new score counts, the old is kept.
-        annotations[0][0] = (11, ALICE, choice("no"), "2026-11-30T11:00:00Z", False)
-        second = ls_export(tasks, annotations, tmp_path / "export2.json")
-        assert import_label_studio_export(store, second) == 1
-        assert current(store, run) == {**expected, ("alice@example.org", order[0]): 0.0}
-        assert history(store, run, tmp_path) == 4
+        assert store.annotators() == {"label-studio-user-1": "person", "label-studio-user-2": "person"}
+        assert import_label_studio_export(store, fixture("image")) == 0            # idempotent
+        # Then user 1 changed task 1 to no (a later updated_at): the new score counts, the old one is kept.
+        assert import_label_studio_export(store, fixture("image_edited")) == 1
+        expected[("label-studio-user-1", order[0])] = 0.0
+        assert current(store, run) == expected and history(store, run, tmp_path) == 4
 
         # Bad exports import nothing and name the problem.
-        bad_choice = {**annotations, 3: [(15, BOB, choice("yes"), "2026-11-30T12:00:00Z", False)],
-                      4: [(16, BOB, choice("maybe"), "2026-11-30T12:00:00Z", False)]}
-        with pytest.raises(ValueError, match=r"task 5 annotation 16: the choice must be one of \['yes', 'no'\], "
+        def maybe(tasks):
+            tasks[1]["annotations"][0]["result"][0]["value"]["choices"] = ["maybe"]
+        with pytest.raises(ValueError, match=r"task 2 annotation 3: the choice must be one of \['yes', 'no'\], "
                                              r"got \['maybe'\]"):
-            import_label_studio_export(store, ls_export(tasks, bad_choice, tmp_path / "bad1.json"))
-        stranger = [dict(t, data=dict(t["data"])) for t in tasks]
-        stranger[5]["data"]["omnijax_sample"] = "0123456789abcdef"
-        with pytest.raises(ValueError, match=r"task 6: sample 0123456789abcdef is not a sample of run run"):
-            import_label_studio_export(store, ls_export(stranger, {**bad_choice, 4: []}, tmp_path / "bad2.json"))
-        stranger[5]["data"]["omnijax_run"] = "f" * 64
-        with pytest.raises(ValueError, match=r"task 6: run ffffffffffff\.\.\. \(run\) is not in"):
-            import_label_studio_export(store, ls_export(stranger, {}, tmp_path / "bad3.json"))
+            import_label_studio_export(store, edited("image", tmp_path, maybe))
+
+        def stranger(tasks):
+            tasks[1]["data"]["omnijax_sample"] = "0123456789abcdef"
+        with pytest.raises(ValueError, match=r"task 2: sample 0123456789abcdef is not a sample of run image-run"):
+            import_label_studio_export(store, edited("image_edited", tmp_path, stranger))
+
+        def other_run(tasks):
+            tasks[2]["data"]["omnijax_run"] = "f" * 64
+        with pytest.raises(ValueError, match=r"task 3: run ffffffffffff\.\.\. \(image-run\) is not in"):
+            import_label_studio_export(store, edited("image", tmp_path, other_run))
         with pytest.raises(ValueError, match=r"task 1: .*not JSON_MIN"):
-            import_label_studio_export(store, ls_export([{"data": None}], {}, tmp_path / "bad4.json"))
-        assert current(store, run) == {**expected, ("alice@example.org", order[0]): 0.0}
-        assert history(store, run, tmp_path) == 4
+            import_label_studio_export(store, edited("image", tmp_path, lambda tasks: tasks[0].pop("annotations")))
+        assert current(store, run) == expected and history(store, run, tmp_path) == 4
+
+    # The snapshot export that expands completed_by names the users by email.
+    with Store(str(tmp_path / "b.sqlite")) as store:
+        run = store.import_run(workdir)
+        assert import_label_studio_export(store, fixture("image_snapshot")) == 3
+        assert current(store, run) == {("alice@example.org", order[0]): 0.0, ("bob@example.org", order[0]): 0.0,
+                                       ("alice@example.org", order[1]): 0.0}
 
 
 def make_text_run(directory):
@@ -160,34 +147,38 @@ def test_text_run_round_trip_with_ratings(tmp_path):
         with pytest.raises(ValueError, match=r"scale must be one of"):
             write_label_studio_import(store, run, str(tmp_path), scale="stars")
         files = write_label_studio_import(store, run, str(tmp_path), scale="rating", max_rating=5)
-        with open(files.tasks) as f:
-            tasks = json.load(f)
+        tasks = written(files)
         view = ET.parse(files.config).getroot()
         assert view.find("Text").get("value") == "$text"
         assert view.find("Rating").get("maxRating") == "5"
         assert "[CLS] … [SEP]" in view.findall("Header")[1].get("value")
-        index = {t["data"]["text"]: texts.index(t["data"]["text"]) for t in tasks}
-        assert sorted(index) == sorted(texts)
-        assert all("omnijax_max_rating" in t["data"] and "z" not in t["data"] for t in tasks)
-        # 1..5 stars -> 0, 0.25, ..., 1; the rating export carries only the stars.
-        annotations = {0: [(21, ALICE, rating(5), "2026-11-30T10:00:00Z", False),
-                           (22, BOB, rating(1), "2026-11-30T10:00:00Z", False)],
-                       1: [(23, ALICE, rating(2), "2026-11-30T10:00:00Z", False),
-                           (24, BOB, [], "2026-11-30T10:00:00Z", True)]}
-        export = ls_export(tasks, annotations, tmp_path / "export.json")
-        assert import_label_studio_export(store, export) == 3
-        t0, t1 = index[tasks[0]["data"]["text"]], index[tasks[1]["data"]["text"]]
-        assert current(store, run) == {("alice@example.org", t0): 1.0, ("label-studio-user-7", t0): 0.0,
-                                       ("alice@example.org", t1): 0.25}
-        assert import_label_studio_export(store, export) == 0
-        bad = {2: [(25, BOB, rating(6), "2026-11-30T10:00:00Z", False)]}
-        with pytest.raises(ValueError, match=r"task 3 annotation 25: the rating must be an integer in \[1, 5\], got 6"):
-            import_label_studio_export(store, ls_export(tasks, {**annotations, **bad}, tmp_path / "bad.json"))
-        wrong_kind = {2: [(26, BOB, choice("yes"), "2026-11-30T10:00:00Z", False)]}
-        with pytest.raises(ValueError, match=r"annotation 26: a 'choices' result cannot score a task written for "
+        assert sorted(t["data"]["text"] for t in tasks) == sorted(texts)
+        assert all(t["data"]["omnijax_max_rating"] == 5 and "z" not in t["data"] for t in tasks)
+        with open(fixture("text")) as f:  # Label Studio's tasks 7, 8 (of 7..9) are the first two of these
+            assert [t["data"] for t in json.load(f)] == [t["data"] for t in tasks[:2]]
+        # Stars 1..5 -> 0, 0.25, ..., 1: user 1 gave 5 and 2 stars, user 2 gave 1 star and skipped one.
+        assert import_label_studio_export(store, fixture("text")) == 3
+        t0, t1 = (texts.index(t["data"]["text"]) for t in tasks[:2])
+        assert current(store, run) == {("label-studio-user-1", t0): 1.0, ("label-studio-user-2", t0): 0.0,
+                                       ("label-studio-user-1", t1): 0.25}
+        assert import_label_studio_export(store, fixture("text")) == 0
+
+        def six_stars(tasks):
+            tasks[1]["annotations"][0]["result"][0]["value"]["rating"] = 6
+        with pytest.raises(ValueError, match=r"task 8 annotation 7: the rating must be an integer in \[1, 5\], got 6"):
+            import_label_studio_export(store, edited("text", tmp_path, six_stars))
+
+        def a_choice(tasks):
+            tasks[1]["annotations"][0]["result"][0].update(type="choices", value={"choices": ["yes"]})
+        with pytest.raises(ValueError, match=r"annotation 7: a 'choices' result cannot score a task written for "
                                              r"scale 'rating'"):
-            import_label_studio_export(store, ls_export(tasks, wrong_kind, tmp_path / "bad2.json"))
-        assert len(current(store, run)) == 3
+            import_label_studio_export(store, edited("text", tmp_path, a_choice))
+
+        def drop_result(tasks):
+            tasks[0]["annotations"][1]["result"] = []
+        with pytest.raises(ValueError, match=r"task 7 annotation 6: expected one result from <score>, found 0"):
+            import_label_studio_export(store, edited("text", tmp_path, drop_result))
+        assert len(current(store, run)) == 3 and history(store, run, tmp_path) == 3
 
 
 def test_token_run_shows_vocabulary_strings(tmp_path):
@@ -200,8 +191,7 @@ def test_token_run_shows_vocabulary_strings(tmp_path):
     with Store(str(tmp_path / "a.sqlite")) as store:
         run = store.import_run(workdir)
         files = write_label_studio_import(store, run, str(tmp_path), question="Is it a path?")
-        with open(files.tasks) as f:
-            assert sorted(t["data"]["text"] for t in json.load(f)) == ["down <3>", "up left"]
+        assert sorted(t["data"]["text"] for t in written(files)) == ["down <3>", "up left"]
         assert ET.parse(files.config).getroot().find("Header").get("value") == "Is it a path?"
         with pytest.raises(ValueError, match=r"question must not contain '\$'"):
             write_label_studio_import(store, run, str(tmp_path), question="Worth $5?")
