@@ -240,7 +240,7 @@ def hub_online_mode(monkeypatch):
 
 
 def test_real_hub_path_fails_fast_without_importing_datasets(monkeypatch, hub_online_mode):
-    assert mnist._datasets_installed(), "`datasets` is a dependency of omnijax"
+    assert mnist.datasets_installed(), "`datasets` is a dependency of omnijax"
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     start = time.perf_counter()
     found = available_ood_sets(["kmnist", "emnist_byclass", "qmnist"])

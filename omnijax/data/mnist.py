@@ -124,11 +124,17 @@ def _connect_error(host: str, port: int) -> str | None:
     return answer[0] if answer else f"no answer within {HUB_PROBE_TIMEOUT_S:g} s"
 
 
-def _hub_unreachable_reason() -> str | None:
-    """None when the hub (HF_ENDPOINT, default huggingface.co) accepts a TCP connection, else why not.
+def hub_unreachable_reason() -> str | None:
+    """Why the hub cannot be asked now, or None: when HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set
+    (only the local cache is read, nothing to probe) or the hub (HF_ENDPOINT, default
+    huggingface.co) accepts a TCP connection within HUB_PROBE_TIMEOUT_S.
 
-    Answers are remembered for HUB_PROBE_MEMORY_S per host and port.
+    Call it before any `datasets` / `huggingface_hub` download: on a machine without internet
+    those retry for about 25 s per data set. Answers are remembered for HUB_PROBE_MEMORY_S per
+    host and port.
     """
+    if _env_flag("HF_HUB_OFFLINE") or _env_flag("HF_DATASETS_OFFLINE"):
+        return None
     endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
     address = (endpoint.hostname, port)
@@ -142,7 +148,7 @@ def _hub_unreachable_reason() -> str | None:
             "set HF_HUB_OFFLINE=1 to read a locally cached copy")
 
 
-def _datasets_installed() -> bool:
+def datasets_installed() -> bool:
     """Whether `datasets` can be imported, found without importing it (that takes seconds)."""
     if "datasets" in sys.modules:
         return sys.modules["datasets"] is not None
@@ -158,12 +164,11 @@ def load_hub_split(repo_id: str, split: str, config: str | None = None, *, image
     within HUB_PROBE_TIMEOUT_S) and offline mode not set, it raises DatasetUnavailable before
     `datasets` is imported or any download is tried.
     """
-    if not _datasets_installed():
+    if not datasets_installed():
         raise DatasetUnavailable("the Hugging Face `datasets` package is not installed")
-    if not (_env_flag("HF_HUB_OFFLINE") or _env_flag("HF_DATASETS_OFFLINE")):
-        reason = _hub_unreachable_reason()
-        if reason is not None:
-            raise DatasetUnavailable(reason)
+    reason = hub_unreachable_reason()
+    if reason is not None:
+        raise DatasetUnavailable(reason)
     import datasets
 
     try:
