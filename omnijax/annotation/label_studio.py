@@ -12,6 +12,9 @@ Formats, as documented in HumanSignal/label-studio (read December 2026):
   (label_studio/data_export/serializers.py) nests it as {id, email, first_name, last_name}: both are
   read. A Choices result's value is {"choices": [...]}, a Rating's {"rating": n} with n in
   1..maxRating (label-studio-frontend src/tags/control/Rating.js; 0 means unset and gives no result).
+Checked against Label Studio 1.23.2 itself (tests/fixtures/label_studio_fixtures.md): it accepts the
+config and tasks and shows them, and its plain JSON export (the UI's Export button) gives completed_by
+as the bare id; the snapshot export that expands completed_by gives the object with the email.
 
 Blind: the tasks carry no z, no bin and no position in samples.npz (which is ordered by bin, and Label
 Studio lists data fields as columns): a sample is named by an opaque key, a hash of the run digest and
@@ -21,7 +24,8 @@ Studio's task order.
 Scores: "yes" 1, "no" 0; a rating r of maxRating m is (r - 1) / (m - 1), so one star is 0 and m stars
 are 1 (with m = 5: 0, 0.25, 0.5, 0.75, 1). Cancelled (skipped) annotations, drafts and predictions
 are not scores and are not read. The annotator is Label Studio's user: the email when the export
-carries it, else "label-studio-user-<id>".
+carries it, else "label-studio-user-<id>"; so import a project's exports always the same way (plain
+or expanded), or one person gets two names and both their scores count.
 """
 
 from __future__ import annotations
