@@ -222,8 +222,8 @@ def test_unreachable_hub_is_detected_without_waiting(monkeypatch):
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     start = time.perf_counter()
-    with pytest.raises(DatasetUnavailable, match="hub unreachable: no connection to the Hugging Face hub at "
-                                                 "127.0.0.1:9 ") as error:
+    with pytest.raises(DatasetUnavailable, match="hub unreachable: the Hugging Face hub \\(127.0.0.1:9\\) is "
+                                                 "unreachable") as error:
         load_mnist(source="hub")
     assert time.perf_counter() - start < mnist.HUB_PROBE_TIMEOUT_S + 1
     assert "HF_HUB_OFFLINE=1" in error.value.reason

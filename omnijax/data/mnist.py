@@ -144,7 +144,7 @@ def hub_unreachable_reason() -> str | None:
         _probe_answers[address] = (time.monotonic(), error)
     if error is None:
         return None
-    return (f"hub unreachable: no connection to the Hugging Face hub at {endpoint.hostname}:{port} ({error}); "
+    return (f"hub unreachable: the Hugging Face hub ({endpoint.hostname}:{port}) is unreachable ({error}); "
             "set HF_HUB_OFFLINE=1 to read a locally cached copy")
 
 
