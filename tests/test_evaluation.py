@@ -369,6 +369,14 @@ def test_bin_precision_interval_is_the_percentile_of_its_replicates_drawn_with_o
     np.testing.assert_array_equal(bp.ci_low, np.percentile(bp.replicates, 2.5, axis=0))
     np.testing.assert_array_equal(bp.ci_high, np.percentile(bp.replicates, 97.5, axis=0))
     assert ev.bin_precision(scores, num_bootstrap=None).replicates is None
+    # Annotators who shared out the bins (0 and 1 score bin 0, 2 scores bin 1): a draw holding none
+    # of a bin's scorers is redrawn among them, so no replicate loses a bin.
+    shared = [np.array([[1.0, 0.0, np.nan]] * 4), np.array([[np.nan, np.nan, 1.0]] * 5)]
+    split = ev.bin_precision(shared, num_bootstrap=300, seed=1)
+    assert not np.isnan(split.replicates).any()
+    # Bin 0's r is the fraction of draws of annotators 0 and 1 that fell on annotator 0.
+    assert set(np.round(split.replicates[:, 0], 12)) == set(np.round([0, 1 / 3, 1 / 2, 2 / 3, 1], 12))
+    assert (split.replicates[:, 1] == 1).all()
 
 
 def test_annotator_precision_is_bin_precision_of_that_annotator_alone():

@@ -414,11 +414,13 @@ def bin_precision(scores_per_bin, *, weights_per_bin=None, num_bootstrap: int | 
     the disagreement between annotators. Each replicate draws the annotators (columns) with
     replacement once, for all bins, and in every bin its scored samples with replacement; a
     drawn sample's score is the mean over the drawn annotators (with multiplicity) who scored
-    it, samples none of them scored drop out, and the replicate's r_b is the weighted mean above
-    (NaN when nothing is left: that replicate does not count for bin b). One draw of annotators
-    for all bins keeps an annotator's leniency common to every bin of a replicate, as it is in
-    the data, so the PR curves of the replicates (`precision_recall_band`) carry it too. The
-    replicates are returned in `replicates`.
+    it, samples none of them scored drop out, and the replicate's r_b is the weighted mean above.
+    One draw of annotators for all bins keeps an annotator's leniency common to every bin of a
+    replicate, as it is in the data, so the PR curves of the replicates (`precision_recall_band`)
+    carry it too. Where that draw holds none of the annotators who scored in bin b (annotators
+    who shared out the bins), bin b's annotators are drawn for that replicate among its own
+    scorers instead, so no replicate loses an annotated bin. The replicates are returned in
+    `replicates`.
 
     Column j is the same annotator in every bin (as `Store.bin_scores` gives them); a bin with
     fewer columns was not scored by the later ones (a 1-D array is annotator 0).
@@ -499,7 +501,13 @@ def _replicates(bins: list[np.ndarray], weights: list[np.ndarray], num_bootstrap
         known, s, w = known[rows], np.where(known, scores, 0.0)[rows], w[rows]
         n = len(w)
         c = rng.multinomial(n, np.full(n, 1 / n), size=num_bootstrap) * w[None, :]
-        total, count = d @ s.T, d @ known.T.astype(np.float64)          # (replicates, samples)
+        d_b = d.copy()
+        missed = ~(d_b[:, known.any(axis=0)] > 0).any(axis=1)
+        if missed.any():  # no drawn annotator scored in this bin: draw among the bin's own scorers
+            scorers = np.flatnonzero(known.any(axis=0))
+            d_b[np.ix_(missed, scorers)] = rng.multinomial(len(scorers), np.full(len(scorers), 1 / len(scorers)),
+                                                           size=int(missed.sum()))
+        total, count = d_b @ s.T, d_b @ known.T.astype(np.float64)      # (replicates, samples)
         has = count > 0
         with np.errstate(invalid="ignore", divide="ignore"):
             sample_mean = np.where(has, total / np.where(has, count, 1.0), 0.0)
