@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from omnijax.annotation import Store
-from omnijax.annotation.label_studio import (CONFIG_FILE, TASKS_FILE, import_label_studio_export,
+from omnijax.annotation.label_studio import (CONFIG_FILE, TASKS_FILE, LabelStudioFiles, import_label_studio_export,
                                              read_label_studio_export, write_label_studio_import)
 from tests.test_annotation_store import ON, make_run
 
@@ -61,7 +61,7 @@ def test_image_run_round_trip(tmp_path):
     with Store(str(tmp_path / "a.sqlite")) as store:
         run = store.import_run(workdir)
         files = write_label_studio_import(store, run, str(tmp_path))
-        assert (files.tasks, files.config, files.num_tasks) == (str(tmp_path / TASKS_FILE), str(tmp_path / CONFIG_FILE), 6)
+        assert files == LabelStudioFiles(str(tmp_path / TASKS_FILE), str(tmp_path / CONFIG_FILE), 6)
         tasks = written(files)
         view = ET.parse(files.config).getroot()
         assert view.tag == "View" and view.find("Image").get("value") == "$image"

@@ -102,7 +102,8 @@ def image_pixels(sample: Sample, num_categories: int) -> np.ndarray:
     if x.ndim == 3 and x.shape[2] == 1:
         x = x[:, :, 0]
     if not (x.ndim == 2 or (x.ndim == 3 and x.shape[2] == 3)):
-        raise ValueError(f"an image run's inputs must have shape (H, W), (H, W, 1) or (H, W, 3), got {sample.input.shape}")
+        raise ValueError(f"an image run's inputs must have shape (H, W), (H, W, 1) or (H, W, 3), "
+                         f"got {sample.input.shape}")
     levels = max(1, num_categories - 1)
     return np.rint(255.0 * np.clip(x, 0, levels) / levels).astype(np.uint8)
 
@@ -132,7 +133,8 @@ def label_studio_config(run: Run, question: str = DEFAULT_QUESTION, scale: str =
     lines = ["<View>", f"  <Header value={_literal(question, 'question')}/>"]
     frozen = (run.meta or {}).get("frozen_text", "")
     if run.kind == "text" and frozen:
-        lines.append(f"  <Header size=\"6\" value={_literal(f'Every input is {frozen}; shown: its free positions.', 'frozen text')}/>")
+        note = _literal(f"Every input is {frozen}; shown: its free positions.", "frozen text")
+        lines.append(f"  <Header size=\"6\" value={note}/>")
     if run.kind == "image":
         width = run.shape[1] * max(1, 280 // run.shape[1])
         lines.append(f"  <Image name=\"{OBJECT}\" value=\"$image\" width=\"{width}px\" smoothing=\"false\"/>")
