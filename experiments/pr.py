@@ -16,8 +16,9 @@ kappa of every pair of annotators, and each judge's Spearman rho against the peo
 r's interval and the PR band come from one set of bootstrap replicates over samples and annotators.
 A judge is a model scoring as annotator (kind "judge"), or an FID per bin in <run>/judge_fid.csv
 (bin,bin_lo,bin_hi,n_representatives,fid; -FID is ranked against r). It prints the AUPRs, the
-agreement, the judges' Spearman rho and the AUPR ratio. --out defaults to the run's own directory for one run, and for several to
-a directory beside the first run named for the comparison, e.g. runs/pr-mnist-mlp-bce-vs-mnist-resnet-aug.
+agreement, the judges' Spearman rho and the AUPR ratio. --out defaults to the run's own
+directory for one run, and for several to a directory beside the first run named for the
+comparison, e.g. runs/pr-mnist-mlp-bce-vs-mnist-resnet-aug.
 On any error it exits non-zero and writes nothing.
 """
 

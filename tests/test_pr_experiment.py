@@ -176,8 +176,8 @@ def test_two_runs_match_the_evaluation_library(runs, tmp_path):
            for f in (truth, lambda x: corner(x[None])[0])]
     expected = ev.spearman(*(np.round(v, 12) for v in own[::-1]))
     (judge,) = summary["runs"][1]["judges"]
-    assert judge == {"judge": "corner", "source": "scores", "against": ["truth"], "spearman": pytest.approx(expected.rho),
-                     "n_bins": expected.n}
+    assert judge == {"judge": "corner", "source": "scores", "against": ["truth"],
+                     "spearman": pytest.approx(expected.rho), "n_bins": expected.n}
     assert f"judge corner's r(z) vs the people's pooled r(z) (truth): Spearman rho {expected.rho:.3g} over " \
            f"{expected.n} bins" in result.stdout
     assert summary["runs"][0]["judges"] == []
@@ -332,7 +332,8 @@ def test_people_and_judges_agreement_and_rank_correlation(runs, tmp_path):
     with open(os.path.join(e, "judge_fid.csv"), "w") as f:
         f.write("bin,bin_lo,bin_hi,n_representatives,fid\n")
         for b in np.flatnonzero(~np.isnan(people)):
-            f.write(f"{b},{float(edges[b])!r},{float(edges[b + 1])!r},{int((bins == b).sum())},{'' if np.isnan(fid[b]) else fid[b]}\n")
+            cell = "" if np.isnan(fid[b]) else fid[b]
+            f.write(f"{b},{float(edges[b])!r},{float(edges[b + 1])!r},{int((bins == b).sum())},{cell}\n")
     # Bins whose r is one fraction (e.g. 5/12) tie, though computed two ways they may differ in the last bit.
     by_judge, by_fid = ev.spearman(np.round(own["corner"], 12), np.round(people, 12)), ev.spearman(-fid, people)
     assert by_fid.n == by_judge.n - 1 and by_fid.rho > 0.5    # -FID ranks the bins as the people do
@@ -373,5 +374,6 @@ def test_people_and_judges_agreement_and_rank_correlation(runs, tmp_path):
     # A judge_fid.csv of other bins is refused, naming the file.
     with open(os.path.join(e, "judge_fid.csv"), "a") as f:
         f.write(f"0,{float(edges[0]) + 1.0!r},{float(edges[1])!r},3,5.0\n")
-    with pytest.raises(pr_report.ReportError, match=r"judge_fid.csv line \d+: bin 0 is \[.*\(a file of another run\?\)"):
+    with pytest.raises(pr_report.ReportError,
+                       match=r"judge_fid.csv line \d+: bin 0 is \[.*\(a file of another run\?\)"):
         pr_report.load_runs([e])
