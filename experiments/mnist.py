@@ -37,6 +37,9 @@ flags.DEFINE_string("workdir", None, "Output directory (default runs/mnist-<mode
 flags.DEFINE_string("data_dir", None, "Directory of MNIST IDX files (else the hub when reachable, else the offline digits).")
 flags.DEFINE_string("fashion_data_dir", None, "Directory of Fashion-MNIST test IDX files (else the Debian package, "
                     "else the test split shipped with omnijax, else the hub).")
+flags.DEFINE_string("ood_data_dir", None, "Directory with one subdirectory per OOD set (kmnist/, emnist_byclass/, "
+                    "qmnist/, fashion_mnist/) holding that release's test IDX files; a set without one comes "
+                    "from its other sources (the hub; Fashion-MNIST also from the copy shipped with omnijax).")
 flags.DEFINE_list("ood_sets", list(OOD_SETS), "OOD sets for the dataset-based table.")
 flags.DEFINE_integer("grey_levels", 2, "Pixel categories K: 2 = binary (threshold 0.5), more = grey levels.")
 flags.DEFINE_float("aug_severity", 0.5, "--training=aug: each image flips pixels with probability ~ U(0, this).")
@@ -70,7 +73,7 @@ def _check_flags() -> None:
     unknown = sorted(set(FLAGS.ood_sets) - set(OOD_SETS))
     if unknown:
         raise app.UsageError(f"--ood_sets has unknown names {unknown}; known: {', '.join(OOD_SETS)}")
-    for flag in ("data_dir", "fashion_data_dir"):
+    for flag in ("data_dir", "fashion_data_dir", "ood_data_dir"):
         if getattr(FLAGS, flag) is not None and not os.path.isdir(getattr(FLAGS, flag)):
             raise app.UsageError(f"--{flag}={getattr(FLAGS, flag)} is not a directory")
     for flag in ("num_bins", "num_steps"):
@@ -107,7 +110,8 @@ def main(argv):
     try:
         data = flow.load_task_data(FLAGS.task, FLAGS.training, FLAGS.target_class, FLAGS.model, levels=levels,
                                    data_dir=FLAGS.data_dir, fashion_data_dir=FLAGS.fashion_data_dir,
-                                   ood_sets=FLAGS.ood_sets, preset=preset, seed=FLAGS.seed, log=_log)
+                                   ood_sets=FLAGS.ood_sets, preset=preset, seed=FLAGS.seed,
+                                   ood_data_dir=FLAGS.ood_data_dir, log=_log)
     except FileNotFoundError as err:
         raise app.UsageError(f"--data_dir: {err}")
     print(f"data: {data.source}; {len(data.train_images)} training images", file=sys.stderr)

@@ -346,7 +346,8 @@ def test_unavailable_sets_report_every_source_tried(tmp_path, monkeypatch, hub_d
     assert f"system directory for Fashion-MNIST {empty_system_dir} lacks t10k-images-idx3-ubyte[.gz]" in reason
     assert f"the shipped file {ood.OFFLINE_DIR / 'absent.npz'} is missing" in reason
     assert reason.endswith("the Hugging Face `datasets` package is not installed")
-    with pytest.raises(DatasetUnavailable, match="KMNIST is unavailable: the Hugging Face `datasets`"):
+    with pytest.raises(DatasetUnavailable, match="KMNIST is unavailable: data_dir .* lacks t10k-images-idx3-ubyte"
+                                                 ".*; the Hugging Face `datasets` package is not installed$"):
         load_ood("kmnist", data_dir=tmp_path)
 
 
@@ -354,12 +355,38 @@ def test_available_ood_sets_keeps_every_name(tmp_path, hub_disabled):
     images, labels = make_images(4, seed=8)
     write_pair(tmp_path, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", images, labels, gz=False)
     names = ["fashion_mnist", "kmnist", "emnist_byclass", "qmnist", "svhn"]
-    found = available_ood_sets(names, data_dir=tmp_path)
+    found = available_ood_sets(names, data_dirs={"fashion_mnist": tmp_path})
     assert list(found) == names
     assert isinstance(found["fashion_mnist"], ImageDataset) and len(found["fashion_mnist"]) == 4
     assert found["qmnist"] == "QMNIST is unavailable: the Hugging Face `datasets` package is not installed"
     assert found["svhn"].startswith("unknown OOD set 'svhn'")
     assert all(isinstance(found[name], str) for name in names[1:])
+
+
+def test_every_ood_set_reads_its_release_files(tmp_path, hub_disabled):
+    """KMNIST, EMNIST (transposed) and QMNIST (an int32 label table, class in column 0) from IDX files
+    named as their releases name them, in per-set directories as --ood_data_dir lays them out."""
+    from experiments.workflows.mnist import ood_set_dir
+
+    images, labels = make_images(5, seed=11)
+    table = np.stack([labels.astype(np.int32)] + [np.full(5, 7 + k, np.int32) for k in range(7)], axis=1)
+    for name in ("kmnist", "emnist_byclass", "qmnist"):
+        directory = tmp_path / name
+        directory.mkdir()
+        images_file, labels_file = ood.OOD_SETS[name].idx_files
+        write_idx(directory / f"{images_file}.gz", images)
+        write_idx(directory / f"{labels_file}.gz", table if name == "qmnist" else labels)
+    found = {name: load_ood(name, ood_set_dir(name, None, str(tmp_path))) for name in ("kmnist", "emnist_byclass",
+                                                                                        "qmnist")}
+    assert {ds.source for ds in found.values()} == {f"idx: {tmp_path / name}" for name in found}
+    np.testing.assert_array_equal(found["kmnist"].images, images)
+    np.testing.assert_array_equal(found["emnist_byclass"].images, images.transpose(0, 2, 1))
+    np.testing.assert_array_equal(found["qmnist"].images, images)
+    for ds in found.values():
+        np.testing.assert_array_equal(ds.labels, labels)
+    assert read_idx(tmp_path / "qmnist" / "qmnist-test-labels-idx2-int.gz").dtype == np.int32
+    assert ood_set_dir("fashion_mnist", "/fashion", str(tmp_path)) == "/fashion"
+    assert ood_set_dir("kmnist", None, None) is None
 
 
 def test_hub_ood_sets_and_emnist_transposition(monkeypatch):

@@ -100,12 +100,14 @@ def limit_examples(images: np.ndarray, labels: np.ndarray, limit: int | None, se
 
 def load_task_data(task: str, training: str, target_class: int, model: str, *, levels: int, data_dir: str | None,
                    fashion_data_dir: str | None, ood_sets, preset: Preset, seed: int = 0,
-                   log: Callable[[str], None] | None = None) -> TaskData:
+                   ood_data_dir: str | None = None, log: Callable[[str], None] | None = None) -> TaskData:
     """Training and test images of the task, quantised to `levels` grey levels (2: binary pixels).
 
     Binary task: classifiers train on MNIST-0/1 (label 1 for the digit 1), "gen" on MNIST-1.
     Dataset-based comparison: positives are test images of the positive digit; negatives the
     test images of digit 0 (binary) or of the other digits (multiclass), then each OOD set.
+    Each OOD set NAME is read from fashion_data_dir (Fashion-MNIST) or ood_data_dir/NAME/ when
+    given (its release's IDX files, see omnijax.data.ood.OOD_SETS), else from its other sources.
     log, when given, gets one line per OOD set: where it came from (or why not) and how long it took.
     """
     train, test = load_mnist("train", data_dir), load_mnist("test", data_dir)
@@ -127,7 +129,7 @@ def load_task_data(task: str, training: str, target_class: int, model: str, *, l
     for name in ood_sets:
         start = time.perf_counter()
         try:
-            found = load_ood(name, fashion_data_dir if name == "fashion_mnist" else None)
+            found = load_ood(name, ood_set_dir(name, fashion_data_dir, ood_data_dir))
         except DatasetUnavailable as err:
             unavailable[name] = err.reason
             outcome = f"unavailable ({err.reason})"
@@ -144,6 +146,13 @@ def load_task_data(task: str, training: str, target_class: int, model: str, *, l
         positives=quantize(positives[:limit], levels),
         negatives={name: quantize(images[:limit], levels) for name, images in negatives.items()},
         unavailable=unavailable, source=train.source, negative_sources=negative_sources)
+
+
+def ood_set_dir(name: str, fashion_data_dir: str | None, ood_data_dir: str | None) -> str | None:
+    """The data_dir of OOD set `name`: --fashion_data_dir for Fashion-MNIST, else --ood_data_dir/NAME."""
+    if name == "fashion_mnist" and fashion_data_dir is not None:
+        return fashion_data_dir
+    return None if ood_data_dir is None else os.path.join(ood_data_dir, name)
 
 
 def model_spec(model: str, task: str, training: str, levels: int, hyper: dict) -> ModelSpec:

@@ -70,10 +70,12 @@ class ImageDataset:
 
 
 def load_idx_dataset(directory: str | os.PathLike, images_file: str, labels_file: str, *, name: str,
-                     transpose: bool = False, described_as: str = "data_dir") -> ImageDataset:
+                     transpose: bool = False, described_as: str = "data_dir",
+                     label_column: int | None = None) -> ImageDataset:
     """Images and labels from an IDX pair in directory (each plain or .gz).
 
-    transpose swaps rows and columns (EMNIST stores its images transposed). Raises
+    transpose swaps rows and columns (EMNIST stores its images transposed); label_column takes
+    the labels from that column of a 2-D label table (QMNIST's, column 0). Raises
     FileNotFoundError naming the directory (as `described_as`, e.g. "data_dir") and the
     missing files when the pair is not there.
     """
@@ -88,8 +90,11 @@ def load_idx_dataset(directory: str | os.PathLike, images_file: str, labels_file
         raise FileNotFoundError(f"{described_as} {directory} lacks {', '.join(missing)}; expected {expected} "
                                 f"({name})")
     images, labels = read_idx(paths[images_file]), read_idx(paths[labels_file])
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(f"{directory}: {images_file} holds shape {images.shape} and {labels_file} shape "
+    if label_column is not None and labels.ndim == 2:
+        labels = labels[:, label_column]
+    if images.dtype != np.uint8 or images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"{directory}: {images_file} holds {images.dtype} shape {images.shape} and {labels_file} "
+                         f"shape "
                          f"{labels.shape}; expected (N, 28, 28) images and N labels")
     if transpose:
         images = images.transpose(0, 2, 1).copy()

@@ -1,12 +1,13 @@
 """Out-of-distribution test sets for the dataset-based comparison table, each reported if it cannot be had.
 
-Fashion-MNIST is tried from, in order: IDX files in a given data_dir; the Debian package
-`dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist/); its 10,000 test images shipped with
-omnijax (offline/fashion_mnist_test.npz, see offline/LICENSE-FASHION-MNIST.md), checked against
-their recorded sha256; the hub. So it is there on any machine, and the hub is reached only when
-the shipped file is missing. KMNIST, EMNIST ByClass and QMNIST come from the Hugging Face hub
-only. A set that no source provides raises DatasetUnavailable with the reason of every source
-tried; nothing is dropped or replaced silently. Every ImageDataset names its source.
+Every set is read first from a given data_dir holding its release's test IDX files (names in
+OOD_SETS, plain or .gz), last from the Hugging Face hub. Between those, Fashion-MNIST is tried
+from the Debian package `dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist/) and then
+from its 10,000 test images shipped with omnijax (offline/fashion_mnist_test.npz, see
+offline/LICENSE-FASHION-MNIST.md), checked against their recorded sha256: so it is there on any
+machine, and its hub copy is reached only when the shipped file is missing. A set that no source
+provides raises DatasetUnavailable with the reason of every source tried; nothing is dropped or
+replaced silently. Every ImageDataset names its source.
 
 The hub ids below are public copies chosen for these sets. Only tanganke/kmnist was seen to exist
 (features image/label, 10,000 test images); the others could not be checked from the offline
@@ -18,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ class OodSet:
     local_dir: str | None = None  # a system directory of the set's IDX files (e.g. from a Debian package)
     idx_files: tuple[str, str] | None = None  # test images and labels in local_dir or data_dir
     transposed: bool = False  # images stored with rows and columns swapped relative to MNIST
+    label_column: int | None = None  # the labels file is a table; the class is in this column
     shipped: ShippedFile | None = None  # a copy of the test split in omnijax/data/offline/
 
 
@@ -62,10 +64,16 @@ OOD_SETS = {
                                 labels_sha256="3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
                                 source="offline: Fashion-MNIST test split shipped with omnijax (from Debian "
                                        "dataset-fashion-mnist 0.0~git20200523.55506a9-1)")),
-    "kmnist": OodSet("KMNIST", hub_id="tanganke/kmnist"),
-    # EMNIST's release stores every image transposed; its hub copy is taken to keep that layout.
-    "emnist_byclass": OodSet("EMNIST ByClass", hub_id="ernestchu/emnist-byclass", transposed=True),
-    "qmnist": OodSet("QMNIST", hub_id="community-datasets/qmnist"),
+    # KMNIST's MNIST-format release (rois-codh/kmnist) uses MNIST's file names.
+    "kmnist": OodSet("KMNIST", hub_id="tanganke/kmnist",
+                     idx_files=("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")),
+    # EMNIST's release (gzip.zip) stores every image transposed; its hub copy is taken to keep that layout.
+    "emnist_byclass": OodSet("EMNIST ByClass", hub_id="ernestchu/emnist-byclass", transposed=True,
+                             idx_files=("emnist-byclass-test-images-idx3-ubyte",
+                                        "emnist-byclass-test-labels-idx1-ubyte")),
+    # QMNIST's release (facebookresearch/qmnist) gives 8 int32 columns per image, the class first.
+    "qmnist": OodSet("QMNIST", hub_id="community-datasets/qmnist", label_column=0,
+                     idx_files=("qmnist-test-images-idx3-ubyte", "qmnist-test-labels-idx2-int")),
 }
 
 
@@ -92,11 +100,11 @@ def load_shipped(name: str, shipped: ShippedFile) -> ImageDataset:
 def load_ood(name: str, data_dir: str | os.PathLike | None = None) -> ImageDataset:
     """The test split of OOD set `name` (a key of OOD_SETS) as 28x28 uint8 images.
 
-    data_dir is a directory of Fashion-MNIST test IDX files (t10k-images-idx3-ubyte[.gz],
-    t10k-labels-idx1-ubyte[.gz]); it must not be MNIST's data_dir, whose files have the same names.
-    The other sets ignore it. The dataset's `source` names where it came from, and why any source
-    tried before it was not used. Raises DatasetUnavailable, with every source's reason, when no
-    source works.
+    data_dir is a directory of this set's test IDX files (OOD_SETS[name].idx_files, e.g.
+    t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz] for Fashion-MNIST and KMNIST); it
+    must not be MNIST's data_dir, whose files have the same names. The dataset's `source` names
+    where it came from, and, when data_dir was given, why the sources tried before it were not
+    used. Raises DatasetUnavailable, with every source's reason, when no source works.
     """
     if name not in OOD_SETS:
         raise DatasetUnavailable(f"unknown OOD set {name!r}; known sets: {', '.join(OOD_SETS)}")
@@ -121,7 +129,8 @@ def _attempts(name: str, spec: OodSet, data_dir):
                                                                   spec.local_dir)):
             if directory is not None:
                 yield lambda directory=directory, described_as=described_as: load_idx_dataset(
-                    directory, *spec.idx_files, name=name, transpose=spec.transposed, described_as=described_as)
+                    directory, *spec.idx_files, name=name, transpose=spec.transposed, described_as=described_as,
+                    label_column=spec.label_column)
     if spec.shipped is not None:
         yield lambda: load_shipped(name, spec.shipped)
     yield lambda: _load_hub(name, spec)
@@ -135,12 +144,13 @@ def _load_hub(name: str, spec: OodSet) -> ImageDataset:
 
 
 def available_ood_sets(names: Iterable[str],
-                       data_dir: str | os.PathLike | None = None) -> dict[str, ImageDataset | str]:
-    """Each name mapped to its ImageDataset, or to the reason it is unavailable (for the report)."""
+                       data_dirs: Mapping[str, str | os.PathLike] | None = None) -> dict[str, ImageDataset | str]:
+    """Each name mapped to its ImageDataset, or to the reason it is unavailable (for the report);
+    data_dirs maps a set's name to its data_dir (see load_ood)."""
     loaded: dict[str, ImageDataset | str] = {}
     for name in names:
         try:
-            loaded[name] = load_ood(name, data_dir)
+            loaded[name] = load_ood(name, (data_dirs or {}).get(name))
         except DatasetUnavailable as unavailable:
             loaded[name] = unavailable.reason
     return loaded
