@@ -12,6 +12,8 @@ import base64
 import io
 import json
 import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -23,7 +25,8 @@ from omnijax.annotation.label_studio import (CONFIG_FILE, TASKS_FILE, LabelStudi
                                              read_label_studio_export, write_label_studio_import)
 from tests.test_annotation_store import ON, make_run
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 
 
 def fixture(name):
@@ -195,3 +198,22 @@ def test_token_run_shows_vocabulary_strings(tmp_path):
         assert ET.parse(files.config).getroot().find("Header").get("value") == "Is it a path?"
         with pytest.raises(ValueError, match=r"question must not contain '\$'"):
             write_label_studio_import(store, run, str(tmp_path), question="Worth $5?")
+
+
+def test_cli_writes_tasks_and_imports_an_export(tmp_path):
+    workdir, out = make_run(tmp_path / "image-run"), tmp_path / "ls"
+    out.mkdir()
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "omnijax.annotation", *args, f"--run={workdir}"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    done = cli("label-studio-export", f"--out={out}", "--scale=rating", "--max_rating=4")
+    assert done.returncode == 0, done.stderr
+    assert f"wrote 6 tasks to {out / TASKS_FILE}" in done.stderr
+    assert ET.parse(out / CONFIG_FILE).getroot().find("Rating").get("maxRating") == "4"
+    done = cli("label-studio-import", f"--json={fixture('image')}")
+    assert done.returncode == 0, done.stderr
+    assert "added 3 scores" in done.stderr and "1 cancelled" in done.stderr
+    with Store(os.path.join(workdir, "annotations.sqlite")) as store:
+        assert len(store.current_scores(store.runs()[0].id)) == 3

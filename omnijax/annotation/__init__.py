@@ -11,6 +11,7 @@ python -m omnijax.annotation invite --run=DIR --annotator=NAME): the annotator o
 """
 
 from omnijax.annotation.annotators import Agreement, Judge, Oracle, agreement, annotate
+from omnijax.annotation.label_studio import import_label_studio_export, write_label_studio_import
 from omnijax.annotation.store import (BinPrecision, BinScores, PrecisionTable, Run, Sample, Score, Store, check_score,
                                       load_samples)
 
@@ -28,5 +29,7 @@ __all__ = [
     "agreement",
     "annotate",
     "check_score",
+    "import_label_studio_export",
     "load_samples",
+    "write_label_studio_import",
 ]

@@ -8,6 +8,8 @@
     python -m omnijax.annotation agreement --run=runs/mnist-mlp-bce --annotators=alice,bob
     python -m omnijax.annotation export --run=runs/mnist-mlp-bce --csv=scores.csv
     python -m omnijax.annotation import --run=runs/mnist-mlp-bce --csv=scores.csv
+    python -m omnijax.annotation label-studio-export --run=runs/mnist-mlp-bce --out=ls/ [--scale=rating]
+    python -m omnijax.annotation label-studio-import --run=runs/mnist-mlp-bce --json=project-1-export.json
 
 --run is a directory with samples.npz (written by experiments.mnist, experiments.cifar, experiments.similarity).
 A text run (texts.json beside it, written by omnijax.text) is shown as decoded text, not token ids. Scores live
@@ -22,6 +24,12 @@ by default; another --host (e.g. 0.0.0.0 for the local network) is refused unles
 tokens, and then every call must carry one. Without invites, on 127.0.0.1, the page asks for a name:
 for one person at their own machine. Oracles and judges (reference models) score from Python:
 omnijax.annotation.annotate; a judge's scores are flagged in every table and export.
+
+Label Studio: `label-studio-export` writes label_studio_tasks.json (one task per input, shuffled, blind:
+no z, bin or index) and label_studio_config.xml (a yes/no choice, or --scale=rating stars) to --out;
+create a project with that config and import the tasks. `label-studio-import` reads the project's JSON
+export back (omnijax.annotation.label_studio): each Label Studio user is an annotator, all or nothing,
+and importing the same export again adds nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from absl import app, flags
 
 from omnijax.annotation import Store, agreement
 from omnijax.annotation.access import check_url_base, format_origin, invite, is_loopback, is_wildcard, revoke
+from omnijax.annotation.label_studio import SCALES, read_label_studio_export, write_label_studio_import
 from omnijax.annotation.server import DEFAULT_QUESTION, serve
 from omnijax.annotation.store import Run, load_samples
 
@@ -57,8 +66,14 @@ def _define_flags() -> None:
                         "name on the network, or a proxy's): invite puts it in the link, serve answers for it too. "
                         "Default http://--host:--port.")
     flags.DEFINE_string("annotator", None, "invite/revoke: the annotator's name.")
-    flags.DEFINE_string("question", DEFAULT_QUESTION, "serve: what annotators are asked about each input.")
+    flags.DEFINE_string("question", DEFAULT_QUESTION, "serve, label-studio-export: what annotators are asked "
+                        "about each input.")
     flags.DEFINE_string("csv", None, "export/import: the CSV file.")
+    flags.DEFINE_string("out", None, "label-studio-export: the directory for the tasks JSON and the labelling config.")
+    flags.DEFINE_enum("scale", "binary", list(SCALES), "label-studio-export: a yes/no choice (scores 1/0) or a "
+                      "rating of 1..--max_rating stars (scores 0..1).")
+    flags.DEFINE_integer("max_rating", 5, "label-studio-export with --scale=rating: the most stars.")
+    flags.DEFINE_string("json", None, "label-studio-import: Label Studio's JSON export of the project.")
     flags.DEFINE_list("annotators", None, "precision: only these annotators' scores; agreement: exactly two names.")
 
 
@@ -168,6 +183,27 @@ def _import(store: Store, run: Run) -> None:
     print(f"added {added} scores from {FLAGS.csv}", file=sys.stderr)
 
 
+def _label_studio_export(store: Store, run: Run) -> None:
+    try:
+        files = write_label_studio_import(store, run, FLAGS.out, question=FLAGS.question, scale=FLAGS.scale,
+                                          max_rating=FLAGS.max_rating)
+    except ValueError as err:
+        raise app.UsageError(f"label-studio-export (--question, --max_rating): {err}")
+    print(f"wrote {files.num_tasks} tasks to {files.tasks} and the labelling config to {files.config}: in Label "
+          "Studio, create a project, paste the config (Settings > Labeling Interface > Code) and import the tasks",
+          file=sys.stderr)
+
+
+def _label_studio_import(store: Store, run: Run) -> None:
+    try:
+        found = read_label_studio_export(store, FLAGS.json)
+        added = store.import_records(found.records, where=found.where)
+    except ValueError as err:
+        raise app.UsageError(f"--json: {err}")
+    print(f"added {added} scores from {FLAGS.json} ({len(found.records)} annotations read, {found.cancelled} "
+          "cancelled ones skipped)", file=sys.stderr)
+
+
 def _checked_precision(store: Store, run: Run) -> None:
     try:
         _precision(store, run)
@@ -177,7 +213,8 @@ def _checked_precision(store: Store, run: Run) -> None:
 
 # Each command is run(store, run) on the run of --run; flags a command needs are checked in _check_flags.
 COMMANDS = {"serve": _serve, "invite": _invite, "revoke": _revoke, "precision": _checked_precision,
-            "agreement": _agreement, "export": _export, "import": _import}
+            "agreement": _agreement, "export": _export, "import": _import,
+            "label-studio-export": _label_studio_export, "label-studio-import": _label_studio_import}
 
 
 def _check_flags(command: str) -> None:
@@ -186,6 +223,10 @@ def _check_flags(command: str) -> None:
         raise app.UsageError(f"{command} needs --csv=FILE")
     if command == "import" and not os.path.isfile(FLAGS.csv):
         raise app.UsageError(f"--csv={FLAGS.csv} is not a file")
+    if command == "label-studio-export" and not (FLAGS.out and os.path.isdir(FLAGS.out)):
+        raise app.UsageError(f"label-studio-export needs --out=DIR, an existing directory; got {FLAGS.out!r}")
+    if command == "label-studio-import" and not (FLAGS.json and os.path.isfile(FLAGS.json)):
+        raise app.UsageError(f"label-studio-import needs --json=FILE, Label Studio's JSON export; got {FLAGS.json!r}")
     if command in ("invite", "revoke") and not FLAGS.annotator:
         raise app.UsageError(f"{command} needs --annotator=NAME")
     if command in ("serve", "invite") and FLAGS.url_base:
