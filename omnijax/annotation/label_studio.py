@@ -23,9 +23,10 @@ Studio's task order.
 
 Scores: "yes" 1, "no" 0; a rating r of maxRating m is (r - 1) / (m - 1), so one star is 0 and m stars
 are 1 (with m = 5: 0, 0.25, 0.5, 0.75, 1). Cancelled (skipped) annotations, drafts and predictions
-are not scores and are not read. The annotator is Label Studio's user: the email when the export
-carries it, else "label-studio-user-<id>"; so import a project's exports always the same way (plain
-or expanded), or one person gets two names and both their scores count.
+are not scores and are not read. The annotator is Label Studio's user, named "label-studio-user-<id>"
+by the user's id, which every export carries (the plain one as a bare id, the expanded snapshot with
+the email beside it): naming by email when present would give one person two names, and count their
+scores twice, when a project's plain and snapshot exports are both imported.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from omnijax.annotation.server import DEFAULT_QUESTION
-from omnijax.annotation.store import Run, Sample, Store, check_name
+from omnijax.annotation.store import Run, Sample, Store
 
 TASKS_FILE = "label_studio_tasks.json"
 CONFIG_FILE = "label_studio_config.xml"
@@ -184,12 +185,6 @@ def write_label_studio_import(store: Store, run: Run, directory: str, *, questio
 
 def _annotator(completed_by, place: str) -> str:
     if isinstance(completed_by, dict):
-        email = completed_by.get("email")
-        if isinstance(email, str) and email.strip():
-            try:
-                return check_name(email.strip())
-            except ValueError as err:
-                raise ValueError(f"{place}: the user's email cannot name an annotator: {err}") from None
         completed_by = completed_by.get("id")
     if isinstance(completed_by, bool) or not isinstance(completed_by, int):
         raise ValueError(f"{place}: completed_by must be a user id or {{id, email}}, got {completed_by!r}")
