@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from omnijax.data.mnist import hub_unreachable_reason
 from omnijax.models import distilbert as db
 from omnijax.models import hf_checkpoint
 from omnijax.sampling.token_target import token_target
@@ -126,6 +127,9 @@ def load_glue_sst2():
     """(train, validation) lists of (sentence, label) from GLUE SST-2 through `datasets`;
     ClassifierError naming --finetune and what was tried when it cannot be had."""
     tried = []
+    unreachable = hub_unreachable_reason()  # datasets retries ~25 s per id when the hub cannot be reached
+    if unreachable is not None:
+        raise ClassifierError(f"--finetune needs GLUE SST-2; tried: the hub ({unreachable})")
     try:
         import datasets
     except ImportError as err:
