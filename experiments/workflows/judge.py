@@ -271,7 +271,7 @@ def plot(path: str, rows: list[dict], title: str) -> None:
     if np.isfinite(humans).any():
         right.plot(centres, humans, "o-", color="tab:blue", ms=4, label="r(z), people")
     else:
-        right.text(0.02, 0.95, "no person has scored this run", transform=right.transAxes, va="top", fontsize=8)
+        right.plot([], [], " ", label="r(z), people: no person has scored this run")
     right.set_ylim(-0.05, 1.05)
     right.set_ylabel("precision r(z)")
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
