@@ -47,7 +47,7 @@ class Progress:
         filled = int(width * done / max(self.total, 1))
         parts = [f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {self.unit}"]
         if rate:
-            parts.append(f"{rate:,.0f} {self.unit}/s")
+            parts.append(f"{rate:,.0f} {self.unit}/s" if rate >= 10 else f"{rate:.2g} {self.unit}/s")
             parts.append(f"ETA {_clock((self.total - done) / rate)}")
         if note:
             parts.append(note)
