@@ -125,7 +125,8 @@ def fid_per_bin(features, bins, bin_edges, reference: Gaussian, weights=None) ->
     if weights is not None:
         weights = np.asarray(weights, np.float64)
         if weights.shape != bins.shape:
-            raise ValueError(f"weights must hold one weight per representative ({len(bins)}), got shape {weights.shape}")
+            raise ValueError(f"weights must hold one weight per representative ({len(bins)}), "
+                             f"got shape {weights.shape}")
     rows = []
     for b in range(num_bins):
         members = bins == b
