@@ -28,12 +28,13 @@ import csv
 import json
 import re
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 from absl import app, flags
+
+from omnijax.util.heartbeat import Heartbeat
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("spaces", ["bits48", "potts24", "blocks4x8", "mlp4x4"],
@@ -44,7 +45,7 @@ flags.DEFINE_integer("num_groups", 8, "num_groups of every run.")
 flags.DEFINE_integer("space_seed", 0, "Seed of the spaces' random weights.")
 flags.DEFINE_string("out", "runs/calibration", "Output directory.")
 
-HEARTBEAT_S = 10.0
+HEARTBEAT_S = 5.0
 _MLP = re.compile(r"^mlp(\d+)x(\d+)$")
 
 
@@ -106,25 +107,6 @@ def pooled(rows: list[dict]) -> dict:
     return {"all": summary(rows), **{s: summary([r for r in rows if r["space"] == s]) for s in spaces}}
 
 
-class Heartbeat:
-    """Prints what is running every HEARTBEAT_S seconds until stopped."""
-
-    def __init__(self):
-        self.label, self.since, self._stop = "", time.perf_counter(), threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-        self._thread.start()
-
-    def _beat(self):
-        while not self._stop.wait(HEARTBEAT_S):
-            print(f"  ... {self.label}: {time.perf_counter() - self.since:.0f} s", flush=True)
-
-    def set(self, label: str):
-        self.label, self.since = label, time.perf_counter()
-
-    def stop(self):
-        self._stop.set()
-
-
 def run_one(name, seed, case, num_steps, num_groups) -> tuple[list[dict], dict]:
     import jax
 
@@ -157,13 +139,13 @@ def main(argv):
     check_flags()
     out = Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows, timings, beat = [], [], Heartbeat()
+    rows, timings, beat = [], [], Heartbeat(HEARTBEAT_S)
     try:
         for name in FLAGS.spaces:
-            beat.set(f"{name}: exact answer")
+            beat.phase(f"{name}: exact answer")
             case = exact_case(name, FLAGS.space_seed)
             for seed in range(FLAGS.seeds):
-                beat.set(f"{name} seed {seed}")
+                beat.phase(f"{name} seed {seed}")
                 new_rows, timing = run_one(name, seed, case, FLAGS.num_steps, FLAGS.num_groups)
                 rows += new_rows
                 timings.append(timing)
@@ -173,7 +155,7 @@ def main(argv):
                       f"worst {run['worst']:.2f}, bootstrap-only worst "
                       f"{coverage([r['z_bootstrap'] for r in new_rows])['worst']:.2f}", flush=True)
     finally:
-        beat.stop()
+        beat.close()
     with open(out / "calibration.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

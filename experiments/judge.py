@@ -63,7 +63,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     _check_flags()
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
-    from experiments.workflows.similarity import Heartbeat
+    from omnijax.util.heartbeat import Heartbeat
 
     beat = Heartbeat()
     try:

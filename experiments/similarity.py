@@ -33,6 +33,7 @@ import time
 from absl import app, flags, logging
 
 from experiments.workflows.similarity import PRESETS
+from omnijax.util.heartbeat import Heartbeat
 
 DEFAULT_REFERENCE = "A man is playing a guitar."
 
@@ -87,7 +88,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
     from experiments.workflows import similarity as flow
 
-    beat = flow.Heartbeat()
+    beat = Heartbeat()
     try:
         _run(flow, preset, beat)
     finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 
 import jax
@@ -215,47 +214,3 @@ def settings_digest(setup: Setup, edges, settings: dict) -> str:
     """12 hex digits naming a sampling checkpoint: model, reference, space, bins and sampler settings."""
     return digest_arrays(np.asarray(edges, np.float64),
                          prefix=(setup.digest + json.dumps(settings, sort_keys=True)).encode())[:12]
-
-
-class Heartbeat:
-    """While running, writes '<label>: still working (N s)' to stderr whenever neither stdout nor
-    stderr received anything for `interval` seconds (a long compile, a long block), so that no step
-    of the experiment is silent for longer than that."""
-
-    def __init__(self, interval: float = 5.0):
-        import threading
-
-        self.interval, self.label = interval, "starting"
-        self._last, self._started = time.monotonic(), time.monotonic()
-        self._stop = threading.Event()
-        self._streams = (sys.stdout, sys.stderr)
-        sys.stdout, sys.stderr = _Tracked(sys.stdout, self), _Tracked(sys.stderr, self)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def phase(self, label: str) -> None:
-        self.label, self._phase_start = label, time.monotonic()
-
-    def _run(self):
-        while not self._stop.wait(1.0):
-            if time.monotonic() - self._last >= self.interval:
-                sys.stderr.write(f"{self.label}: still working ({time.monotonic() - self._started:.0f} s since "
-                                 f"start)\n")
-                sys.stderr.flush()
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(timeout=2)
-        sys.stdout, sys.stderr = self._streams
-
-
-class _Tracked:
-    def __init__(self, stream, beat: Heartbeat):
-        self._stream, self._beat = stream, beat
-
-    def write(self, text):
-        self._beat._last = time.monotonic()
-        return self._stream.write(text)
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
