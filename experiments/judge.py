@@ -8,7 +8,7 @@ The judge is a small CNN trained on the ten MNIST digits by omnijax itself (no d
 --judge_dir/k<grey levels>/ with training.json: data source, steps, seed, test accuracy, time). Its
 penultimate layer gives the FID features; P(digit = 1) from its softmax scores every sample of the
 run through the run's annotation store (--db, default <run>/annotations.sqlite) as an annotator of
-kind "judge" (experiments.pr counts it unless --annotators names only people).
+kind "judge" (experiments.pr holds it against the people and counts it in r(z) only when --annotators names it).
 
 Writes into --run: judge_fid.csv (bin,bin_lo,bin_hi,n_representatives,fid), judge_table.csv (the
 Table 5 columns: humans' r, judge's r, FID per bin; humans' r empty where no person scored),
@@ -146,7 +146,8 @@ def _run(beat) -> None:
         print(f"Spearman rho(-FID, humans' r) over the {n_humans} bins both have: {rho_humans:.3f} "
               f"(people: {', '.join(persons)})")
     print(f"Spearman rho(-FID, judge's r) over {n_judge} bins: {rho_judge:.3f}")
-    print("note: experiments.pr counts the judge's scores unless --annotators names only people")
+    print("note: experiments.pr holds the judge against the people; it counts the judge's scores in r(z) only "
+          "when --annotators names it")
     print(f"done in {summary['seconds']:.0f} s; wrote " + ", ".join(paths.values()))
 
 

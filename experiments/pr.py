@@ -39,8 +39,9 @@ flags.DEFINE_enum("positive", "high", ["high", "low"],
                   "energy-based model's log-likelihood, --training=gen); low: z <= threshold (an NLL or energy). "
                   "When not given: the runs' own, from their metrics.json (experiments.lm writes low, "
                   "experiments.sst2 high), else high.")
-flags.DEFINE_list("annotators", None, "Only these annotators' scores (default: everyone's); each must be an "
-                  "annotator of every run.")
+flags.DEFINE_list("annotators", None, "Only these annotators' scores (default: everyone's but the judges', "
+                  "which are held against the people instead; name a judge to count its scores); each must be "
+                  "an annotator of every run.")
 flags.DEFINE_boolean("cross_normalise", False,
                      "Put the runs' recalls on the first run's scale by cross-model normalisation (paper §2.3): "
                      "needs model/ in each run and one input space; otherwise each run's own ln rho is used "

@@ -140,7 +140,7 @@ def test_two_runs_match_the_evaluation_library(runs, tmp_path):
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
 
-    pr_a, pr_c = direct_pr(runs.a, judge=False, skipped=SKIPPED_BIN), direct_pr(runs.c, judge=True)
+    pr_a, pr_c = direct_pr(runs.a, judge=False, skipped=SKIPPED_BIN), direct_pr(runs.c, judge=False)
     assert [r["run"] for r in summary["runs"]] == ["a", "c"]
     assert summary["runs"][0]["aupr"] == pytest.approx(ev.aupr(pr_a), rel=1e-9)
     assert summary["runs"][1]["aupr"] == pytest.approx(ev.aupr(pr_c), rel=1e-9)
@@ -163,13 +163,14 @@ def test_two_runs_match_the_evaluation_library(runs, tmp_path):
     assert [r["normalisation"]["method"] for r in summary["runs"]] == ["absolute", "absolute"]
     assert "has no model/" in summary["runs"][1]["normalisation"]["note"]
     assert "cross-normalisation impossible" in result.stdout
-    # The bin nobody scored is excluded and reported, never scored 0; the judge is flagged.
+    # The bin nobody scored is excluded and reported, never scored 0; by default the judge is not
+    # counted in r(z) (it is held against the people below), and the output says so.
     assert [b["bin"] for b in summary["runs"][0]["excluded_bins"]] == [SKIPPED_BIN]
     assert summary["runs"][1]["excluded_bins"] == []
     assert f"bins [{SKIPPED_BIN}]" in result.stderr and "not scored 0" in result.stderr
-    assert summary["judge_scores_used"] and summary["runs"][1]["n_judge_scores"] > 0
-    assert summary["runs"][1]["annotators"] == {"truth": "oracle", "corner": "judge"}
-    assert "judge" in result.stderr
+    assert not summary["judge_scores_used"] and summary["runs"][1]["n_judge_scores"] == 0
+    assert summary["runs"][1]["annotators"] == {"truth": "oracle"}
+    assert "judge corner's scores are held against the people, not counted in r(z)" in result.stdout
     # The judge is ranked against the (oracle) people: Spearman of the bins' r(z), over bins both scored.
     samples = np.load(os.path.join(runs.c, "samples.npz"))
     own = [bin_means(np.array([f(x) for x in samples["inputs"]], float), samples["bin"], len(samples["bin_edges"]) - 1)
@@ -338,13 +339,15 @@ def test_people_and_judges_agreement_and_rank_correlation(runs, tmp_path):
     by_judge, by_fid = ev.spearman(np.round(own["corner"], 12), np.round(people, 12)), ev.spearman(-fid, people)
     assert by_fid.n == by_judge.n - 1 and by_fid.rho > 0.5    # -FID ranks the bins as the people do
 
+    # The judge named in --annotators counts in r(z) (flagged), and is still held against the people.
     out = str(tmp_path / "out")
-    result = run_pr(f"--runs={e}", f"--out={out}")
+    result = run_pr(f"--runs={e}", f"--out={out}", "--annotators=alice,bob,corner")
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(out, "summary.json")) as f:
         (summary,) = json.load(f)["runs"]
     np.testing.assert_allclose([row["r"] for row in summary["r"]],
                                bin_means(sum(rules.values()) / 3, bins, num_bins)[~np.isnan(people)], rtol=1e-12)
+    assert summary["n_judge_scores"] > 0 and "judge" in result.stderr
     assert summary["judges"] == [
         {"judge": "corner", "source": "scores", "against": ["alice", "bob"], "spearman": pytest.approx(by_judge.rho),
          "n_bins": by_judge.n},

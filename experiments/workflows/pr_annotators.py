@@ -57,7 +57,9 @@ def load(store: Store, run_id: int, chosen, sample_weights, workdir: str, bin_ed
     judges = [n for n in names if kinds[n] == "judge"]
     own = ev.annotator_precision(_columns(everyone, names), weights_per_bin=everyone.weights)
     r = dict(zip(names, own))
-    pairs, notes = [], []
+    pairs = []
+    notes = [f"judge {n}'s scores are held against the people, not counted in r(z) (name it in --annotators "
+             "to count them)" for n in judges if chosen is not None and n not in chosen]
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             try:

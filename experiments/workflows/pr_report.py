@@ -126,7 +126,9 @@ def run_labels(run_dirs) -> list[str]:
 
 
 def load_run(workdir: str, label: str, annotators=None) -> RunData:
-    """rho.csv, samples.npz and the current scores of one run (of `annotators`, default all)."""
+    """rho.csv, samples.npz and the current scores of one run: of `annotators`, by default of every
+    annotator of the run but the judges (reference models, held against the people instead; a run
+    that only judges have scored uses theirs, flagged as such)."""
     try:
         samples = load_samples(workdir)
     except (OSError, ValueError) as err:
@@ -147,14 +149,18 @@ def load_run(workdir: str, label: str, annotators=None) -> RunData:
         if unknown:
             raise ReportError(f"--annotators: {unknown} have not annotated run {label} ({workdir}); its "
                               f"annotators are {sorted(kinds)}")
-        table = store.bin_precision_table(run.id, annotators, samples["weight"], num_bootstrap=NUM_BOOTSTRAP,
+        counted = annotators
+        if counted is None:
+            scored = {s.annotator for s in store.current_scores(run.id)}
+            counted = sorted(n for n in scored if kinds[n] != "judge") or None
+        table = store.bin_precision_table(run.id, counted, samples["weight"], num_bootstrap=NUM_BOOTSTRAP,
                                           seed=0)
         if not table.rows:
             chosen = f" by --annotators={','.join(annotators)}" if annotators else ""
             raise ReportError(f"run {label} ({workdir}) has no annotations: none of its samples is "
                               f"scored{chosen}; {how}")
         try:
-            disagreement = pr_annotators.load(store, run.id, annotators, samples["weight"], workdir, edges)
+            disagreement = pr_annotators.load(store, run.id, counted, samples["weight"], workdir, edges)
         except ValueError as err:
             raise ReportError(f"--runs: {err}") from None
     given = table.scores
