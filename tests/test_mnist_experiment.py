@@ -78,7 +78,7 @@ def test_dataset_based_table_has_fashion_mnist_offline(monkeypatch, tmp_path):
     """With no Debian package and no hub, the table of a fabricated model (score: mean ink) has
     Fashion-MNIST numbers from the shipped file and names why KMNIST is missing; experiments.tables
     gathers such runs into the paper's tables."""
-    from experiments import tables
+    from experiments.workflows import tables
     from experiments.workflows import mnist as flow
     from experiments.workflows.results import read_traditional_csv, write_traditional_csv
     from omnijax.data import ood
