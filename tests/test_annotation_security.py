@@ -228,6 +228,9 @@ def test_invite_and_revoke_from_the_command_line(tmp_path):
 
     revoked = cli("revoke", f"--run={workdir}", "--annotator=alice")
     assert revoked.returncode == 0 and "revoked the invite of alice" in revoked.stderr
+    listed = cli("invites", f"--run={workdir}")
+    assert listed.returncode == 0 and re.fullmatch(r"alice\tinvited [-0-9: ]+\trevoked [-0-9: ]+\n", listed.stdout)
+    assert token not in listed.stdout + listed.stderr and token_hash(token) not in listed.stdout + listed.stderr
     with Store(db) as store:
         (run,) = store.runs()
         with pytest.raises(Refused, match="revoked") as refused:

@@ -256,11 +256,15 @@ def test_judge_is_flagged_everywhere(tmp_path, opened):
     assert [s.score for s in store.current_scores(run.id, annotator="labels")] == [0, 1, 0, 1, 1, 0]
     table = store.bin_precision_table(run.id)
     assert table.n_judge_scores == 12 and [r.n_judge_scores for r in table.rows] == [4, 6, 2]
+    assert store.counted_annotators(run.id) is None       # only judges scored: theirs count, flagged
     path = str(tmp_path / "j.csv")
     store.export_csv(path)
     with open(path) as f:
         assert {r["kind"] for r in csv.DictReader(f)} == {"judge"}
     assert agreement(store, "ref", "labels").involves_judge
+    store.add_annotator("pat")
+    store.add_score(scores[0].sample, "pat", 1.0)
+    assert store.counted_annotators(run.id) == ["pat"]    # once a person scored, judges are held apart
 
 
 def test_agreement_matches_hand_computation(opened):

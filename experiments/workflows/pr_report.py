@@ -149,10 +149,7 @@ def load_run(workdir: str, label: str, annotators=None) -> RunData:
         if unknown:
             raise ReportError(f"--annotators: {unknown} have not annotated run {label} ({workdir}); its "
                               f"annotators are {sorted(kinds)}")
-        counted = annotators
-        if counted is None:
-            scored = {s.annotator for s in store.current_scores(run.id)}
-            counted = sorted(n for n in scored if kinds[n] != "judge") or None
+        counted = store.counted_annotators(run.id) if annotators is None else annotators
         table = store.bin_precision_table(run.id, counted, samples["weight"], num_bootstrap=NUM_BOOTSTRAP,
                                           seed=0)
         if not table.rows:

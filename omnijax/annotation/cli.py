@@ -3,6 +3,7 @@
     python -m omnijax.annotation serve --run=runs/mnist-mlp-bce --port=8000    # the page, on this machine
     python -m omnijax.annotation invite --run=runs/mnist-mlp-bce --annotator=alice --url_base=http://HOST:8000
     python -m omnijax.annotation serve --run=runs/mnist-mlp-bce --host=0.0.0.0 --url_base=http://HOST:8000
+    python -m omnijax.annotation invites --run=runs/mnist-mlp-bce      # who holds a link, who was revoked
     python -m omnijax.annotation revoke --run=runs/mnist-mlp-bce --annotator=alice
     python -m omnijax.annotation precision --run=runs/mnist-mlp-bce            # r(z) per bin, as CSV
     python -m omnijax.annotation agreement --run=runs/mnist-mlp-bce --annotators=alice,bob
@@ -38,6 +39,7 @@ import csv
 import math
 import os
 import sys
+import time
 
 from absl import app, flags
 
@@ -74,7 +76,8 @@ def _define_flags() -> None:
                       "rating of 1..--max_rating stars (scores 0..1).")
     flags.DEFINE_integer("max_rating", 5, "label-studio-export with --scale=rating: the most stars.")
     flags.DEFINE_string("json", None, "label-studio-import: Label Studio's JSON export of the project.")
-    flags.DEFINE_list("annotators", None, "precision: only these annotators' scores; agreement: exactly two names.")
+    flags.DEFINE_list("annotators", None, "precision: only these annotators' scores (default: all but the judges); "
+                      "agreement: exactly two names.")
 
 
 def run() -> None:
@@ -100,7 +103,8 @@ def _open() -> tuple[Store, Run]:
 
 
 def _precision(store: Store, run) -> None:
-    table = store.bin_precision_table(run.id, FLAGS.annotators, load_samples(FLAGS.run)["weight"])
+    counted = store.counted_annotators(run.id) if FLAGS.annotators is None else FLAGS.annotators
+    table = store.bin_precision_table(run.id, counted, load_samples(FLAGS.run)["weight"])
     writer = csv.writer(sys.stdout)
     writer.writerow(["bin", "bin_lo", "bin_hi", "r", "r_stderr", "n_scored", "n_samples", "n_scores",
                      "n_judge_scores"])
@@ -113,6 +117,10 @@ def _precision(store: Store, run) -> None:
               file=sys.stderr)
     if table.empty:
         print(f"note: bins {table.empty} hold no samples, so nothing there can be scored", file=sys.stderr)
+    left_out = sorted({s.annotator for s in store.current_scores(run.id)} - set(counted or ()))
+    if counted is not None and left_out and FLAGS.annotators is None:
+        print(f"note: the judges {left_out} are not counted (name them in --annotators to count them)",
+              file=sys.stderr)
     if table.n_judge_scores:
         print(f"warning: {table.n_judge_scores} of these scores come from a judge (a reference model, not a "
               "person); the paper warns such scores are unreliable", file=sys.stderr)
@@ -212,7 +220,19 @@ def _checked_precision(store: Store, run: Run) -> None:
 
 
 # Each command is run(store, run) on the run of --run; flags a command needs are checked in _check_flags.
-COMMANDS = {"serve": _serve, "invite": _invite, "revoke": _revoke, "precision": _checked_precision,
+def _invites(store: Store, run: Run) -> None:
+    rows = store.invitations(run.id)
+    if not rows:
+        print(f"nobody is invited to run {run.name}: python -m omnijax.annotation invite --run=DIR "
+              "--annotator=NAME", file=sys.stderr)
+    for name, created, revoked in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
+        state = "working" if revoked is None else "revoked " + time.strftime("%Y-%m-%d %H:%M:%S",
+                                                                           time.localtime(revoked))
+        print(f"{name}\tinvited {when}\t{state}")
+
+
+COMMANDS = {"serve": _serve, "invite": _invite, "invites": _invites, "revoke": _revoke, "precision": _checked_precision,
             "agreement": _agreement, "export": _export, "import": _import,
             "label-studio-export": _label_studio_export, "label-studio-import": _label_studio_import}
 

@@ -450,6 +450,19 @@ class Store:
                + ("" if run_id is None else " AND t.run = ?") + " GROUP BY a.id ORDER BY MIN(t.id)")
         return [name for (name,) in self._query(sql, () if run_id is None else (run_id,))]
 
+    def counted_annotators(self, run_id: int) -> list[str] | None:
+        """Whose scores count in r(z) when nobody is named: every annotator of the run but the judges (a
+        judge is held against the people instead); None, meaning everyone, when only judges scored."""
+        kinds = self.annotators()
+        scored = {s.annotator for s in self.current_scores(run_id)}
+        return sorted(n for n in scored if kinds[n] != "judge") or None
+
+    def invitations(self, run_id: int) -> list[tuple[str, float, float | None]]:
+        """(annotator, created, revoked or None) of every token of this run, oldest first (never the hash)."""
+        return [(name, created, revoked) for name, created, revoked in self._query(
+            "SELECT a.name, t.created, t.revoked FROM tokens t JOIN annotators a ON t.annotator = a.id "
+            "WHERE t.run = ? ORDER BY t.id", (run_id,))]
+
     def has_tokens(self) -> bool:
         """Whether anyone was ever invited to any run of this store (revoked tokens count)."""
         return bool(self._query("SELECT 1 FROM tokens LIMIT 1"))
