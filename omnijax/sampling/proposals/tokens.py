@@ -182,6 +182,19 @@ def _log_normalizer(log_mass):
     return jax.nn.logsumexp(log_mass)
 
 
+def _cached_forms(table: _Table, embedding):
+    """compress and summarize of a proposal bound to `embedding`: what both token proposals keep per
+    chain (the (L, d) gradient, checked finite) and their summary (the table's log mass per block)."""
+    def compress(x, u):
+        _check_gradient(u, embedding)
+        return table.compress(x, u)
+
+    def summarize(x, kept, beta):
+        return table.log_mass(embedding, kept, x, beta)
+
+    return compress, summarize
+
+
 def token_gwg(space: InputSpace, num_flips: int = 1, block_size: int | None = None,
               vocab_chunk: int | None = None) -> Proposal:
     """Gibbs-with-gradients over token space: `num_flips` single-position moves per proposal,
@@ -198,12 +211,7 @@ def token_gwg(space: InputSpace, num_flips: int = 1, block_size: int | None = No
     def bind(params):
         embedding = _embedding_of(params, table.vocab)
 
-        def compress(x, u):
-            _check_gradient(u, embedding)
-            return table.compress(x, u)
-
-        def summarize(x, kept, beta):
-            return table.log_mass(embedding, kept, x, beta)
+        compress, summarize = _cached_forms(table, embedding)
 
         def draw(key, y, kept, beta, log_mass):
             """One move from the table at y: (row, token, its log probability)."""
@@ -260,12 +268,7 @@ def token_dlp(space: InputSpace, step_size: float = 0.2, block_size: int | None 
     def bind(params):
         embedding = _embedding_of(params, table.vocab)
 
-        def compress(x, u):
-            _check_gradient(u, embedding)
-            return table.compress(x, u)
-
-        def summarize(x, kept, beta):
-            return table.log_mass(embedding, kept, x, beta)
+        compress, summarize = _cached_forms(table, embedding)
 
         def propose(key, x, kept, beta, summary):
             block_key, entry_key = jax.random.split(key)
