@@ -19,28 +19,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.hf_directories import perturbed, write_tokenizer
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = 16
 BOS = 15
 
 
-def perturbed(model, scale=0.5, seed=1):
-    """Random weights far enough from the init that z varies across sequences."""
-    leaves, treedef = jax.tree.flatten(nnx.state(model, nnx.Param))
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    nnx.update(model, jax.tree.unflatten(treedef, [leaf + scale * jax.random.normal(k, leaf.shape)
-                                                   for leaf, k in zip(leaves, keys)]))
-    return model
-
-
-def write_tokenizer(directory, vocab, special):
-    """A WordLevel tokenizer.json of `vocab` ids: special names where given, else w<i>."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    words = {special.get(i, f"w{i}"): i for i in range(vocab)}
-    tokenizer = Tokenizer(models.WordLevel(words, unk_token=special.get(1, "w1")))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.save(os.path.join(directory, "tokenizer.json"))
+SCALE = 0.5  # of the noise added to the random weights
 
 
 def tiny_olmo(tied, vocab=VOCAB, seed=0):
@@ -49,7 +35,7 @@ def tiny_olmo(tied, vocab=VOCAB, seed=0):
     config = OlmoConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                         num_attention_heads=2, max_position_embeddings=8, tie_word_embeddings=tied,
                         eos_token_id=BOS, pad_token_id=0, bos_token_id=None)
-    return perturbed(Olmo(config, rngs=nnx.Rngs(seed)))
+    return perturbed(Olmo(config, rngs=nnx.Rngs(seed)), SCALE)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +49,7 @@ def models(tmp_path_factory):
     save_olmo(tiny_olmo(tied=False), dirs["olmo"])
     write_tokenizer(dirs["olmo"], VOCAB, {BOS: "<|endoftext|>"})
     config = GPT2Config(vocab_size=VOCAB, n_positions=8, n_embd=16, n_layer=1, n_head=2, bos_token_id=BOS)
-    save_gpt2(perturbed(GPT2(config, rngs=nnx.Rngs(0))), dirs["gpt2"])
+    save_gpt2(perturbed(GPT2(config, rngs=nnx.Rngs(0)), SCALE), dirs["gpt2"])
     write_tokenizer(dirs["gpt2"], VOCAB, {BOS: "<|endoftext|>"})
     bert = DistilBertConfig(vocab_size=20, max_position_embeddings=12, n_layers=1, n_heads=2, dim=16, hidden_dim=32)
     save_distilbert(DistilBertClassifier(bert, rngs=nnx.Rngs(0)), dirs["bert"])

@@ -15,26 +15,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.hf_directories import perturbed, write_tokenizer
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = 20
 SPECIAL = {0: "[PAD]", 1: "[UNK]", 2: "[CLS]", 3: "[SEP]"}
 
 
-def perturbed(model, scale=0.6, seed=1):
-    leaves, treedef = jax.tree.flatten(nnx.state(model, nnx.Param))
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    nnx.update(model, jax.tree.unflatten(treedef, [leaf + scale * jax.random.normal(k, leaf.shape)
-                                                   for leaf, k in zip(leaves, keys)]))
-    return model
-
-
-def write_tokenizer(directory, vocab, special):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    words = {special.get(i, f"w{i}"): i for i in range(vocab)}
-    tokenizer = Tokenizer(models.WordLevel(words, unk_token=special.get(1, "w1")))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.save(os.path.join(directory, "tokenizer.json"))
+SCALE = 0.6  # of the noise added to the random weights
 
 
 def tiny_config(**kw):
@@ -52,7 +40,7 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("sst2-models")
     dirs = {name: str(root / name) for name in ("bert", "gpt2", "noweights", "small_tok")}
     config = tiny_config(label_names=("NEGATIVE", "POSITIVE"))
-    save_distilbert(perturbed(DistilBertClassifier(config, rngs=nnx.Rngs(0))), dirs["bert"])
+    save_distilbert(perturbed(DistilBertClassifier(config, rngs=nnx.Rngs(0)), SCALE), dirs["bert"])
     write_tokenizer(dirs["bert"], VOCAB, SPECIAL)
     save_gpt2(GPT2(GPT2Config(vocab_size=VOCAB, n_positions=8, n_embd=16, n_layer=1, n_head=2), rngs=nnx.Rngs(0)),
               dirs["gpt2"])
