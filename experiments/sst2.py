@@ -90,12 +90,9 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
     import dataclasses
 
-    import jax
-
     from experiments.workflows import sst2 as flow
     from experiments.workflows import text_sampling as ts
     from experiments.workflows.lm import model_label
-    from experiments.workflows.results import print_verdict
     from omnijax.text.tokenizer import check_vocabulary, load_tokenizer
     from omnijax.training.resume import parameter_digest
 
@@ -159,40 +156,22 @@ def main(argv):
     request = ts.RangeRequest(confident="high", bin_width=FLAGS.bin_width, min_distinct=FLAGS.min_distinct,
                               annotation_budget=FLAGS.annotation_budget, annotate_per_bin=FLAGS.annotate_per_bin,
                               z_min=FLAGS.z_min, z_max=FLAGS.z_max, pilot_far=None, pilot_span=FLAGS.pilot_span)
-    range_key, sample_key = jax.random.split(jax.random.key(FLAGS.seed))
-    range_record = {**key_record, **dataclasses.asdict(request), "range_steps": preset.range_steps,
-                    "range_groups": preset.range_groups}
+    title = f"{model_label(source)}: class-{label} logit over all [CLS] + {vocab}^{FLAGS.length} + [SEP]"
     try:
-        record = ts.output_range(workdir, range_record, request, target, space, key=range_key, preset=preset,
-                                 proposal=FLAGS.proposal)
+        run = ts.range_sample_write(workdir, key_record, request, target, space, seed=FLAGS.seed, preset=preset,
+                                    num_steps=FLAGS.num_steps, num_groups=FLAGS.num_groups, proposal=FLAGS.proposal,
+                                    tokenizer=tokenizer, title=title, per_bin=FLAGS.annotate_per_bin)
     except ValueError as err:
         raise app.UsageError(str(err))
-    edges = ts.range_edges(record)
-    num_steps = FLAGS.num_steps or preset.num_steps
-    num_groups = FLAGS.num_groups or preset.num_groups
-    sample_start = time.perf_counter()
-    est, checkpoint_dir = ts.sample(workdir, key_record, target, space, edges, key=sample_key, preset=preset,
-                                    num_steps=num_steps, num_groups=num_groups, proposal=FLAGS.proposal)
-    sampling_seconds = time.perf_counter() - sample_start
-    title = f"{model_label(source)}: class-{label} logit over all [CLS] + {vocab}^{FLAGS.length} + [SEP]"
-    paths = ts.write_outputs(workdir, est, tokenizer, title=title, per_bin=FLAGS.annotate_per_bin)
-    print_verdict(est)
     metrics = {
         "experiment": "sst2", "output": f"logit of class {label}", "positive": "high",
         "model": source, "model_dir": str(directory), "finetune": finetune_info, "model_digest": digest,
         "label": label, "label_name": names[label] if names else None, "tokenizer": tokenizer_source,
-        "vocab_size": vocab, "length": FLAGS.length, "cls_id": cls_id, "sep_id": sep_id,
-        "dtype": "bfloat16" if FLAGS.bf16 else "float32", "preset": FLAGS.preset, "num_steps": num_steps,
-        "num_groups": num_groups, "proposal": FLAGS.proposal, "seed": FLAGS.seed,
-        "checkpoint_dir": checkpoint_dir, "backend": jax.default_backend(),
-        **ts.run_metrics(est, record, FLAGS.min_distinct, sampling_seconds),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+        "vocab_size": vocab, "length": FLAGS.length, "cls_id": cls_id, "sep_id": sep_id}
     if finetune_info and "validation_accuracy" in finetune_info:
         metrics["validation_accuracy"] = finetune_info["validation_accuracy"]
-    paths["metrics.json"] = ts.write_metrics(workdir, metrics)
-    print(f"done in {metrics['seconds']:.0f} s (sampling {sampling_seconds:.0f} s); wrote "
-          + ", ".join(sorted(paths.values())))
+    ts.finish(workdir, run, metrics, started=started, min_distinct=FLAGS.min_distinct, preset=FLAGS.preset,
+              proposal=FLAGS.proposal, seed=FLAGS.seed, bf16=FLAGS.bf16)
     print(f"next: score the sentences of each bin (representatives.md), then precision and recall over all "
           f"sentences (high logit is predicted positive):\n"
           f"  python -m omnijax.annotation serve --run={workdir} --port=8000\n"

@@ -318,6 +318,56 @@ def write_metrics(workdir: str, metrics: dict) -> str:
     return path
 
 
+@dataclasses.dataclass(frozen=True)
+class TextRun:
+    """What `range_sample_write` did: the estimate, its range record and checkpoint, the files."""
+    est: object
+    record: dict
+    checkpoint_dir: str
+    sampling_seconds: float
+    paths: dict
+    num_steps: int
+    num_groups: int
+
+
+def range_sample_write(workdir: str, key_record: dict, request: RangeRequest, target, space, *, seed: int,
+                       preset: TextPreset, num_steps: int | None, num_groups: int | None, proposal: str,
+                       tokenizer, title: str, per_bin: int) -> TextRun:
+    """The steps every text experiment takes once its model, target and space are set: the output
+    range (ValueError naming the flag when it cannot be had), the main run (num_steps / num_groups
+    default to the preset's), the outputs, and the printed verdict."""
+    from experiments.workflows.results import print_verdict
+
+    range_key, sample_key = jax.random.split(jax.random.key(seed))
+    range_record = {**key_record, **dataclasses.asdict(request), "range_steps": preset.range_steps,
+                    "range_groups": preset.range_groups}
+    record = output_range(workdir, range_record, request, target, space, key=range_key, preset=preset,
+                          proposal=proposal)
+    num_steps, num_groups = num_steps or preset.num_steps, num_groups or preset.num_groups
+    start = time.perf_counter()
+    est, checkpoint_dir = sample(workdir, key_record, target, space, range_edges(record), key=sample_key,
+                                 preset=preset, num_steps=num_steps, num_groups=num_groups, proposal=proposal)
+    seconds = time.perf_counter() - start
+    paths = write_outputs(workdir, est, tokenizer, title=title, per_bin=per_bin)
+    print_verdict(est)
+    return TextRun(est, record, checkpoint_dir, seconds, paths, num_steps, num_groups)
+
+
+def finish(workdir: str, run: TextRun, metrics: dict, *, started: float, min_distinct: int, preset: str,
+           proposal: str, seed: int, bf16: bool) -> None:
+    """metrics.json: the experiment's own `metrics`, then what every text run records; then the
+    closing line naming the files."""
+    metrics = {
+        **metrics, "dtype": "bfloat16" if bf16 else "float32", "preset": preset, "num_steps": run.num_steps,
+        "num_groups": run.num_groups, "proposal": proposal, "seed": seed, "checkpoint_dir": run.checkpoint_dir,
+        "backend": jax.default_backend(), **run_metrics(run.est, run.record, min_distinct, run.sampling_seconds),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    paths = dict(run.paths, **{"metrics.json": write_metrics(workdir, metrics)})
+    print(f"done in {metrics['seconds']:.0f} s (sampling {run.sampling_seconds:.0f} s); wrote "
+          + ", ".join(sorted(paths.values())))
+
+
 def _saved_for(path: str, record: dict) -> dict | None:
     """The JSON object saved at `path` if it was made for `record` (its "for" entry), else None."""
     if not os.path.isfile(path):
