@@ -22,7 +22,7 @@ from omnijax.sampling.proposals import make_proposal
 from omnijax.sampling.ladder_adaptation import adapt_ladder, block_length, stage_checkpoint
 from omnijax.sampling.pt_result import summarize_pt_run
 from omnijax.sampling.result import OutputDistributionEstimate
-from omnijax.sampling.fingerprint import run_fingerprint
+from omnijax.sampling.fingerprint import run_fingerprint, with_settings
 from omnijax.sampling.replica_exchange_run import Schedule, run_replica_exchange
 from omnijax.sampling.spaces import InputSpace
 from omnijax.sampling.targets import Target, check_output_fn, make_value
@@ -119,8 +119,10 @@ def estimate_pt(
 
     pilot_key, init_key, run_key, boot_key = jax.random.split(key, 4)
     adapt_key = jax.random.fold_in(run_key, 1)
-    # The pilot and the adaptation stages checkpoint in subdirectories under what fixes them all.
-    stages = run_fingerprint("pt", space, target, key, {
+    # The space, the model's parameters (digested once) and the key identify the run; the pilot and
+    # the adaptation stages checkpoint in subdirectories under them plus what fixes the stages.
+    identity = run_fingerprint("pt", space, target, key, {})
+    stages = with_settings(identity, {
         "bin_edges": edges, "betas": user_betas, "num_replicas": num_replicas, "num_groups": num_groups,
         "burn_in": burn_in, "pilot_steps": pilot_steps, "record_every": record_every, "swap_every": swap_every,
         "target_acceptance": float(target_acceptance), "proposal": proposal,
@@ -144,7 +146,7 @@ def estimate_pt(
     total = adapted.equilibration + num_steps - burn_in
     schedule = Schedule(num_steps=total, steps_per_block=_block_length(steps_per_block, total, record_every),
                         record_every=record_every, swap_every=swap_every, burn_in=adapted.equilibration)
-    fingerprint = run_fingerprint("pt", space, target, key, {
+    fingerprint = with_settings(identity, {
         "bin_edges": edges, "betas": ladder, "num_groups": num_groups, "burn_in": burn_in,
         "pilot_steps": pilot_steps, "target_acceptance": float(target_acceptance),
         "schedule": dataclasses.asdict(schedule), "proposal": proposal,

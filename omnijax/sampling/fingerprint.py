@@ -35,8 +35,13 @@ def run_fingerprint(method: str, space: InputSpace, target: Target | None, key: 
         fingerprint["model_parameters"] = parameter_digest(target, space.onehot_shape)
     if key is not None:
         fingerprint["key"] = key_fingerprint(key)
+    return with_settings(fingerprint, settings)
+
+
+def with_settings(fingerprint: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """`fingerprint` plus `settings`, which may not redefine its entries: one run's several parts
+    (a pilot, its stages, the main run) share what identifies the run, digested once."""
     overlap = set(fingerprint) & set(settings)
     if overlap:
         raise ValueError(f"settings may not redefine {sorted(overlap)}")
-    fingerprint.update(settings)
-    return fingerprint
+    return {**fingerprint, **settings}

@@ -79,8 +79,8 @@ def adapt_ladder(key: jax.Array, x0: jax.Array, betas: np.ndarray, target, value
     for k, steps in enumerate(lengths[:-1]):
         schedule = Schedule(num_steps=steps, steps_per_block=block_length(steps, record_every),
                             record_every=record_every, swap_every=swap_every, burn_in=0)
-        where = stage_checkpoint(checkpoint_dir, fingerprint, f"burn-in-{k + 1}", betas=betas,
-                                 inputs=digest_arrays(x), steps=steps)
+        where = stage_checkpoint(checkpoint_dir, fingerprint, f"burn-in-{k + 1}", inputs=x, betas=betas,
+                                 steps=steps)
         run = run_replica_exchange(jax.random.fold_in(key, k), x, betas, target, value_and_grad, proposal,
                                    edges, schedule, reservoir_capacity=1, progress=progress,
                                    label=f"burn-in {k + 1}/{len(lengths)} ({len(betas)} rungs)", **where)
@@ -96,11 +96,15 @@ def adapt_ladder(key: jax.Array, x0: jax.Array, betas: np.ndarray, target, value
     return AdaptedLadder(np.asarray(betas), x, lengths[-1] if lengths else 0, stages, unreachable)
 
 
-def stage_checkpoint(checkpoint_dir: str | None, fingerprint: dict | None, name: str, **settings) -> dict:
+def stage_checkpoint(checkpoint_dir: str | None, fingerprint: dict | None, name: str, inputs=None,
+                     **settings) -> dict:
     """run_replica_exchange's checkpoint arguments for the stage `name` of a run: its subdirectory of
-    checkpoint_dir and the run's fingerprint plus what only this stage has (none without a directory)."""
+    checkpoint_dir and the run's fingerprint plus what only this stage has, its starting `inputs` by
+    their digest (nothing, and nothing digested, without a directory)."""
     if checkpoint_dir is None:
         return {}
+    if inputs is not None:
+        settings["inputs"] = digest_arrays(inputs)
     return {"checkpoint_dir": os.path.join(checkpoint_dir, name),
             "fingerprint": {**(fingerprint or {}), "stage": name, **settings}}
 
