@@ -18,7 +18,6 @@ prints the table and, once people have scored, Spearman ρ between −FID and th
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -76,6 +75,7 @@ def _run(beat) -> None:
     import numpy as np
 
     from experiments.workflows import judge as flow
+    from experiments.workflows.results import write_json
     from omnijax.annotation import Store
     from omnijax.evaluation import spearman
     from omnijax.evaluation.fid import fid_per_bin, fit_gaussian
@@ -135,8 +135,7 @@ def _run(beat) -> None:
         "spearman_minus_fid_vs_humans_r": {"rho": _number(rho_humans), "bins": n_humans},
         "spearman_minus_fid_vs_judge_r": {"rho": _number(rho_judge), "bins": n_judge},
         "seconds": round(time.perf_counter() - started, 1)}
-    with open(paths["judge.json"], "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json(paths["judge.json"], summary)
 
     print(flow.format_table(rows))
     if humans is None:

@@ -27,6 +27,7 @@ import numpy as np
 from flax import nnx
 
 from experiments.workflows.mnist import limit_examples
+from experiments.workflows.results import write_json
 from omnijax.annotation import Judge, Store, annotate, load_samples
 from omnijax.data.mnist import IMAGE_SHAPE, load_mnist, quantize
 from omnijax.evaluation.fid import BinFID
@@ -155,7 +156,7 @@ def train_or_load_judge(judge_dir: str, levels: int, *, epochs: int, train_limit
                   "test_source": test.source, "test_images": int(len(test_images)),
                   "test_accuracy": float(np.mean(_logits(model, test_images, levels).argmax(-1) == test.labels)),
                   "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        _write_json(record_path, record)
+        write_json(record_path, record)
     log(f"judge: test accuracy {record['test_accuracy']:.4f} on {record['test_images']} MNIST test digits "
         f"(training took {record['training_seconds']} s); record in {record_path}")
     return TrainedJudge(model, levels, record, directory)
@@ -287,13 +288,6 @@ def _read_json(path: str) -> dict | None:
             return json.load(f)
     except (OSError, ValueError):
         return None
-
-
-def _write_json(path: str, payload: dict) -> None:
-    temporary = path + ".tmp"
-    with open(temporary, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(temporary, path)
 
 
 def stderr_log(line: str) -> None:

@@ -1,9 +1,10 @@
-"""Writing an estimate to disk: rho.csv, samples.npz and the two pictures; and traditional.csv, the
-dataset-based table."""
+"""Writing an estimate to disk: rho.csv, samples.npz and the two pictures; traditional.csv, the
+dataset-based table; and the experiments' JSON records, each written whole or not at all."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -127,3 +128,11 @@ def read_traditional_csv(path) -> list[dict]:
             row.update({key: _NUMERIC[key](raw[key]) for key in _NUMERIC if raw.get(key)})
             rows.append(row)
     return rows
+
+
+def write_json(path: str, obj) -> None:
+    """`obj` as indented JSON at `path`, written whole or not at all (a temporary file, then a rename)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(path + ".tmp", path)

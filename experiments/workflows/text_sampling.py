@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.workflows.results import write_json
+
 RANGE_FILE = "range.json"
 PILOT_FILE = "range-pilot.json"
 
@@ -196,7 +198,7 @@ def output_range(workdir: str, key_record: dict, request: RangeRequest, target, 
         record = choose_range(request, pilot_edges=pilot["bin_edges"], distinct=pilot["distinct"])
         record["pilot_seconds"], record["random_median"] = pilot["seconds"], pilot["random_median"]
     record["for"] = key_record
-    _write_json(path, record)
+    write_json(path, record)
     log(f"output range: [{record['z_min']:g}, {record['z_max']:g}], {record['num_bins']} bins "
         f"(confident end from {record['confident_end_from']}; other end from {record['other_end_from']})")
     return record
@@ -234,7 +236,7 @@ def range_pilot(workdir: str, key_record: dict, request: RangeRequest, target, s
     result = {"for": record, "bin_edges": [float(e) for e in est.bin_edges],
               "distinct": distinct_per_bin(est).tolist(), "log_rho": [float(v) for v in est.log_rho],
               "random_median": bulk, "seconds": round(time.perf_counter() - started, 1)}
-    _write_json(path, result)
+    write_json(path, result)
     return result
 
 
@@ -314,7 +316,7 @@ def run_metrics(est, record: dict, min_distinct: int, sampling_seconds: float) -
 
 def write_metrics(workdir: str, metrics: dict) -> str:
     path = os.path.join(workdir, "metrics.json")
-    _write_json(path, metrics)
+    write_json(path, metrics)
     return path
 
 
@@ -375,11 +377,3 @@ def _saved_for(path: str, record: dict) -> dict | None:
     with open(path) as f:
         saved = json.load(f)
     return saved if saved.get("for") == record else None
-
-
-def _write_json(path: str, obj) -> None:
-    """`obj` as indented JSON at `path`, written whole or not at all (a temporary file, then a rename)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(path + ".tmp", path)
