@@ -64,7 +64,7 @@ def test_ladder_that_cannot_reach_the_range():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(method="gibbs"), "method"), (dict(proposal="hmc"), "proposal"), (dict(num_groups=0), "num_groups"),
     (dict(num_steps=0), "num_steps"), (dict(swap_every=-1), "swap_every"), (dict(colour="red"), "colour"),
-    (dict(key=0), "key"),
+    (dict(key=0), "key"), (dict(num_bootstrap=1), "num_bootstrap"), (dict(num_bootstrap=-2), "num_bootstrap"),
 ])
 def test_bad_knobs(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -111,3 +111,16 @@ def test_error_bars_reject_records_of_another_shape():
     z = np.zeros((4, 2, 2), np.float32)
     with pytest.raises(ValueError, match="^z and slot "):
         log_rho_with_error_bars(z, np.zeros((4, 2), np.int32), BETAS[:2], EDGES[:3], jax.random.key(0))
+
+
+def test_without_error_bars_gives_the_same_ln_rho_and_no_error_bars():
+    """num_bootstrap=0 (a range pilot's call): ln rho and the counts of the full solve, every error
+    bar NaN ("not computed", never a zero that would read as exact)."""
+    records = run_records(0, transient=False)
+    bars = log_rho_with_error_bars(*records, BETAS, EDGES, jax.random.key(0), num_bootstrap=4)
+    alone = log_rho_with_error_bars(*records, BETAS, EDGES, jax.random.key(0), num_bootstrap=0)
+    np.testing.assert_allclose(alone.log_rho, bars.log_rho, rtol=0, atol=1e-4)
+    assert np.max(np.abs(alone.log_rho - EXACT)) < 0.2  # and it is the right ln rho
+    np.testing.assert_array_equal(alone.n_samples, bars.n_samples)
+    for name in ("stderr", "ci_low", "ci_high", "stderr_bootstrap", "bias", "drift", "drift_stderr"):
+        assert np.all(np.isnan(getattr(alone, name))), name

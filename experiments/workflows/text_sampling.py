@@ -231,6 +231,7 @@ def range_pilot(workdir: str, key_record: dict, request: RangeRequest, target, s
         target, space, edges, key=pilot_key, num_steps=preset.range_steps, num_groups=preset.range_groups,
         steps_per_block=min(1_000, preset.range_steps), pilot_steps=preset.pilot_steps,
         num_replicas=preset.num_replicas, record_every=1, reservoir_size=record["pilot_reservoir"],
+        num_bootstrap=0,  # the range is chosen from ln rho and the distinct sequences: no error bars
         proposal=proposal, proposal_options=proposal_options,
         checkpoint_dir=os.path.abspath(os.path.join(workdir, f"range-pilot-{_short(record)}")))
     result = {"for": record, "bin_edges": [float(e) for e in est.bin_edges],

@@ -97,7 +97,9 @@ def estimate_pt(
     sweeps, default num_steps // 5) re-places it in stages from the swap acceptance it measures
     (`ladder_adaptation`), towards `target_acceptance` per pair (`num_replicas` fixes the rung
     count instead). Only the num_steps - burn_in sweeps after it, on the frozen ladder, are
-    recorded and reweighted. `pilot_steps` defaults to min(1000, num_steps).
+    recorded and reweighted. `pilot_steps` defaults to min(1000, num_steps). `num_bootstrap` = 0
+    skips the error bars (ln rho alone, every stderr and interval NaN): for a pilot whose caller
+    reads only ln rho and the representatives.
 
     `swap_every` = 1: a swap round after every sweep. A round costs no measurable CPU beside a
     sweep (the outputs are cached), and walkers cross the ladder in swap rounds, not sweeps:
@@ -106,6 +108,9 @@ def estimate_pt(
     num_groups = check_positive_int("num_groups", num_groups)
     reservoir_size = check_positive_int("reservoir_size", reservoir_size)
     num_steps = check_positive_int("num_steps", num_steps)
+    if (isinstance(num_bootstrap, bool) or not isinstance(num_bootstrap, (int, np.integer))
+            or num_bootstrap == 1 or num_bootstrap < 0):
+        raise ValueError(f"num_bootstrap must be 0 (ln rho without error bars) or an int >= 2, got {num_bootstrap!r}")
     pilot_steps = (min(1_000, num_steps) if pilot_steps is None
                    else check_positive_int("pilot_steps", pilot_steps))
     if not (isinstance(target_acceptance, (int, float)) and 0.0 < target_acceptance < 1.0):
@@ -155,9 +160,10 @@ def estimate_pt(
     run = run_replica_exchange(run_key, adapted.x, ladder, target, value_and_grad, sampler, edges, schedule,
                                reservoir_capacity=reservoir_size, checkpoint_dir=checkpoint_dir,
                                fingerprint=fingerprint, progress=progress)
-    _say(progress, f"reweighting: MBAR over {int((run.record_step > schedule.burn_in).sum()) * run.z[0].size:,} "
-                   f"kept samples, then {num_bootstrap} bootstrap resamples of the {num_groups} groups "
-                   f"(the full data and both halves) ...")
+    num_kept = int((run.record_step > schedule.burn_in).sum()) * run.z[0].size
+    _say(progress, f"reweighting: MBAR over {num_kept:,} kept samples, " + (
+        f"then {num_bootstrap} bootstrap resamples of the {num_groups} groups (the full data and both halves) ..."
+        if num_bootstrap else "no error bars (num_bootstrap=0) ..."))
     summary_start = time.perf_counter()
     est = summarize_pt_run(run, space, edges, ladder, schedule.burn_in, boot_key, num_bootstrap=num_bootstrap,
                            extra_diagnostics={"pilot": pilot._asdict(), "burn_in": burn_in,
