@@ -17,3 +17,21 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
     atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
+
+
+# Files that take longest (serial seconds on the 2-core CI machine, `--durations=0`, 2026-12-01),
+# run first: the two workers take whole files (`--dist loadfile`, in collection order with
+# `--no-loadscope-reorder`), so starting the long ones early keeps one worker from finishing a
+# long file alone at the end. Only the order changes; refresh the list when durations move.
+LONGEST_FIRST = (
+    "test_estimate.py", "test_token_proposals.py", "test_mnist_models.py", "test_lm_experiment.py",
+    "test_toy.py", "test_similarity_experiment.py", "test_kernels.py", "test_checkpoint_refusal.py",
+    "test_convergence.py", "test_mcmc_api.py", "test_multihost.py", "test_ladder_adaptation.py",
+    "test_mnist_experiment.py", "test_sst2_experiment.py", "test_mnist_exact.py", "test_resume.py",
+    "test_readme_examples.py", "test_training_resume.py", "test_cifar.py", "test_models_training.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
