@@ -19,7 +19,8 @@ before positions; `apply_embeddings(e)` -> the output; `embedding_matrix()` -> (
 Precision: `dtype=jnp.float32` (default) or `jnp.bfloat16`: parameters and activations in dtype;
 LayerNorm statistics, attention softmax and matmul accumulation of scores in float32; the last
 hidden state is returned in float32. Linear weights keep PyTorch's (out, in) layout so checkpoint
-tensors load without transposition. The LayerNorm / Linear / attention pieces here are shared with
+tensors load without transposition. The LayerNorm / Linear / attention pieces and the encoder
+block (`PostLNEncoderBlock`, with its checkpoint layout `block_layout`) are shared with
 `omnijax.models.distilbert`.
 """
 
@@ -186,29 +187,69 @@ def check_embeddings(embeddings, width: int, max_length: int):
     return embeddings
 
 
-# ----------------------------------------------------------------------------- the model
+# ----------------------------------------------------------------------------- the encoder block
 
-class _BertLayer(nnx.Module):
-    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs, dtype):
-        d, inner, eps = config.hidden_size, config.intermediate_size, config.layer_norm_eps
-        self.query = Linear(d, d, key=rngs.params(), dtype=dtype)
-        self.key = Linear(d, d, key=rngs.params(), dtype=dtype)
-        self.value = Linear(d, d, key=rngs.params(), dtype=dtype)
-        self.attention_output = Linear(d, d, key=rngs.params(), dtype=dtype)
-        self.attention_norm = LayerNorm(d, eps, dtype)
-        self.intermediate = Linear(d, inner, key=rngs.params(), dtype=dtype)
-        self.output = Linear(inner, d, key=rngs.params(), dtype=dtype)
-        self.output_norm = LayerNorm(d, eps, dtype)
-        self.num_heads = config.num_attention_heads
-        self.activation = config.hidden_act
+# The parts of a post-LayerNorm encoder block, in the order they are made (and draw their init keys).
+BLOCK_PARTS = ("query", "key", "value", "attention_output", "attention_norm", "intermediate", "output", "output_norm")
+
+
+class PostLNEncoderBlock(nnx.Module):
+    """The post-LayerNorm encoder block of BERT and DistilBERT (one implementation for both):
+        a = attention_norm(h + attention_output(attention(query(h), key(h), value(h))))
+        out = output_norm(a + output(act(intermediate(a))))
+    `names` maps each part of BLOCK_PARTS to (attribute, checkpoint name); the attribute holds the
+    part, so each model keeps its own parameter paths (BERT's query, DistilBERT's q_lin, ...)."""
+
+    def __init__(self, width: int, inner: int, *, num_heads: int, activation: str, eps: float,
+                 names: dict[str, tuple[str, str]], rngs: nnx.Rngs, dtype):
+        self.part_names = tuple(names[part][0] for part in BLOCK_PARTS)
+        for part, attribute in zip(BLOCK_PARTS, self.part_names):
+            if part.endswith("norm"):
+                setattr(self, attribute, LayerNorm(width, eps, dtype))
+            else:
+                n_out, n_in = _part_shape(part, width, inner)
+                setattr(self, attribute, Linear(n_in, n_out, key=rngs.params(), dtype=dtype))
+        self.num_heads = num_heads
+        self.activation = activation
 
     def __call__(self, h):
-        """h (L, d) in the model dtype -> the block's output in float32 (post-LayerNorm)."""
-        attended = multi_head_attention(self.query(h), self.key(h), self.value(h), self.num_heads)
-        a = self.attention_norm(self.attention_output(attended).astype(jnp.float32) + h.astype(jnp.float32))
+        """h (L, d) in the model dtype -> the block's output in float32."""
+        query, key, value, attention_output, attention_norm, intermediate, output, output_norm = (
+            getattr(self, attribute) for attribute in self.part_names)
+        attended = multi_head_attention(query(h), key(h), value(h), self.num_heads)
+        a = attention_norm(attention_output(attended).astype(jnp.float32) + h.astype(jnp.float32))
         a = a.astype(h.dtype)
-        f = self.output(ACTIVATIONS[self.activation](self.intermediate(a)))
-        return self.output_norm(f.astype(jnp.float32) + a.astype(jnp.float32))
+        f = output(ACTIVATIONS[self.activation](intermediate(a)))
+        return output_norm(f.astype(jnp.float32) + a.astype(jnp.float32))
+
+
+def _part_shape(part: str, width: int, inner: int) -> tuple[int, ...]:
+    """The weight shape of a block part: (out, in) for a Linear, (width,) for a LayerNorm."""
+    return {"intermediate": (inner, width), "output": (width, inner)}.get(
+        part, (width,) if part.endswith("norm") else (width, width))
+
+
+def block_layout(names: dict[str, tuple[str, str]], width: int, inner: int, checkpoint_prefix: str,
+                 attribute_prefix: str) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """One block's part of a checkpoint layout: checkpoint key -> (attribute path, shape), weight then
+    bias of each part in the order of `names` (as in PostLNEncoderBlock)."""
+    layout = {}
+    for part, (attribute, checkpoint_name) in names.items():
+        shape = _part_shape(part, width, inner)
+        layout[f"{checkpoint_prefix}{checkpoint_name}.weight"] = (f"{attribute_prefix}{attribute}.weight", shape)
+        layout[f"{checkpoint_prefix}{checkpoint_name}.bias"] = (f"{attribute_prefix}{attribute}.bias", shape[:1])
+    return layout
+
+
+# ----------------------------------------------------------------------------- the model
+
+_BLOCK_NAMES = {  # block part -> (attribute, Hugging Face name), in the checkpoint layout's order
+    "query": ("query", "attention.self.query"), "key": ("key", "attention.self.key"),
+    "value": ("value", "attention.self.value"), "attention_output": ("attention_output", "attention.output.dense"),
+    "attention_norm": ("attention_norm", "attention.output.LayerNorm"),
+    "intermediate": ("intermediate", "intermediate.dense"), "output": ("output", "output.dense"),
+    "output_norm": ("output_norm", "output.LayerNorm"),
+}
 
 
 class Bert(nnx.Module):
@@ -227,8 +268,11 @@ class Bert(nnx.Module):
         self.position_embeddings = normal_param(rngs.params(), (config.max_position_embeddings, d), 0.02, self.dtype)
         self.token_type_embeddings = normal_param(rngs.params(), (config.type_vocab_size, d), 0.02, self.dtype)
         self.embeddings_norm = LayerNorm(d, config.layer_norm_eps, self.dtype)
-        self.layers = nnx.List([_BertLayer(config, rngs=rngs, dtype=self.dtype)
-                                for _ in range(config.num_hidden_layers)])
+        self.layers = nnx.List([
+            PostLNEncoderBlock(d, config.intermediate_size, num_heads=config.num_attention_heads,
+                               activation=config.hidden_act, eps=config.layer_norm_eps, names=_BLOCK_NAMES, rngs=rngs,
+                               dtype=self.dtype)
+            for _ in range(config.num_hidden_layers)])
 
     def embedding_matrix(self) -> jax.Array:
         """The word-embedding matrix, shape (V, hidden_size)."""
@@ -291,22 +335,8 @@ def _layout(config: BertConfig) -> dict[str, tuple[str, tuple[int, ...]]]:
         "embeddings.LayerNorm.weight": ("embeddings_norm.weight", (d,)),
         "embeddings.LayerNorm.bias": ("embeddings_norm.bias", (d,)),
     }
-    per_layer = {  # HF name -> (our name, shape)
-        "attention.self.query.weight": ("query.weight", (d, d)), "attention.self.query.bias": ("query.bias", (d,)),
-        "attention.self.key.weight": ("key.weight", (d, d)), "attention.self.key.bias": ("key.bias", (d,)),
-        "attention.self.value.weight": ("value.weight", (d, d)), "attention.self.value.bias": ("value.bias", (d,)),
-        "attention.output.dense.weight": ("attention_output.weight", (d, d)),
-        "attention.output.dense.bias": ("attention_output.bias", (d,)),
-        "attention.output.LayerNorm.weight": ("attention_norm.weight", (d,)),
-        "attention.output.LayerNorm.bias": ("attention_norm.bias", (d,)),
-        "intermediate.dense.weight": ("intermediate.weight", (inner, d)),
-        "intermediate.dense.bias": ("intermediate.bias", (inner,)),
-        "output.dense.weight": ("output.weight", (d, inner)), "output.dense.bias": ("output.bias", (d,)),
-        "output.LayerNorm.weight": ("output_norm.weight", (d,)), "output.LayerNorm.bias": ("output_norm.bias", (d,)),
-    }
     for i in range(config.num_hidden_layers):
-        for name, (ours, shape) in per_layer.items():
-            layout[f"encoder.layer.{i}.{name}"] = (f"layers.{i}.{ours}", shape)
+        layout.update(block_layout(_BLOCK_NAMES, d, inner, f"encoder.layer.{i}.", f"layers.{i}."))
     return layout
 
 

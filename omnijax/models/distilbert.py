@@ -3,8 +3,9 @@ NNX, with a loader for HF checkpoints (e.g. distilbert-base-uncased-finetuned-ss
 
 Architecture: word + learned position embeddings, LayerNorm (eps 1e-12); `n_layers` post-LN
 blocks  h = LN(h + out_lin(attention(h))),  h = LN(h + lin2(act(lin1(h))))  with bidirectional
-multi-head self-attention (q_lin, k_lin, v_lin); then, on the first token's hidden state,
-pre_classifier -> ReLU -> classifier: logits (num_labels,). Dropout is absent (inference).
+multi-head self-attention (q_lin, k_lin, v_lin): BERT's `PostLNEncoderBlock` under DistilBERT's
+parameter names; then, on the first token's hidden state, pre_classifier -> ReLU -> classifier:
+logits (num_labels,). Dropout is absent (inference).
 
 Inputs are ONE sequence (no batch axis) with an all-ones attention mask: ids (L,) or one-hot /
 real token vectors (L, V) (embedded by a matmul, so gradients w.r.t. the tokens exist).
@@ -26,8 +27,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from omnijax.models import hf_checkpoint
-from omnijax.models.bert import (ACTIVATIONS, LayerNorm, Linear, normal_param, check_embeddings, multi_head_attention,
-                                 token_vectors_to_embeddings)
+from omnijax.models.bert import (ACTIVATIONS, LayerNorm, Linear, PostLNEncoderBlock, block_layout, check_embeddings,
+                                 normal_param, token_vectors_to_embeddings)
 
 __all__ = ["DistilBertClassifier", "DistilBertConfig", "DistilBertLoadError", "load_distilbert", "save_distilbert"]
 
@@ -101,26 +102,12 @@ class DistilBertConfig:
                 "label2id": {name: i for i, name in enumerate(names)}}
 
 
-class _Block(nnx.Module):
-    def __init__(self, config: DistilBertConfig, *, rngs: nnx.Rngs, dtype):
-        d, inner = config.dim, config.hidden_dim
-        self.q_lin = Linear(d, d, key=rngs.params(), dtype=dtype)
-        self.k_lin = Linear(d, d, key=rngs.params(), dtype=dtype)
-        self.v_lin = Linear(d, d, key=rngs.params(), dtype=dtype)
-        self.out_lin = Linear(d, d, key=rngs.params(), dtype=dtype)
-        self.sa_layer_norm = LayerNorm(d, LAYER_NORM_EPS, dtype)
-        self.lin1 = Linear(d, inner, key=rngs.params(), dtype=dtype)
-        self.lin2 = Linear(inner, d, key=rngs.params(), dtype=dtype)
-        self.output_layer_norm = LayerNorm(d, LAYER_NORM_EPS, dtype)
-        self.num_heads = config.n_heads
-        self.activation = config.activation
-
-    def __call__(self, h):
-        """h (L, dim) in the model dtype -> the block's output in float32."""
-        attended = multi_head_attention(self.q_lin(h), self.k_lin(h), self.v_lin(h), self.num_heads)
-        a = self.sa_layer_norm(self.out_lin(attended).astype(jnp.float32) + h.astype(jnp.float32)).astype(h.dtype)
-        f = self.lin2(ACTIVATIONS[self.activation](self.lin1(a)))
-        return self.output_layer_norm(f.astype(jnp.float32) + a.astype(jnp.float32))
+_BLOCK_NAMES = {  # block part -> (attribute, Hugging Face name), in the checkpoint layout's order
+    "query": ("q_lin", "attention.q_lin"), "key": ("k_lin", "attention.k_lin"), "value": ("v_lin", "attention.v_lin"),
+    "attention_output": ("out_lin", "attention.out_lin"), "intermediate": ("lin1", "ffn.lin1"),
+    "output": ("lin2", "ffn.lin2"), "attention_norm": ("sa_layer_norm", "sa_layer_norm"),
+    "output_norm": ("output_layer_norm", "output_layer_norm"),
+}
 
 
 class DistilBertClassifier(nnx.Module):
@@ -137,7 +124,10 @@ class DistilBertClassifier(nnx.Module):
         self.word_embeddings = normal_param(rngs.params(), (config.vocab_size, d), 0.02, self.dtype)
         self.position_embeddings = normal_param(rngs.params(), (config.max_position_embeddings, d), 0.02, self.dtype)
         self.embeddings_norm = LayerNorm(d, LAYER_NORM_EPS, self.dtype)
-        self.layers = nnx.List([_Block(config, rngs=rngs, dtype=self.dtype) for _ in range(config.n_layers)])
+        self.layers = nnx.List([
+            PostLNEncoderBlock(d, config.hidden_dim, num_heads=config.n_heads, activation=config.activation,
+                               eps=LAYER_NORM_EPS, names=_BLOCK_NAMES, rngs=rngs, dtype=self.dtype)
+            for _ in range(config.n_layers)])
         self.pre_classifier = Linear(d, d, key=rngs.params(), dtype=self.dtype)
         self.classifier = Linear(d, config.num_labels, key=rngs.params(), dtype=self.dtype)
 
@@ -184,19 +174,8 @@ def _layout(config: DistilBertConfig) -> dict[str, tuple[str, tuple[int, ...]]]:
         "pre_classifier.weight": ("pre_classifier.weight", (d, d)), "pre_classifier.bias": ("pre_classifier.bias", (d,)),
         "classifier.weight": ("classifier.weight", (labels, d)), "classifier.bias": ("classifier.bias", (labels,)),
     }
-    per_layer = {
-        "attention.q_lin": ("q_lin", (d, d)), "attention.k_lin": ("k_lin", (d, d)),
-        "attention.v_lin": ("v_lin", (d, d)), "attention.out_lin": ("out_lin", (d, d)),
-        "ffn.lin1": ("lin1", (inner, d)), "ffn.lin2": ("lin2", (d, inner)),
-    }
     for i in range(config.n_layers):
-        hf, ours = f"transformer.layer.{i}.", f"layers.{i}."
-        for name, (attr, shape) in per_layer.items():
-            layout[hf + name + ".weight"] = (ours + attr + ".weight", shape)
-            layout[hf + name + ".bias"] = (ours + attr + ".bias", (shape[0],))
-        for norm in ("sa_layer_norm", "output_layer_norm"):
-            layout[hf + norm + ".weight"] = (ours + norm + ".weight", (d,))
-            layout[hf + norm + ".bias"] = (ours + norm + ".bias", (d,))
+        layout.update(block_layout(_BLOCK_NAMES, d, inner, f"transformer.layer.{i}.", f"layers.{i}."))
     return layout
 
 
