@@ -219,7 +219,7 @@ def _pilot(key, space, target, value_and_grad, sampler, edges, user_betas, pilot
                         swap_every=swap_every, burn_in=steps // 2)
     x0 = space.random_inputs(init_key, groups * len(grid)).reshape(groups, len(grid), -1)
     run = run_replica_exchange(run_key, x0, grid, target, value_and_grad, sampler, edges, schedule,
-                        reservoir_capacity=1, progress=progress, label="pilot", **(checkpoint or {}))
+                        reservoir_capacity=0, progress=progress, label="pilot", **(checkpoint or {}))
     kept = run.record_step > schedule.burn_in
     slot = np.asarray(run.state.slot)
     x = np.asarray(run.state.chains.x)

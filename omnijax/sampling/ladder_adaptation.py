@@ -82,7 +82,7 @@ def adapt_ladder(key: jax.Array, x0: jax.Array, betas: np.ndarray, target, value
         where = stage_checkpoint(checkpoint_dir, fingerprint, f"burn-in-{k + 1}", inputs=x, betas=betas,
                                  steps=steps)
         run = run_replica_exchange(jax.random.fold_in(key, k), x, betas, target, value_and_grad, proposal,
-                                   edges, schedule, reservoir_capacity=1, progress=progress,
+                                   edges, schedule, reservoir_capacity=0, progress=progress,
                                    label=f"burn-in {k + 1}/{len(lengths)} ({len(betas)} rungs)", **where)
         report = _report(run, betas, edges, steps)
         stages.append(report)

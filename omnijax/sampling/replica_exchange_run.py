@@ -67,8 +67,11 @@ class TemperingRun(NamedTuple):
     reservoir: reservoir_lib.Reservoir
 
 
-def block_program(value_and_grad: ValueAndGrad, proposal: Proposal, schedule: Schedule, bin_edges):
-    """jitted block(params, state, reservoir, key) -> (state, reservoir, (z, slot, step) per record)."""
+def block_program(value_and_grad: ValueAndGrad, proposal: Proposal, schedule: Schedule, bin_edges,
+                  keep_representatives: bool = True):
+    """jitted block(params, state, reservoir, key) -> (state, reservoir, (z, slot, step) per record).
+    keep_representatives=False leaves the reservoir as given: a run that reads only its records
+    (the pilot, the ladder's adaptation stages) skips the insert and its compile time."""
     edges = jnp.asarray(bin_edges, jnp.float32)
     rounds = schedule.record_every // schedule.swap_every
     group_step = jax.vmap(
@@ -86,6 +89,8 @@ def block_program(value_and_grad: ValueAndGrad, proposal: Proposal, schedule: Sc
         # Tags: flat walker index g*R + r and that walker's round trips so far.
         tags = jnp.stack([jnp.arange(z.shape[0], dtype=jnp.int32),
                           state.round_trips.reshape(-1).astype(jnp.int32)], axis=-1)
+        if not keep_representatives:
+            return (state, reservoir), (state.chains.z, state.slot, state.step[0])
         reservoir = jax.lax.cond(
             state.step[0] > schedule.burn_in,
             lambda r: reservoir_lib.insert(r, keys[-1], x, z, edges, multipliers, tags),
@@ -130,15 +135,18 @@ def run_replica_exchange(key: jax.Array, x0: jax.Array, betas, target: Target, v
                          progress: bool = True, label: str = "replica exchange") -> TemperingRun:
     """Run replica exchange from flat inputs x0 (C, R, D) on the ladder `betas`.
 
+    reservoir_capacity: representatives kept per bin; 0 keeps none (the returned reservoir has one
+    empty slot per bin), for runs whose caller reads only the records.
+
     With `checkpoint_dir`, the run resumes from the newest checkpoint there (which must come
     from a run with the same `fingerprint`) and writes one every `checkpoint_every_blocks`.
     """
     num_groups, num_replicas, num_positions = x0.shape
     num_records = schedule.num_blocks * schedule.records_per_block
-    block = block_program(value_and_grad, proposal, schedule, bin_edges)
+    block = block_program(value_and_grad, proposal, schedule, bin_edges, keep_representatives=reservoir_capacity > 0)
     carry = {
         "state": init_groups(x0, betas, target, value_and_grad, proposal),
-        "reservoir": reservoir_lib.empty(len(bin_edges) - 1, reservoir_capacity, num_positions),
+        "reservoir": reservoir_lib.empty(len(bin_edges) - 1, max(reservoir_capacity, 1), num_positions),
         "z": np.zeros((num_records, num_groups, num_replicas), np.float32),
         "slot": np.zeros((num_records, num_groups, num_replicas), np.int32),
         "record_step": np.zeros((num_records,), np.int32),
