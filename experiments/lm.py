@@ -30,59 +30,37 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from experiments.workflows.text_sampling import PRESETS
+from experiments.workflows import text_cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "gpt2", "Hub id or local Hugging Face directory of a GPT-2 or OLMo causal LM.")
-flags.DEFINE_string("tokenizer", None, "Tokenizer directory or hub id (default: --model).")
-flags.DEFINE_integer("length", 25, "Sequence length L (sampled tokens; BOS is put before them).")
-flags.DEFINE_integer("bos_id", None, "Token read before the sequence (default: config.json's bos_token_id; OLMo: "
-                     "its eos_token_id).")
-flags.DEFINE_boolean("vocab_from_tokenizer", False,
-                     "Sample only the tokenizer's ids when the model's embedding has more rows (a padded "
-                     "embedding, e.g. OLMo: 50,304 rows, 50,280 tokens); the softmax still covers every row.")
-flags.DEFINE_boolean("bf16", False, "Load the weights in bfloat16 (norms, softmax and logits stay float32).")
-flags.DEFINE_enum("preset", "default", list(PRESETS), "smoke (tests), default (one accelerator), paper.")
-flags.DEFINE_string("workdir", None, "Output directory (default runs/lm-<model>-L<length>[-bf16]).")
-flags.DEFINE_float("bin_width", 0.1, "Bin width (Δz, nats of mean NLL per token).")
-flags.DEFINE_float("z_min", None, "Lower bound of the output range (default: from the range pilot).")
-flags.DEFINE_float("z_max", None, "Upper bound (default: lower bound + the bins the annotation budget scores).")
-flags.DEFINE_integer("min_distinct", 30,
-                     "Range rule: the lowest bin must still hold this many distinct pilot sequences.")
-flags.DEFINE_integer("annotation_budget", 160,
-                     "Sequences people will score: sets the upper bound when --z_max is not given.")
-flags.DEFINE_integer("annotate_per_bin", 8, "Sequences scored per bin (and shown per bin in representatives.md).")
-flags.DEFINE_float("pilot_z_min", 0.0, "Lower end of the range pilot's bins (an NLL is >= 0).")
-flags.DEFINE_integer("num_steps", None, "MH sweeps per walker of the main run (default: the preset's).")
-flags.DEFINE_integer("num_groups", None, "Independent walker groups (default: the preset's).")
-flags.DEFINE_integer("range_steps", None, "MH sweeps of the range pilot (default: the preset's).")
-flags.DEFINE_enum("proposal", "token_gwg", ["token_gwg", "token_dlp"], "Token-space proposal.")
-flags.DEFINE_integer("seed", 0, "Seed of sampling.")
+
+
+def define_flags() -> None:
+    """lm's flags (defined when run, not on import); the range and sampling ones are text_cli's."""
+    flags.DEFINE_string("model", "gpt2", "Hub id or local Hugging Face directory of a GPT-2 or OLMo causal LM.")
+    flags.DEFINE_string("tokenizer", None, "Tokenizer directory or hub id (default: --model).")
+    flags.DEFINE_integer("length", 25, "Sequence length L (sampled tokens; BOS is put before them).")
+    flags.DEFINE_integer("bos_id", None, "Token read before the sequence (default: config.json's bos_token_id; "
+                         "OLMo: its eos_token_id).")
+    flags.DEFINE_boolean("vocab_from_tokenizer", False,
+                         "Sample only the tokenizer's ids when the model's embedding has more rows (a padded "
+                         "embedding, e.g. OLMo: 50,304 rows, 50,280 tokens); the softmax still covers every row.")
+    flags.DEFINE_boolean("bf16", False, "Load the weights in bfloat16 (norms, softmax and logits stay float32).")
+    flags.DEFINE_float("pilot_z_min", 0.0, "Lower end of the range pilot's bins (an NLL is >= 0).")
+    flags.DEFINE_integer("seed", 0, "Seed of sampling.")
+    text_cli.define_flags("lm", confident="low", items="sequences", unit="nats of mean NLL per token")
 
 
 def _check_flags() -> None:
-    for flag in ("length", "num_steps", "num_groups", "range_steps", "min_distinct", "annotation_budget",
-                 "annotate_per_bin"):
-        value = getattr(FLAGS, flag)
-        if value is not None and value < 1:
-            raise app.UsageError(f"--{flag} must be >= 1, got {value}")
-    if not FLAGS.bin_width > 0:
-        raise app.UsageError(f"--bin_width must be > 0, got {FLAGS.bin_width}")
-    if FLAGS.z_min is not None and FLAGS.z_max is not None and not FLAGS.z_min < FLAGS.z_max:
-        raise app.UsageError(f"--z_min must be < --z_max, got {FLAGS.z_min} and {FLAGS.z_max}")
+    text_cli.check_flags()
     if FLAGS.bos_id is not None and FLAGS.bos_id < 0:
         raise app.UsageError(f"--bos_id must be a token id >= 0, got {FLAGS.bos_id}")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    _check_flags()
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
-    import dataclasses
-
+    preset = text_cli.start(argv, _check_flags)
     import omnijax as oj
     from experiments.workflows import lm as flow
     from experiments.workflows import text_sampling as ts
@@ -90,9 +68,6 @@ def main(argv):
     from omnijax.training.resume import parameter_digest
 
     started = time.perf_counter()
-    preset = PRESETS[FLAGS.preset]
-    if FLAGS.range_steps is not None:
-        preset = dataclasses.replace(preset, range_steps=FLAGS.range_steps)
     ts.log(f"loading {FLAGS.model} ...")
     try:
         model, family, directory = flow.load_causal_lm(FLAGS.model, bf16=FLAGS.bf16)
@@ -135,22 +110,15 @@ def main(argv):
     key_record = {"model_digest": digest, "length": FLAGS.length, "bos_id": bos_id, "bf16": FLAGS.bf16,
                   "num_tokens": num_tokens,
                   "proposal": FLAGS.proposal, "seed": FLAGS.seed}
-    request = ts.RangeRequest(confident="low", bin_width=FLAGS.bin_width, min_distinct=FLAGS.min_distinct,
-                              annotation_budget=FLAGS.annotation_budget, annotate_per_bin=FLAGS.annotate_per_bin,
-                              z_min=FLAGS.z_min, z_max=FLAGS.z_max, pilot_far=FLAGS.pilot_z_min, pilot_span=0.0)
     title = f"{flow.model_label(FLAGS.model)}: mean NLL per token over all {num_tokens}^{FLAGS.length} sequences"
-    try:
-        run = ts.range_sample_write(workdir, key_record, request, target, space, seed=FLAGS.seed, preset=preset,
-                                    num_steps=FLAGS.num_steps, num_groups=FLAGS.num_groups, proposal=FLAGS.proposal,
-                                    tokenizer=tokenizer, title=title, per_bin=FLAGS.annotate_per_bin)
-    except ValueError as err:
-        raise app.UsageError(str(err))
-    ts.finish(workdir, run, {
+    metrics = {
         "experiment": "lm", "output": "mean NLL per token, BOS first", "positive": "low",
         "model": FLAGS.model, "model_dir": str(directory), "family": family, "model_digest": digest,
         "tokenizer": tokenizer_source, "vocab_size": vocab, "space_vocab": num_tokens, "length": FLAGS.length,
-        "bos_id": bos_id}, started=started, min_distinct=FLAGS.min_distinct, preset=FLAGS.preset,
-        proposal=FLAGS.proposal, seed=FLAGS.seed, bf16=FLAGS.bf16)
+        "bos_id": bos_id}
+    text_cli.sample_and_finish(workdir, key_record, target, space, confident="low", pilot_far=FLAGS.pilot_z_min,
+                               pilot_span=0.0, preset=preset, tokenizer=tokenizer, title=title, metrics=metrics,
+                               started=started)
     print(f"next: score the sequences of each bin (representatives.md shows them as text), then precision and "
           f"recall over all sequences (NLL: low is predicted positive):\n"
           f"  python -m omnijax.annotation serve --run={workdir} --port=8000\n"
@@ -158,4 +126,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

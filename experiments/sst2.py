@@ -26,55 +26,35 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from experiments.workflows.text_sampling import PRESETS
+from experiments.workflows import text_cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Hub id or local directory of a DistilBertForSequenceClassification (default "
-                    "distilbert-base-uncased-finetuned-sst-2-english; with --finetune, <workdir>/model).")
-flags.DEFINE_boolean("finetune", False, "Fine-tune --finetune_from on GLUE SST-2 (through `datasets`) first.")
-flags.DEFINE_string("finetune_from", "distilbert-base-uncased", "--finetune: the DistilBERT to start from.")
-flags.DEFINE_integer("finetune_epochs", 1, "--finetune: epochs over GLUE SST-2's 67k training sentences.")
-flags.DEFINE_string("tokenizer", None, "Tokenizer directory or hub id (default: the model's).")
-flags.DEFINE_integer("length", 10, "Sentence length L: tokens between [CLS] and [SEP].")
-flags.DEFINE_integer("cls_id", None, "Token frozen first (default: the tokenizer's [CLS]).")
-flags.DEFINE_integer("sep_id", None, "Token frozen last (default: the tokenizer's [SEP]).")
-flags.DEFINE_string("positive_label", None, "Class whose logit is z: index or name (default: the label named "
-                    "POSITIVE, else 1).")
-flags.DEFINE_boolean("bf16", False, "Load the weights in bfloat16.")
-flags.DEFINE_enum("preset", "default", list(PRESETS), "smoke (tests), default (one accelerator), paper.")
-flags.DEFINE_string("workdir", None, "Output directory (default runs/sst2-<model>-L<length>[-bf16]).")
-flags.DEFINE_float("bin_width", 0.1, "Bin width (Δz, logit units).")
-flags.DEFINE_float("z_min", None,
-                   "Lower bound of the output range (default: upper bound minus the annotation budget's bins).")
-flags.DEFINE_float("z_max", None, "Upper bound (default: from the range pilot).")
-flags.DEFINE_integer("min_distinct", 30,
-                     "Range rule: the highest bin must still hold this many distinct pilot sentences.")
-flags.DEFINE_integer("annotation_budget", 160,
-                     "Sentences people will score: sets the lower bound when --z_min is not given.")
-flags.DEFINE_integer("annotate_per_bin", 8, "Sentences scored per bin (and shown per bin in representatives.md).")
-flags.DEFINE_float("pilot_span", 20.0,
-                   "The range pilot's bins reach this far above the random sentences' median logit.")
-flags.DEFINE_integer("num_steps", None, "MH sweeps per walker of the main run (default: the preset's).")
-flags.DEFINE_integer("num_groups", None, "Independent walker groups (default: the preset's).")
-flags.DEFINE_integer("range_steps", None, "MH sweeps of the range pilot (default: the preset's).")
-flags.DEFINE_enum("proposal", "token_gwg", ["token_gwg", "token_dlp"], "Token-space proposal.")
-flags.DEFINE_integer("seed", 0, "Seed of sampling (and fine-tuning).")
+
+
+def define_flags() -> None:
+    """sst2's flags (defined when run, not on import); the range and sampling ones are text_cli's."""
+    flags.DEFINE_string("model", None, "Hub id or local directory of a DistilBertForSequenceClassification (default "
+                        "distilbert-base-uncased-finetuned-sst-2-english; with --finetune, <workdir>/model).")
+    flags.DEFINE_boolean("finetune", False, "Fine-tune --finetune_from on GLUE SST-2 (through `datasets`) first.")
+    flags.DEFINE_string("finetune_from", "distilbert-base-uncased", "--finetune: the DistilBERT to start from.")
+    flags.DEFINE_integer("finetune_epochs", 1, "--finetune: epochs over GLUE SST-2's 67k training sentences.")
+    flags.DEFINE_string("tokenizer", None, "Tokenizer directory or hub id (default: the model's).")
+    flags.DEFINE_integer("length", 10, "Sentence length L: tokens between [CLS] and [SEP].")
+    flags.DEFINE_integer("cls_id", None, "Token frozen first (default: the tokenizer's [CLS]).")
+    flags.DEFINE_integer("sep_id", None, "Token frozen last (default: the tokenizer's [SEP]).")
+    flags.DEFINE_string("positive_label", None, "Class whose logit is z: index or name (default: the label named "
+                        "POSITIVE, else 1).")
+    flags.DEFINE_boolean("bf16", False, "Load the weights in bfloat16.")
+    flags.DEFINE_float("pilot_span", 20.0,
+                       "The range pilot's bins reach this far above the random sentences' median logit.")
+    flags.DEFINE_integer("seed", 0, "Seed of sampling (and fine-tuning).")
+    text_cli.define_flags("sst2", confident="high", items="sentences", unit="logit units")
 
 
 def _check_flags() -> None:
-    for flag in ("length", "num_steps", "num_groups", "range_steps", "min_distinct", "annotation_budget",
-                 "annotate_per_bin", "finetune_epochs"):
-        value = getattr(FLAGS, flag)
-        if value is not None and value < 1:
-            raise app.UsageError(f"--{flag} must be >= 1, got {value}")
-    if not FLAGS.bin_width > 0:
-        raise app.UsageError(f"--bin_width must be > 0, got {FLAGS.bin_width}")
-    if not FLAGS.pilot_span > 0:
-        raise app.UsageError(f"--pilot_span must be > 0, got {FLAGS.pilot_span}")
-    if FLAGS.z_min is not None and FLAGS.z_max is not None and not FLAGS.z_min < FLAGS.z_max:
-        raise app.UsageError(f"--z_min must be < --z_max, got {FLAGS.z_min} and {FLAGS.z_max}")
+    text_cli.check_flags(("finetune_epochs",), ("pilot_span",))
     if FLAGS.finetune and FLAGS.model is not None:
         raise app.UsageError("--finetune fine-tunes --finetune_from and saves it in <workdir>/model; do not give "
                              "--model with it")
@@ -84,12 +64,7 @@ def _check_flags() -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    _check_flags()
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
-    import dataclasses
-
+    preset = text_cli.start(argv, _check_flags)
     from experiments.workflows import sst2 as flow
     from experiments.workflows import text_sampling as ts
     from experiments.workflows.lm import model_label
@@ -97,9 +72,6 @@ def main(argv):
     from omnijax.training.resume import parameter_digest
 
     started = time.perf_counter()
-    preset = PRESETS[FLAGS.preset]
-    if FLAGS.range_steps is not None:
-        preset = dataclasses.replace(preset, range_steps=FLAGS.range_steps)
     source = FLAGS.finetune_from if FLAGS.finetune else (FLAGS.model or flow.DEFAULT_MODEL)
     workdir = FLAGS.workdir or os.path.join(
         "runs", f"sst2-{'finetuned' if FLAGS.finetune else model_label(source)}-L{FLAGS.length}"
@@ -153,16 +125,7 @@ def main(argv):
     digest = parameter_digest(model)
     key_record = {"model_digest": digest, "length": FLAGS.length, "cls_id": cls_id, "sep_id": sep_id,
                   "label": label, "bf16": FLAGS.bf16, "proposal": FLAGS.proposal, "seed": FLAGS.seed}
-    request = ts.RangeRequest(confident="high", bin_width=FLAGS.bin_width, min_distinct=FLAGS.min_distinct,
-                              annotation_budget=FLAGS.annotation_budget, annotate_per_bin=FLAGS.annotate_per_bin,
-                              z_min=FLAGS.z_min, z_max=FLAGS.z_max, pilot_far=None, pilot_span=FLAGS.pilot_span)
     title = f"{model_label(source)}: class-{label} logit over all [CLS] + {vocab}^{FLAGS.length} + [SEP]"
-    try:
-        run = ts.range_sample_write(workdir, key_record, request, target, space, seed=FLAGS.seed, preset=preset,
-                                    num_steps=FLAGS.num_steps, num_groups=FLAGS.num_groups, proposal=FLAGS.proposal,
-                                    tokenizer=tokenizer, title=title, per_bin=FLAGS.annotate_per_bin)
-    except ValueError as err:
-        raise app.UsageError(str(err))
     metrics = {
         "experiment": "sst2", "output": f"logit of class {label}", "positive": "high",
         "model": source, "model_dir": str(directory), "finetune": finetune_info, "model_digest": digest,
@@ -170,8 +133,9 @@ def main(argv):
         "vocab_size": vocab, "length": FLAGS.length, "cls_id": cls_id, "sep_id": sep_id}
     if finetune_info and "validation_accuracy" in finetune_info:
         metrics["validation_accuracy"] = finetune_info["validation_accuracy"]
-    ts.finish(workdir, run, metrics, started=started, min_distinct=FLAGS.min_distinct, preset=FLAGS.preset,
-              proposal=FLAGS.proposal, seed=FLAGS.seed, bf16=FLAGS.bf16)
+    text_cli.sample_and_finish(workdir, key_record, target, space, confident="high", pilot_far=None,
+                               pilot_span=FLAGS.pilot_span, preset=preset, tokenizer=tokenizer, title=title,
+                               metrics=metrics, started=started)
     print(f"next: score the sentences of each bin (representatives.md), then precision and recall over all "
           f"sentences (high logit is predicted positive):\n"
           f"  python -m omnijax.annotation serve --run={workdir} --port=8000\n"
@@ -179,4 +143,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
