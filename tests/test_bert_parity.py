@@ -9,10 +9,6 @@ one-hot vectors and embedding inputs; the input-embedding gradient must match to
 
 from __future__ import annotations
 
-import json
-import shutil
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -25,6 +21,9 @@ from omnijax.models.bert import (Bert, BertConfig, BertLoadError, l2_normalize, 
                                  sentence_embedding)
 from omnijax.models.distilbert import (DistilBertClassifier, DistilBertConfig, DistilBertLoadError, load_distilbert,
                                        save_distilbert)
+from tests.parity_helpers import (bf16_worst_difference, check_bad_inputs, check_token_inputs, copy_checkpoint,
+                                  embedding_gradients, perturbed, random_embeddings, run, run_embeddings, sequences,
+                                  torch_forward)
 
 torch.set_num_threads(1)
 
@@ -33,10 +32,6 @@ TOL = 1e-4
 # bf16 keeps 8 mantissa bits (~0.4% relative); BERT's hidden states (post-LayerNorm) and the
 # DistilBERT logits here are O(1) (measured: see the printed numbers)
 BF16_TOL = 0.1
-
-# compiled calls (about 3x faster than op-by-op on these tiny models; the same code runs)
-run = nnx.jit(lambda model, tokens: model(tokens))
-run_embeddings = nnx.jit(lambda model, e: model.apply_embeddings(e))
 
 
 def _bert_config():
@@ -59,21 +54,12 @@ ARCHITECTURES = {
 }
 
 
-def _perturbed(hf_class, config, seed=0):
-    torch.manual_seed(seed)
-    model = hf_class(config).float().eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.15 * torch.randn_like(param))
-    return model
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """name -> (directory, HF model, our model), for both architectures."""
     made = {}
     for name, (make_config, hf_class, load, *_) in ARCHITECTURES.items():
-        model = _perturbed(hf_class, make_config())
+        model = perturbed(hf_class, make_config())
         path = tmp_path_factory.mktemp(f"hf_{name}")
         model.save_pretrained(path, safe_serialization=True)
         made[name] = (path, model, load(path))
@@ -81,17 +67,11 @@ def checkpoints(tmp_path_factory):
 
 
 def _sequences():
-    rng = np.random.default_rng(1)
-    return [rng.integers(0, VOCAB, size=n) for n in (N_POS, 9, 1)]
+    return sequences(VOCAB, (N_POS, 9, 1))
 
 
 def _torch_output(name, model, ids=None, embeds=None):
-    with torch.no_grad():
-        if embeds is not None:
-            out = model(inputs_embeds=torch.tensor(np.asarray(embeds)[None], dtype=torch.float32))
-        else:
-            out = model(torch.tensor(np.asarray(ids)[None], dtype=torch.long))
-    return ARCHITECTURES[name][5](out).double().numpy()
+    return ARCHITECTURES[name][5](torch_forward(model, ids, embeds)).double().numpy()
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
@@ -111,14 +91,9 @@ def test_outputs_match_transformers(checkpoints, name):
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_onehot_and_embedding_inputs_equal_ids(checkpoints, name):
     _, hf, ours = checkpoints[name]
-    ids = _sequences()[0]
-    by_ids = np.asarray(run(ours, jnp.asarray(ids)))
-    rows = ours.embedding_matrix()[jnp.asarray(ids)]
-    np.testing.assert_array_equal(np.asarray(ours.token_embeddings(jnp.asarray(ids))), np.asarray(rows))
-    np.testing.assert_allclose(np.asarray(run(ours, jax.nn.one_hot(ids, VOCAB))), by_ids, atol=1e-6, rtol=0)
-    np.testing.assert_allclose(np.asarray(run_embeddings(ours, rows)), by_ids, atol=1e-6, rtol=0)
+    check_token_inputs(ours, _sequences()[0], VOCAB)
     # arbitrary real embeddings (not rows of the matrix) against transformers' inputs_embeds
-    e = 0.5 * np.random.default_rng(2).standard_normal((N_POS, WIDTH)).astype(np.float32)
+    e = random_embeddings(N_POS, WIDTH)
     err = np.abs(np.asarray(run_embeddings(ours, jnp.asarray(e)), np.float64) - _torch_output(name, hf, embeds=e)).max()
     print(f"{name} inputs_embeds max |output diff| = {err:.3g}")
     assert err <= TOL
@@ -129,10 +104,7 @@ def test_embedding_gradient_matches_torch(checkpoints, name):
     _, hf, ours = checkpoints[name]
     e = ours.embedding_matrix()[jnp.asarray(_sequences()[0])]
     weights = np.random.default_rng(3).standard_normal(ARCHITECTURES[name][6](N_POS)).astype(np.float32)
-    grad = np.asarray(jax.jit(jax.grad(lambda x: jnp.sum(ours.apply_embeddings(x) * weights)))(e))
-    e_torch = torch.tensor(np.asarray(e)[None], requires_grad=True)
-    (ARCHITECTURES[name][5](hf(inputs_embeds=e_torch)) * torch.tensor(weights)).sum().backward()
-    ref = e_torch.grad[0].numpy()
+    grad, ref = embedding_gradients(ours, lambda e_torch: ARCHITECTURES[name][5](hf(inputs_embeds=e_torch)), e, weights)
     err = np.abs(grad - ref).max()
     print(f"{name} d/d embeddings max |diff| = {err:.3g} (scale {np.abs(ref).max():.3g})")
     assert np.abs(ref).max() > 1e-2 and err <= TOL * max(1.0, np.abs(ref).max())
@@ -143,12 +115,7 @@ def test_bf16_close_to_float32(checkpoints, name):
     path, _, ours = checkpoints[name]
     ours16 = ARCHITECTURES[name][2](path, dtype=jnp.bfloat16)
     assert ours16.word_embeddings[...].dtype == jnp.bfloat16 and ours16.dtype == jnp.bfloat16
-    worst = 0.0
-    for ids in _sequences()[:2]:
-        out16 = run(ours16, jnp.asarray(ids))
-        assert out16.dtype == jnp.float32
-        worst = max(worst, float(jnp.abs(out16 - run(ours, jnp.asarray(ids))).max()))
-    np.testing.assert_allclose(np.asarray(run(ours16, jax.nn.one_hot(ids, VOCAB))), np.asarray(out16), atol=1e-6)
+    worst = bf16_worst_difference(ours16, ours, _sequences()[:2], VOCAB)
     print(f"{name} bf16 vs f32 max |output diff| = {worst:.3g}")
     assert worst <= BF16_TOL
 
@@ -182,7 +149,7 @@ def test_mean_pooled_sentence_embedding(checkpoints):
 
 def test_bert_head_checkpoint_loads_its_encoder(tmp_path):
     """A BertForSequenceClassification checkpoint ("bert." keys, pooler, classifier) loads as its encoder."""
-    classifier = _perturbed(transformers.BertForSequenceClassification, _bert_config(), seed=4)
+    classifier = perturbed(transformers.BertForSequenceClassification, _bert_config(), seed=4)
     classifier.save_pretrained(tmp_path, safe_serialization=True)
     ids = _sequences()[1]
     ref = _torch_output("bert", classifier.bert, ids)
@@ -197,12 +164,7 @@ def test_random_init_and_bad_inputs():
     assert bert(jnp.arange(3)).shape == (3, 16)  # op by op, uncompiled
     assert run(bert, jnp.arange(8) % 11).shape == (8, 16) and run(distil, jnp.arange(8) % 11).shape == (2,)
     for model in (bert, distil):
-        with pytest.raises(ValueError, match="max_position_embeddings"):
-            model(jnp.zeros(9, jnp.int32))
-        with pytest.raises(ValueError, match="token vectors"):
-            model(jnp.zeros((3, 12)))
-        with pytest.raises(ValueError, match=r"embeddings must have shape \(L, 16\)"):
-            model.apply_embeddings(jnp.zeros((3, 15)))
+        check_bad_inputs(model, max_length=8, vocab=11, width=16)
     with pytest.raises(BertLoadError, match="position_embedding_type='relative_key'"):
         BertConfig.from_hf_config({"model_type": "bert", "position_embedding_type": "relative_key"})
 
@@ -218,17 +180,15 @@ def test_other_architecture_is_refused(checkpoints, name, other):
 
 
 def test_distilbert_without_classifier_is_refused(checkpoints, tmp_path):
-    path = checkpoints["distilbert"][0]
-    shutil.copy(path / "model.safetensors", tmp_path / "model.safetensors")
-    config = json.loads((path / "config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": ["DistilBertModel"]}))
+    copy_checkpoint(checkpoints["distilbert"][0], tmp_path,
+                    edit_config=lambda config: {**config, "architectures": ["DistilBertModel"]})
     with pytest.raises(DistilBertLoadError, match=r"DistilBertModel.*expected.*DistilBertForSequenceClassification"):
         load_distilbert(tmp_path)
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_missing_weights_file_is_named(checkpoints, name, tmp_path):
-    shutil.copy(checkpoints[name][0] / "config.json", tmp_path / "config.json")
+    copy_checkpoint(checkpoints[name][0], tmp_path, weights=False)
     with pytest.raises(ARCHITECTURES[name][4], match="lacks model.safetensors"):
         ARCHITECTURES[name][2](tmp_path)
 
@@ -243,7 +203,7 @@ def test_missing_and_misshapen_tensors_are_named(checkpoints, tmp_path, name, ke
 
     path = checkpoints[name][0]
     load, error = ARCHITECTURES[name][2], ARCHITECTURES[name][4]
-    shutil.copy(path / "config.json", tmp_path / "config.json")
+    copy_checkpoint(path, tmp_path, weights=False)
     tensors = load_file(str(path / "model.safetensors"))
     assert key in tensors
     save_file({k: v for k, v in tensors.items() if k != key}, str(tmp_path / "model.safetensors"))

@@ -10,7 +10,6 @@ logits are O(1).
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 import jax
@@ -25,6 +24,7 @@ from flax import nnx
 from omnijax.models.gpt2 import GPT2, GPT2Config, GPT2LoadError, load_gpt2, sequence_nll_fn
 from omnijax.sampling.spaces import InputSpace
 from omnijax.sampling.targets import check_output_fn, make_value_and_grad
+from tests.parity_helpers import copy_checkpoint, sequences, torch_forward
 
 VOCAB, N_POS, BOS = 50, 16, 49
 TOL = 1e-4
@@ -53,13 +53,11 @@ def ours(hf_dir):
 
 
 def _sequences():
-    rng = np.random.default_rng(1)
-    return [rng.integers(0, VOCAB, size=n) for n in (N_POS, N_POS, 9, 1)]
+    return sequences(VOCAB, (N_POS, N_POS, 9, 1))
 
 
 def _torch_logits(model, ids):
-    with torch.no_grad():
-        return model(torch.tensor(np.asarray(ids)[None], dtype=torch.long)).logits[0].double().numpy()
+    return torch_forward(model, ids).logits[0].double().numpy()
 
 
 def _torch_nll(model, ids):
@@ -161,7 +159,7 @@ def test_random_init_and_bad_inputs():
 
 
 def test_missing_weights_file_is_named(hf_dir, tmp_path):
-    shutil.copy(hf_dir[0] / "config.json", tmp_path / "config.json")
+    copy_checkpoint(hf_dir[0], tmp_path, weights=False)
     with pytest.raises(GPT2LoadError, match="model.safetensors"):
         load_gpt2(tmp_path)
 
@@ -169,7 +167,7 @@ def test_missing_weights_file_is_named(hf_dir, tmp_path):
 def test_wrong_shape_names_the_key(hf_dir, tmp_path):
     from safetensors.numpy import load_file, save_file
 
-    shutil.copy(hf_dir[0] / "config.json", tmp_path / "config.json")
+    copy_checkpoint(hf_dir[0], tmp_path, weights=False)
     tensors = load_file(str(hf_dir[0] / "model.safetensors"))
     key = "transformer.h.1.mlp.c_fc.weight"
     tensors[key] = np.ascontiguousarray(tensors[key].T)  # (128, 32) instead of (32, 128)

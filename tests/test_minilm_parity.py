@@ -19,6 +19,7 @@ from flax import nnx
 
 from omnijax.models import bert as bert_module
 from omnijax.models.bert import BertLoadError, load_bert, minilm_directory, sentence_embedding
+from tests.parity_helpers import run
 
 torch.set_num_threads(1)
 
@@ -30,7 +31,6 @@ SENTENCES = [
     "Nothing!",
 ]
 
-run = nnx.jit(lambda model, tokens: model(tokens))
 embed_sentence = nnx.jit(sentence_embedding)
 
 

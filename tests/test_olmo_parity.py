@@ -10,9 +10,7 @@ logits must agree to 1e-4 (absolute) for ids, one-hot vectors and embedding inpu
 from __future__ import annotations
 
 import json
-import shutil
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -22,6 +20,9 @@ import transformers
 from flax import nnx
 
 from omnijax.models.olmo import Olmo, OlmoConfig, OlmoLoadError, load_olmo, save_olmo
+from tests.parity_helpers import (bf16_worst_difference, check_bad_inputs, check_token_inputs, copy_checkpoint,
+                                  embedding_gradients, perturbed, random_embeddings, run, run_embeddings, sequences,
+                                  torch_forward)
 
 torch.set_num_threads(1)
 
@@ -43,12 +44,7 @@ def _hf_config(**options):
 
 
 def _perturbed_model(config, seed=0):
-    torch.manual_seed(seed)
-    model = transformers.OlmoForCausalLM(config).float().eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.15 * torch.randn_like(param))
-    return model
+    return perturbed(transformers.OlmoForCausalLM, config, seed)
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
@@ -67,23 +63,12 @@ def untied_dir(tmp_path_factory):
     return path, model
 
 
-# compiled calls (about 3x faster than op-by-op on these tiny models; the same code runs)
-run = nnx.jit(lambda model, tokens: model(tokens))
-run_embeddings = nnx.jit(lambda model, e: model.apply_embeddings(e))
-
-
 def _sequences():
-    rng = np.random.default_rng(1)
-    return [rng.integers(0, VOCAB, size=n) for n in (N_POS, 9, 1)]
+    return sequences(VOCAB, (N_POS, 9, 1))
 
 
 def _torch_logits(model, ids=None, embeds=None):
-    with torch.no_grad():
-        if embeds is not None:
-            out = model(inputs_embeds=torch.tensor(np.asarray(embeds)[None], dtype=torch.float32))
-        else:
-            out = model(torch.tensor(np.asarray(ids)[None], dtype=torch.long))
-    return out.logits[0].double().numpy()
+    return torch_forward(model, ids, embeds).logits[0].double().numpy()
 
 
 def test_config_from_hf(hf_olmo):
@@ -110,18 +95,11 @@ def test_logits_match_transformers(hf_olmo):
 
 def test_onehot_and_embedding_inputs_equal_ids(hf_olmo):
     _, hf, ours = hf_olmo
-    ids = _sequences()[0]
-    by_ids = np.asarray(run(ours, jnp.asarray(ids)))
-    by_onehot = np.asarray(run(ours, jax.nn.one_hot(ids, VOCAB)))
-    rows = ours.embedding_matrix()[jnp.asarray(ids)]
-    np.testing.assert_array_equal(np.asarray(ours.token_embeddings(jnp.asarray(ids))), np.asarray(rows))
-    by_embeddings = np.asarray(run_embeddings(ours, rows))
-    np.testing.assert_allclose(by_onehot, by_ids, atol=1e-6, rtol=0)
-    np.testing.assert_allclose(by_embeddings, by_ids, atol=1e-6, rtol=0)
+    by_ids, rows = check_token_inputs(ours, _sequences()[0], VOCAB)
     head = nnx.jit(lambda model, e: model.final_hidden_states(e) @ model.output_matrix().T)(ours, rows)
     np.testing.assert_allclose(np.asarray(head), by_ids, atol=1e-5, rtol=0)
     # arbitrary real embeddings (not rows of the matrix) against transformers' inputs_embeds
-    e = 0.5 * np.random.default_rng(2).standard_normal((N_POS, WIDTH)).astype(np.float32)
+    e = random_embeddings(N_POS, WIDTH)
     err = np.abs(np.asarray(run_embeddings(ours, jnp.asarray(e)), np.float64) - _torch_logits(hf, embeds=e)).max()
     print(f"OLMo inputs_embeds max |logits diff| = {err:.3g}")
     assert err <= TOL
@@ -132,10 +110,7 @@ def test_embedding_gradient_matches_torch(hf_olmo):
     rng = np.random.default_rng(3)
     e = ours.embedding_matrix()[jnp.asarray(_sequences()[0])]
     weights = rng.standard_normal((N_POS, VOCAB)).astype(np.float32)
-    grad = np.asarray(jax.jit(jax.grad(lambda x: jnp.sum(ours.apply_embeddings(x) * weights)))(e))
-    e_torch = torch.tensor(np.asarray(e)[None], requires_grad=True)
-    (hf(inputs_embeds=e_torch).logits[0] * torch.tensor(weights)).sum().backward()
-    ref = e_torch.grad[0].numpy()
+    grad, ref = embedding_gradients(ours, lambda e_torch: hf(inputs_embeds=e_torch).logits[0], e, weights)
     err = np.abs(grad - ref).max()
     print(f"OLMo d/d embeddings max |diff| = {err:.3g} (scale {np.abs(ref).max():.3g})")
     assert np.abs(ref).max() > 0.1 and err <= TOL * max(1.0, np.abs(ref).max())
@@ -144,10 +119,7 @@ def test_embedding_gradient_matches_torch(hf_olmo):
 def test_clip_qkv_is_active(untied_dir, tmp_path):
     """Without clipping the logits differ: the parity above exercised the clip."""
     path, hf = untied_dir
-    shutil.copy(path / "model.safetensors", tmp_path / "model.safetensors")
-    config = json.loads((path / "config.json").read_text())
-    config["clip_qkv"] = None
-    (tmp_path / "config.json").write_text(json.dumps(config))
+    copy_checkpoint(path, tmp_path, edit_config=lambda config: {**config, "clip_qkv": None})
     ids = jnp.asarray(_sequences()[0])
     difference = float(jnp.abs(run(load_olmo(tmp_path), ids) - run(load_olmo(path), ids)).max())
     assert difference > 0.05, difference
@@ -158,12 +130,7 @@ def test_bf16_close_to_float32(hf_olmo):
     ours16 = load_olmo(path, dtype=jnp.bfloat16)
     assert ours16.embed_tokens[...].dtype == jnp.bfloat16
     assert ours16.layers[0].mlp.up_proj.weight[...].dtype == jnp.bfloat16
-    worst = 0.0
-    for ids in _sequences()[:2]:
-        l16 = run(ours16, jnp.asarray(ids))
-        assert l16.dtype == jnp.float32
-        worst = max(worst, float(jnp.abs(l16 - run(ours, jnp.asarray(ids))).max()))
-    np.testing.assert_allclose(np.asarray(run(ours16, jax.nn.one_hot(ids, VOCAB))), np.asarray(l16), atol=1e-6)
+    worst = bf16_worst_difference(ours16, ours, _sequences()[:2], VOCAB)
     print(f"OLMo bf16 vs f32 max |logits diff| = {worst:.3g}")
     assert worst <= BF16_LOGIT_TOL
 
@@ -181,12 +148,7 @@ def test_random_init_and_bad_inputs():
     model = Olmo(OlmoConfig(vocab_size=11, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                             num_attention_heads=2, max_position_embeddings=8), rngs=nnx.Rngs(0))
     assert model(jnp.arange(8) % 11).shape == (8, 11)
-    with pytest.raises(ValueError, match="max_position_embeddings"):
-        model(jnp.zeros(9, jnp.int32))
-    with pytest.raises(ValueError, match="token vectors"):
-        model(jnp.zeros((3, 12)))
-    with pytest.raises(ValueError, match=r"embeddings must have shape \(L, 16\)"):
-        model.apply_embeddings(jnp.zeros((3, 15)))
+    check_bad_inputs(model, max_length=8, vocab=11, width=16)
     with pytest.raises(ValueError, match="num_key_value_heads"):
         OlmoConfig(num_attention_heads=4, num_key_value_heads=3)
 
@@ -219,25 +181,19 @@ def test_legacy_config_layout_and_unsupported_rope():
 
 # ----------------------------------------------------------------------------- bad checkpoints
 
-def _copy(path, tmp_path, edit_config=None):
-    shutil.copy(path / "model.safetensors", tmp_path / "model.safetensors")
-    config = json.loads((path / "config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps(edit_config(config) if edit_config else config))
-    return tmp_path
-
-
 def test_other_architecture_is_refused(untied_dir, tmp_path):
     path, _ = untied_dir
-    llama = _copy(path, tmp_path, lambda c: {**c, "model_type": "llama", "architectures": ["LlamaForCausalLM"]})
+    llama = copy_checkpoint(path, tmp_path,
+                            edit_config=lambda c: {**c, "model_type": "llama", "architectures": ["LlamaForCausalLM"]})
     with pytest.raises(OlmoLoadError, match=r"model_type='llama'.*expected model_type='olmo'"):
         load_olmo(llama)
-    base = _copy(path, tmp_path, lambda c: {**c, "architectures": ["OlmoModel"]})
+    base = copy_checkpoint(path, tmp_path, edit_config=lambda c: {**c, "architectures": ["OlmoModel"]})
     with pytest.raises(OlmoLoadError, match=r"OlmoModel.*expected.*OlmoForCausalLM"):
         load_olmo(base)
 
 
 def test_missing_weights_file_is_named(untied_dir, tmp_path):
-    shutil.copy(untied_dir[0] / "config.json", tmp_path / "config.json")
+    copy_checkpoint(untied_dir[0], tmp_path, weights=False)
     with pytest.raises(OlmoLoadError, match="lacks model.safetensors"):
         load_olmo(tmp_path)
 
@@ -246,7 +202,7 @@ def test_missing_and_misshapen_tensors_are_named(untied_dir, tmp_path):
     from safetensors.numpy import load_file, save_file
 
     path, _ = untied_dir
-    shutil.copy(path / "config.json", tmp_path / "config.json")
+    copy_checkpoint(path, tmp_path, weights=False)
     tensors = load_file(str(path / "model.safetensors"))
     save_file({k: v for k, v in tensors.items() if k != "model.layers.1.mlp.up_proj.weight"},
               str(tmp_path / "model.safetensors"))
@@ -269,7 +225,7 @@ def test_unknown_hub_id_names_the_argument(monkeypatch):
 
 def test_corrupt_weights_file_is_named(untied_dir, tmp_path):
     path, _ = untied_dir
-    shutil.copy(path / "config.json", tmp_path / "config.json")
+    copy_checkpoint(path, tmp_path, weights=False)
     data = (path / "model.safetensors").read_bytes()
     (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])  # truncated download
     with pytest.raises(OlmoLoadError, match=r"could not read .*model\.safetensors.*data offsets"):
