@@ -1,27 +1,44 @@
 """How much of a cached GWG step is the model: µs per chain-step of the public `oj.mcmc.gwg` step
 (512 chains x 200 steps, MLP 784->128->1 tanh, as benchmarks.throughput) against the model's
 value_and_grad alone on the same batch (one site flipped per step so XLA cannot hoist it),
-interleaved, best of 7, wall and process CPU time.
+interleaved, best of 7, wall and process CPU time. One JSON object per line: "cached", then
+"vg_only" (µs wall and CPU per chain-step, MFU, the model's FLOPs per step, the measured peak).
 
     python -m benchmarks.model_bound
+    python -m benchmarks.model_bound --chains=8 --steps=4 --repeats=2   # a tiny run (tests)
 
 The value_and_grad alone bounds what any first-order sampler can reach on this machine: its
 chain-steps/s times the model FLOPs over the peak is the highest MFU a zero-cost sampler would get.
 """
+import json
 import time
 
 import jax
 import jax.numpy as jnp
+from absl import app, flags
 
 import omnijax as oj
 from benchmarks.models import MODELS
 
+FLAGS = flags.FLAGS
 
-def main():
 
+def define_flags():
+    """The run's size (defined when run, not on import)."""
+    flags.DEFINE_integer("chains", 512, "Chains (vmapped).")
+    flags.DEFINE_integer("steps", 200, "Steps per chain in one timed block.")
+    flags.DEFINE_integer("repeats", 7, "Timed blocks per variant (interleaved); the best is reported.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    for name in ("chains", "steps", "repeats"):
+        if getattr(FLAGS, name) < 1:
+            raise app.UsageError(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
     space = oj.InputSpace((28, 28), 2)
     model = MODELS["mlp_tanh"](space)
-    C, S = 512, 200
+    C, S = FLAGS.chains, FLAGS.steps
     algo = oj.mcmc.gwg(model, space, beta=1.0)
     x0 = space.random_inputs(jax.random.key(0), C)
     state = jax.jit(jax.vmap(algo.init, in_axes=(0, None)))(x0, algo.params)
@@ -49,7 +66,7 @@ def main():
     fns = {"cached": lambda k: cached(algo.params, state, k), "vg_only": lambda k: vg_only(target.params, xf, k)}
     for f in fns.values(): jax.block_until_ready(f(jax.random.key(1)))
     best = {n: (1e9, 1e9) for n in fns}
-    for r in range(7):
+    for r in range(FLAGS.repeats):
         for n, f in fns.items():
             t0, c0 = time.perf_counter(), time.process_time()
             jax.block_until_ready(f(jax.random.key(r)))
@@ -67,9 +84,11 @@ def main():
         peak = max(peak, 2 * 2048 ** 3 / (time.perf_counter() - t0))
     for n, (w, c) in best.items():
         mfu = flops * C * S / w / peak
-        print(f"{n}: {1e6 * w / (C * S):.3f} us wall, {1e6 * c / (C * S):.3f} us CPU per chain-step, "
-              f"MFU {mfu:.3f} (model {flops:,.0f} FLOPs per step, peak {peak:.3g} FLOP/s)")
+        print(json.dumps({"variant": n, "us_wall_per_chain_step": 1e6 * w / (C * S),
+                          "us_cpu_per_chain_step": 1e6 * c / (C * S), "mfu": mfu, "model_flops_per_step": flops,
+                          "peak_flops_per_s": peak, "chains": C, "steps": S}), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(main)
