@@ -276,6 +276,13 @@ def test_bin_precision_counts_each_sample_once_and_handles_missing():
     assert np.isnan(alone.ci_low).all() and np.isnan(alone.ci_high).all()
 
 
+def test_bin_precision_with_no_scored_bin_at_all():
+    """Every bin empty or unscored: r and the interval are NaN (this used to raise in numpy's
+    nanpercentile of no column)."""
+    bp = ev.bin_precision([np.zeros((0, 2)), np.full((3, 2), np.nan)], num_bootstrap=10)
+    assert np.isnan(bp.r).all() and np.isnan(bp.ci_low).all() and np.isnan(bp.replicates).all()
+
+
 def test_bin_precision_recovers_the_true_fraction_with_unequal_annotators():
     """Ground truth: bins of 10,000 inputs, 30% positive at the bin's low end. Representatives are
     drawn in proportion to a tilt exp(-2 u) (over-representing positives) and weighted back by the
@@ -337,8 +344,9 @@ def test_weighted_bin_precision_hand_computed():
 
 
 def test_bin_precision_interval_carries_annotator_disagreement():
-    """Two annotators who always disagree: every sample averages 0.5, yet the interval is wide
-    because resampling the annotators can draw the same one twice."""
+    """Two annotators who always disagree: every sample averages 0.5, yet the interval is wide:
+    their leniencies differ by 1, and the Student t interval of the mean of two (t_1 = 12.7)
+    spans all of [0, 1]."""
     disagree = np.column_stack([np.ones(100), np.zeros(100)])
     bp = ev.bin_precision([disagree], num_bootstrap=2000, seed=0)
     assert bp.r[0] == 0.5
@@ -357,26 +365,53 @@ def test_bin_precision_interval_covers_truth():
 
 
 def test_bin_precision_interval_is_the_percentile_of_its_replicates_drawn_with_one_annotator_draw():
-    """Annotator 0 scores everything 1, annotator 1 everything 0, in both bins, so a replicate's r
-    depends only on which annotators it drew: with one draw for all bins, the two bins' replicates
-    are equal in every replicate (independent draws per bin would differ in about half)."""
+    """Annotator 0 scores everything 1, annotator 1 everything 0, in both bins: every sample means
+    0.5, so a replicate's r moves only with the annotators' draw, one for all bins: the two bins'
+    replicates are equal in every replicate. With two people the draw is Student's t on one
+    degree of freedom: half the replicates (|t| > 1) are clipped to 0 or 1."""
     rng = np.random.default_rng(4)
     scores = [np.column_stack([np.ones(n), np.zeros(n)]) for n in (6, 9)]
     bp = ev.bin_precision(scores, weights_per_bin=[rng.random(6), rng.random(9)], num_bootstrap=400, seed=5)
     assert bp.replicates.shape == (400, 2)
-    np.testing.assert_array_equal(bp.replicates[:, 0], bp.replicates[:, 1])
-    assert set(np.unique(bp.replicates)) == {0.0, 0.5, 1.0}
+    np.testing.assert_allclose(bp.replicates[:, 0], bp.replicates[:, 1], rtol=0, atol=1e-9)
+    assert ((bp.replicates >= 0) & (bp.replicates <= 1)).all()
+    assert 0.4 < np.mean((bp.replicates[:, 0] == 0) | (bp.replicates[:, 0] == 1)) < 0.6
+    assert abs(np.median(bp.replicates[:, 0]) - 0.5) < 0.05
     np.testing.assert_array_equal(bp.ci_low, np.percentile(bp.replicates, 2.5, axis=0))
     np.testing.assert_array_equal(bp.ci_high, np.percentile(bp.replicates, 97.5, axis=0))
     assert ev.bin_precision(scores, num_bootstrap=None).replicates is None
-    # Annotators who shared out the bins (0 and 1 score bin 0, 2 scores bin 1): a draw holding none
-    # of a bin's scorers is redrawn among them, so no replicate loses a bin.
+    # Annotators who shared out the bins (0 and 1 score bin 0, 2 scores bin 1): bin 1 has one
+    # annotator, so no spread between annotators and no noise of its samples (all 1).
     shared = [np.array([[1.0, 0.0, np.nan]] * 4), np.array([[np.nan, np.nan, 1.0]] * 5)]
     split = ev.bin_precision(shared, num_bootstrap=300, seed=1)
     assert not np.isnan(split.replicates).any()
-    # Bin 0's r is the fraction of draws of annotators 0 and 1 that fell on annotator 0.
-    assert set(np.round(split.replicates[:, 0], 12)) == set(np.round([0, 1 / 3, 1 / 2, 2 / 3, 1], 12))
-    assert (split.replicates[:, 1] == 1).all()
+    assert (split.replicates[:, 1] == 1).all() and split.ci_low[1] == split.ci_high[1] == 1.0
+    assert split.ci_low[0] == 0.0 and split.ci_high[0] == 1.0
+
+
+@pytest.mark.parametrize("annotators, confidence", [(2, 0.95), (3, 0.95), (3, 0.8), (10, 0.95)])
+def test_interval_of_the_annotators_leniency_is_students_t(annotators, confidence):
+    """Annotators who each give every sample one score of their own (no noise, only leniency),
+    shared by three bins: r is their mean, and its interval, r's and the PR band's, is the
+    Student t interval of a mean of n values at any level: r ± t_{n-1} s / sqrt(n) (clipped to
+    [0, 1]). A bootstrap over the n people gives at best the range of their values."""
+    from omnijax.sampling.diagnostics import t_two_sided
+
+    values = np.linspace(0.42, 0.58, annotators) + np.array([0.03, -0.02] + [0.0] * (annotators - 2))
+    scores = [np.tile(values, (12, 1)) for _ in range(3)]
+    bp = ev.bin_precision(scores, num_bootstrap=10_000, seed=0, confidence=confidence)
+    half = t_two_sided(annotators - 1, 1 - confidence) * np.std(values, ddof=1) / math.sqrt(annotators)
+    np.testing.assert_allclose(bp.r, values.mean())
+    expected_low, expected_high = max(0.0, values.mean() - half), min(1.0, values.mean() + half)
+    edges, log_rho = np.linspace(0, 1, 4), np.log(np.array([0.5, 0.3, 0.2]))
+    band = ev.precision_recall_band(edges, log_rho, bp.r, bp.replicates, confidence=confidence)
+    # Each end within 10% of the half-width (Monte Carlo: ~3% at 10,000 replicates for t_2's 97.5%
+    # point), the width within 5%.
+    for low, high in [(bp.ci_low, bp.ci_high), (band.precision_low, band.precision_high)]:
+        np.testing.assert_allclose(low, expected_low, atol=0.1 * half)
+        np.testing.assert_allclose(high, expected_high, atol=0.1 * half)
+        np.testing.assert_allclose(high - low, expected_high - expected_low, rtol=0.05)
+    np.testing.assert_allclose(bp.replicates[:, 0], bp.replicates[:, 2], atol=1e-9)    # one draw for all bins
 
 
 def test_annotator_precision_is_bin_precision_of_that_annotator_alone():

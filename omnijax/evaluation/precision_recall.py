@@ -70,8 +70,8 @@ class ROC(NamedTuple):
 
 
 class BinPrecision(NamedTuple):
-    """r(z) per bin (`bin_precision`, the one definition), with its standard error and a two-way
-    bootstrap percentile interval. Arrays of shape (B,).
+    """r(z) per bin (`bin_precision`, the one definition), with its standard error and a percentile
+    interval over samples and annotators. Arrays of shape (B,).
 
     r: weighted mean over the bin's scored samples of each sample's mean score; NaN where unknown.
     stderr: standard error of r over samples; NaN with fewer than two scored samples.
@@ -79,9 +79,10 @@ class BinPrecision(NamedTuple):
     n_scores: scores counted (one per sample and annotator).
     n_scored: samples with at least one score.
     n_samples: samples given (rows), scored or not.
-    replicates: (num_bootstrap, B) the bootstrap replicates of r the interval was taken from
-      (see `bin_precision`), NaN where a replicate drew no score of the bin; None when no
-      bootstrap was asked for. `precision_recall_band` turns the same replicates into a PR band.
+    replicates: (num_bootstrap, B) the replicates of r the interval was taken from (samples drawn
+      with replacement plus a draw of the annotators' leniency, see `bin_precision`), NaN where a
+      replicate's drawn samples all have weight 0; None when no bootstrap was asked for.
+      `precision_recall_band` turns the same replicates into a PR band.
     """
 
     r: np.ndarray
@@ -102,8 +103,9 @@ class PRBand(NamedTuple):
     precision_low, precision_high: (T,) the band at each threshold; NaN where no replicate has a
       precision there.
     aupr_low, aupr_high: the interval of `aupr` (over each replicate's own log-recall span).
-    num_replicates: replicates used; the others (num_dropped) drew no score at all in some bin
-      the point estimate has annotations for, so their curve would leave that bin out.
+    num_replicates: replicates used; the others (num_dropped) are NaN in some bin the point
+      estimate has annotations for (e.g. they drew only samples of weight 0 there), so their
+      curve would leave that bin out.
     """
 
     thresholds: np.ndarray
@@ -409,18 +411,33 @@ def bin_precision(scores_per_bin, *, weights_per_bin=None, num_bootstrap: int | 
 
     stderr is the standard error of that weighted mean over samples (ratio estimator:
     sqrt(n/(n-1) Σ w̃_i² (s_i - r)²), w̃ = w / Σ w; NaN with fewer than two scored samples).
-    The interval is a two-way percentile bootstrap of the same estimator, over samples and
-    annotators, so it carries both the sampling error of a finite set of representatives and
-    the disagreement between annotators. Each replicate draws the annotators (columns) with
-    replacement once, for all bins, and in every bin its scored samples with replacement; a
-    drawn sample's score is the mean over the drawn annotators (with multiplicity) who scored
-    it, samples none of them scored drop out, and the replicate's r_b is the weighted mean above.
-    One draw of annotators for all bins keeps an annotator's leniency common to every bin of a
-    replicate, as it is in the data, so the PR curves of the replicates (`precision_recall_band`)
-    carry it too. Where that draw holds none of the annotators who scored in bin b (annotators
-    who shared out the bins), bin b's annotators are drawn for that replicate among its own
-    scorers instead, so no replicate loses an annotated bin. The replicates are returned in
-    `replicates`.
+    The interval is the percentile interval of `replicates`, which carry two errors of r:
+
+    * the samples: each replicate draws every bin's scored samples with replacement, the
+      annotators held fixed (a sample keeps the mean of all its scores): the sampling error of a
+      finite set of representatives, with the noise of each person's score on each sample;
+    * the annotators: the people who scored are a few of those who could have, each with a
+      leniency of their own that shifts every bin they score. This part is not a bootstrap over
+      the people: a bootstrap over n = 2 or 3 of them understates their spread ((n-1)/n of its
+      variance, and a mean of n leniencies over their spread is t-distributed on n - 1 degrees
+      of freedom, not normal: a 95% band from 3 people covered 87-91%), and their mean scores'
+      spread also holds the noise of their scores on a bin's few samples, which the samples
+      part counts already. `_annotator_effects` measures each one's leniency within samples (who
+      scores the same sample higher), shared by all bins and each bin's own, with the noise of
+      those fits taken out; each replicate adds a draw of the annotators' mean leniency with the
+      law of a variance estimated from n people (Student's t on n - 1 degrees of freedom, the
+      unbiased variance; the shared part by its generalized pivotal quantity, so what is noise
+      drops out, the bins' own part shrunk by its pooled variance beyond noise). Its coverage:
+      `python -m benchmarks.pr_band_coverage`. One draw per replicate for all bins keeps an
+      annotator's leniency common to every bin of a replicate, as it is in the data, so the PR
+      curves of the replicates (`precision_recall_band`) carry it, and their band and AUPR
+      interval the same small-number law. Replicates are clipped to [0, 1].
+
+    With one annotator in a bin (or a single column) there is no spread between annotators to
+    measure: that bin's interval is the samples part alone and does NOT include how much another
+    person would disagree. Leniency is measured on samples scored by two or more people: where
+    the annotators shared out a bin's samples (one score each), the bin borrows the leniencies
+    measured in the other bins, and with none measured anywhere the interval is the samples part.
 
     Column j is the same annotator in every bin (as `Store.bin_scores` gives them); a bin with
     fewer columns was not scored by the later ones (a 1-D array is annotator 0).
@@ -443,7 +460,8 @@ def bin_precision(scores_per_bin, *, weights_per_bin=None, num_bootstrap: int | 
         replicates = _replicates(bins, weights, num_bootstrap, np.random.default_rng(seed))
         tail = 100 * (1 - confidence) / 2
         some = ~np.isnan(r) & ~np.isnan(replicates).all(axis=0)
-        low[some], high[some] = np.nanpercentile(replicates[:, some], [tail, 100 - tail], axis=0)
+        if some.any():   # (numpy's nanpercentile of no column is not two empty rows)
+            low[some], high[some] = np.nanpercentile(replicates[:, some], [tail, 100 - tail], axis=0)
     return BinPrecision(r, stderr, low, high, n_scores, n_scored, np.array([s.shape[0] for s in bins]),
                         replicates)
 
@@ -482,38 +500,187 @@ def _bin_r(scores: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
 
 
 def _replicates(bins: list[np.ndarray], weights: list[np.ndarray], num_bootstrap: int, rng) -> np.ndarray:
-    """(num_bootstrap, B) bootstrap replicates of r, as `bin_precision` describes, from checked bins
-    of one width.
+    """(num_bootstrap, B) replicates of r, as `bin_precision` describes, from checked bins of one width.
 
-    Annotators and samples are drawn as multiplicities: column counts d (replicates, annotators)
-    once, row counts c (replicates, samples) per bin over its scored samples. A drawn sample's
-    score is (d · S_i) / (d · K_i) (S with NaN as 0, K the mask of given scores)."""
+    Replicate k of bin b is clip(r*_kb + a_kb, 0, 1): r*_kb is r of the bin's scored samples drawn
+    with replacement (the annotators held fixed), a_kb the annotators' part,
+
+        a_kb = scale_b (sqrt(max(0, u_kb - rho)) xi_k . shared_b + sqrt(kappa_b u_kb) xi_k . own_b),
+
+    with `_annotator_effects`' shared and own effects, one standard normal xi_kj per replicate and
+    annotator (the same in every bin) and u_kb = nu_b / chi2_k(nu_b), chi2_k(nu) the sum of the
+    first nu of one row of squared standard normals per replicate (nested: bins of one nu share
+    it). With rho = 0 and kappa_b = 1, a_kb is Student's t on nu_b degrees of freedom with the
+    unbiased variance of the annotators' mean: the generalized pivotal quantity of a variance
+    estimated from nu_b + 1 people. The shared effects keep, in each replicate, the variance that
+    quantity draws for them less their noise (rho: the noise's share of their energy); the own
+    effects, mostly noise in a bin of few samples, are shrunk by the pooled bin-specific variance
+    (kappa_b, estimated from all bins) and drawn on t."""
     width = bins[0].shape[1] if bins else 0
     out = np.full((num_bootstrap, len(bins)), np.nan)
     if width == 0:
         return out
-    d = rng.multinomial(width, np.full(width, 1 / width), size=num_bootstrap).astype(np.float64)
+    raters = []
     for b, (scores, w) in enumerate(zip(bins, weights)):
         known = ~np.isnan(scores)
         rows = known.any(axis=1)
         if not rows.any():
             continue
         known, s, w = known[rows], np.where(known, scores, 0.0)[rows], w[rows]
+        means = s.sum(axis=1) / known.sum(axis=1)
         n = len(w)
         c = rng.multinomial(n, np.full(n, 1 / n), size=num_bootstrap) * w[None, :]
-        d_b = d.copy()
-        missed = ~(d_b[:, known.any(axis=0)] > 0).any(axis=1)
-        if missed.any():  # no drawn annotator scored in this bin: draw among the bin's own scorers
-            scorers = np.flatnonzero(known.any(axis=0))
-            d_b[np.ix_(missed, scorers)] = rng.multinomial(len(scorers), np.full(len(scorers), 1 / len(scorers)),
-                                                           size=int(missed.sum()))
-        total, count = d_b @ s.T, d_b @ known.T.astype(np.float64)      # (replicates, samples)
-        has = count > 0
+        den = c.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            sample_mean = np.where(has, total / np.where(has, count, 1.0), 0.0)
-            num, den = np.sum(c * has * sample_mean, axis=1), np.sum(c * has, axis=1)
-            out[:, b] = np.where(den > 0, np.clip(num / np.where(den > 0, den, 1.0), 0.0, 1.0), np.nan)
+            # Clipped to the range of the means as in `_bin_r`: all-equal means give exactly that value.
+            r_b = np.clip((c @ means) / np.where(den > 0, den, 1.0), means.min(), means.max())
+        out[:, b] = np.where(den > 0, r_b, np.nan)
+        if w.sum() > 0:
+            raters.append(_bin_annotators(b, known, s, means, w / w.sum()))
+    shared, own, rho, kappa, scale, dof = _annotator_effects(raters, len(bins), width)
+    if np.any(shared != 0) or np.any(own != 0):
+        xi = rng.standard_normal((num_bootstrap, width))
+        chi2 = np.cumsum(rng.standard_normal((num_bootstrap, int(dof.max()))) ** 2, axis=1)
+        u = dof / chi2[:, dof - 1]
+        part = np.sqrt(np.maximum(0.0, u - rho)) * (xi @ shared.T) + np.sqrt(kappa * u) * (xi @ own.T)
+        out = np.clip(out + scale * part, 0.0, 1.0)
     return out
+
+
+class _BinAnnotators(NamedTuple):
+    """One bin's annotators (`_bin_annotators`): the columns `cols` who scored in it, their shares
+    `phi` of r, and its samples scored by two or more of them: mask `known` and scores less the
+    sample's mean `centred` (rows, cols), weights `w` (those of all the bin's scored samples sum to
+    1); `lap` = sum_i w_i (diag K_i - K_i K_i' / k_i) and `score` = sum_i w_i centred_i, the normal
+    equations of the annotators' leniencies within samples (`_annotator_effects`)."""
+
+    bin: int
+    cols: np.ndarray
+    phi: np.ndarray
+    known: np.ndarray
+    centred: np.ndarray
+    w: np.ndarray
+    lap: np.ndarray
+    score: np.ndarray
+
+
+def _bin_annotators(b: int, known: np.ndarray, s: np.ndarray, means: np.ndarray, w: np.ndarray) -> _BinAnnotators:
+    """`_BinAnnotators` of bin b from its scored rows (mask, scores with NaN as 0, each row's mean
+    score, weights summing to 1). phi_j = sum_i w_i K_ij / k_i (k_i: the scores of sample i): a
+    leniency a_j of each annotator moves r by sum_j phi_j a_j."""
+    count = known.sum(axis=1)
+    cols = np.flatnonzero(known.any(axis=0))
+    known, s = known[:, cols], s[:, cols]
+    phi = w @ (known / count[:, None])
+    multi = count >= 2
+    k, w_m = known[multi].astype(np.float64), w[multi]
+    centred = np.where(k > 0, s[multi] - means[multi, None], 0.0)
+    lap = np.diag(w_m @ k) - (k * (w_m / count[multi])[:, None]).T @ k
+    return _BinAnnotators(b, cols, phi, k, centred, w_m, lap, w_m @ centred)
+
+
+def _annotator_effects(raters: list[_BinAnnotators], num_bins: int, width: int):
+    """The annotators' effects on r without the noise of their scores: (shared, own (B, A), rho,
+    kappa, scale, dof (B,)) for `_replicates`.
+
+    Leniencies are measured within samples: the additive model y_ij = theta_i + a_j + e_ij over
+    the samples scored by two or more (theta_i is free, so a sample scored by one person says
+    nothing of their leniency, though it carries it into r: phi). alpha, each annotator's
+    leniency shared by all bins, is its least-squares fit over every bin (alpha = L^+ sum_b
+    score_b, L = sum_b lap_b); beta_b, bin b's own, the fit of the rest in bin b (beta_b =
+    lap_b^+ (score_b - lap_b alpha): 0 for whoever is compared with no one there). Their effects on
+    r_b relative to the annotators' mean: shared_b = Gamma_b alpha, own_b = Gamma_b beta_b,
+    Gamma_b = diag(phi_b) - phi_b phi_b'. Both hold the noise of the scores of a few samples, which
+    the samples part already counts. Its covariance over the sampling of the rows is linearised
+    (row i moves a fit by lap^+ w_i eps_i, eps_i its residual; the sum of eps eps' times
+    pairs / (pairs - rank), pairs = sum_i (k_i - 1) the comparisons and rank that of lap_b: the
+    freedom the fit took, n/(n-1) with every sample scored by all; a bin whose fit leaves no
+    freedom takes the residual variance pooled over the bins, on its own design). Then
+
+    * rho = tr(Q Cov(alpha)) / alpha'Q alpha (Q = sum_b Gamma_b^2): the noise's share of the
+      shared effects' energy, small when many bins average the noise out;
+    * tau^2 = max(0, (sum_b |own_b|^2 / (1 - 1/B) - sum_b tr psi_b) / sum_b tr Gamma_b^2) with psi_b
+      the noise of own_b: the pooled variance of the bin-specific leniency beyond its noise; and
+      kappa_b = tau^2 tr Gamma_b^2 / ((1 - 1/B)(tr psi_b + tau^2 tr Gamma_b^2)), what of own_b is
+      not noise (B: the bins with two or more annotators; own is 0 with fewer than two).
+
+    scale_b = sqrt(S2 / tr Gamma_b^2) (S2 = sum_j phi_bj^2; tr Gamma_b^2 = S2 - 2 sum_j phi_bj^3 +
+    S2^2) makes the variance of a draw of xi . shared_b the unbiased variance of sum_j phi_bj a_j
+    for independent leniencies a_j: sqrt(n/(n-1)) with n equal shares. dof_b = (tr Gamma_b^2)^2 /
+    tr Gamma_b^4 rounded, at least 1 (Satterthwaite's for that variance; n - 1 with n equal
+    shares). A bin with one annotator has Gamma_b = 0: no annotator part."""
+    shared, own = np.zeros((num_bins, width)), np.zeros((num_bins, width))
+    kappa, scale, dof = np.zeros(num_bins), np.zeros(num_bins), np.ones(num_bins, np.int64)
+    lap, score, q = np.zeros((width, width)), np.zeros(width), np.zeros((width, width))
+    used = []
+    for a in raters:
+        s2 = float(a.phi @ a.phi)
+        tr_gamma2 = s2 - 2 * float(np.sum(a.phi ** 3)) + s2 ** 2
+        if tr_gamma2 <= 1e-12:
+            continue
+        scale[a.bin] = math.sqrt(s2 / tr_gamma2)
+        gamma = np.diag(a.phi) - np.outer(a.phi, a.phi)
+        gamma2 = gamma @ gamma
+        dof[a.bin] = max(1, round(tr_gamma2 ** 2 / float(np.sum(gamma2 * gamma2))))
+        ix = np.ix_(a.cols, a.cols)
+        lap[ix] += a.lap
+        score[a.cols] += a.score
+        q[ix] += gamma2
+        used.append((a, gamma, tr_gamma2))
+    if not used:
+        return shared, own, 1.0, kappa, scale, dof
+    lap_inv, _ = _pinv_rank(lap)
+    alpha = lap_inv @ score
+    tr_gamma2 = np.array([t for _, _, t in used])
+    fits, rss, dfs = [], 0.0, 0
+    for a, gamma, _ in used:
+        bin_inv, rank = _pinv_rank(a.lap)
+        beta = bin_inv @ (a.score - a.lap @ alpha[a.cols])
+        shared[a.bin, a.cols] = gamma @ alpha[a.cols]
+        own[a.bin, a.cols] = gamma @ beta
+        fit = alpha[a.cols] + beta
+        resid = a.known * (a.centred - (fit - (a.known @ fit)[:, None] / a.known.sum(axis=1, keepdims=True)))
+        pairs = int(a.known.sum()) - len(a.known)           # sum_i (k_i - 1): the within-sample comparisons
+        df = pairs - rank                                    # what the fit leaves to the residual
+        fits.append((bin_inv, resid, pairs, df))
+        if df > 0:
+            rss, dfs = rss + float(np.sum(resid ** 2)), dfs + df
+    alpha_noise = np.zeros((width, width))
+    tr_psi = np.zeros(len(used))
+    for u, ((a, gamma, _), (bin_inv, resid, pairs, df)) in enumerate(zip(used, fits)):
+        if df > 0:   # sandwich of the rows' influences, with the residual's lost freedom put back
+            eps = resid * a.w[:, None]
+            meat = (eps.T @ eps) * (pairs / df)
+        else:        # no freedom left in this bin: the pooled residual variance, on this bin's design
+            k = a.known
+            meat = (rss / dfs if dfs else 0.0) * (np.diag((a.w ** 2) @ k) - (k * (a.w ** 2 / k.sum(axis=1))[:, None]).T @ k)
+        alpha_noise[np.ix_(a.cols, a.cols)] += meat
+        side = bin_inv @ gamma
+        tr_psi[u] = float(np.sum(side * (meat @ side)))
+    signal = float(alpha @ q @ alpha)
+    rho = float(np.sum(q * (lap_inv @ alpha_noise @ lap_inv))) / signal if signal > 0 else 1.0
+    if len(used) >= 2:
+        idx = [a.bin for a, _, _ in used]
+        keep = 1.0 - 1.0 / len(used)
+        energy = float(np.sum(own[idx] ** 2))
+        tau2 = max(0.0, (energy / keep - float(tr_psi.sum())) / float(tr_gamma2.sum()))
+        bottom = keep * (tr_psi + tau2 * tr_gamma2)
+        kappa[idx] = np.divide(tau2 * tr_gamma2, bottom, out=np.zeros(len(used)), where=bottom > 0)
+    else:
+        own[:] = 0.0
+    return shared, own, rho, kappa, scale, dof
+
+
+def _pinv_rank(m: np.ndarray) -> tuple[np.ndarray, int]:
+    """Pseudo-inverse and rank of a symmetric positive semi-definite matrix (eigenvalues below
+    1e-10 of the largest count as 0)."""
+    if m.size == 0:
+        return m.copy(), 0
+    values, vectors = np.linalg.eigh(m)
+    keep = values > 1e-10 * max(float(values.max()), 0.0)
+    if not keep.any():
+        return np.zeros_like(m), 0
+    return (vectors[:, keep] / values[keep]) @ vectors[:, keep].T, int(keep.sum())
 
 
 def _shared_columns(bins: list[np.ndarray]) -> list[np.ndarray]:
