@@ -304,7 +304,7 @@ def build_report(runs: list[RunData], norms: list[Normalisation], positive: str 
                          "model, not a person); the paper warns such scores are unreliable")
         if band.num_dropped:
             notes.append(f"run {run.label}: {band.num_dropped} of {band.num_dropped + band.num_replicates} "
-                         "bootstrap replicates drew no annotator of some annotated bin and are left out of the PR band")
+                         "replicates drew only samples of weight 0 in some annotated bin and are left out of the PR band")
         reports.append(RunReport(run, norm, pr, bins, band, ev.aupr(pr), convergence, convergence_note))
     ratio, span, areas, ratio_note = None, None, None, "needs two runs"
     if len(reports) > 1:

@@ -540,7 +540,7 @@ class Store:
         `omnijax.evaluation.bin_precision` (the one definition of r: each scored sample counts once,
         its score the mean of its annotators', weighted by `sample_weights`, which are indexed by the
         sample's position in samples.npz: pass `load_samples(...)["weight"]`; equal when None).
-        num_bootstrap: replicates of its two-way bootstrap interval (ci_low, ci_high); None: none."""
+        num_bootstrap: replicates of its interval over samples and annotators (ci_low, ci_high); None: none."""
         run = self.run(run_id)
         given = self.bin_scores(run_id, annotators, sample_weights)
         estimate = bin_precision(given.scores, weights_per_bin=given.weights, num_bootstrap=num_bootstrap,
