@@ -28,11 +28,14 @@ def bin_index(z, bin_edges):
     """Bin of each output: i where edges[i] <= z < edges[i+1]; the last bin includes its top edge.
 
     Returns -1 below the first edge and num_bins above the last edge (NaN maps to num_bins).
-    Works on numpy and jax arrays (jnp).
+    Works on jax arrays and inside jit (jnp), and on float32 numpy arrays, which stay in numpy:
+    the same float32 comparisons without compiling a program for each new shape (the host-side
+    summaries of a run call this on its records).
     """
-    edges = jnp.asarray(bin_edges, jnp.float32)
+    xp = np if isinstance(z, np.ndarray) and z.dtype == np.float32 else jnp
+    edges = xp.asarray(bin_edges, xp.float32)
     num_bins = edges.shape[0] - 1
-    idx = jnp.searchsorted(edges, z, side="right") - 1
-    idx = jnp.where(z == edges[-1], num_bins - 1, idx)
-    idx = jnp.where(jnp.isnan(z), num_bins, idx)
-    return idx.astype(jnp.int32)
+    idx = xp.searchsorted(edges, z, side="right") - 1
+    idx = xp.where(z == edges[-1], num_bins - 1, idx)
+    idx = xp.where(xp.isnan(z), num_bins, idx)
+    return idx.astype(xp.int32)
