@@ -15,8 +15,9 @@ import jax
 import numpy as np
 import pytest
 
-from omnijax.sampling.reweighting import bootstrap_log_rho, bootstrap_replicates
-from omnijax.sampling.uncertainty import log_rho_with_error_bars
+from omnijax.sampling.histogram import bin_counts
+from omnijax.sampling.reweighting import bootstrap_log_rho, bootstrap_replicates, log_rho_from_weights, mbar_log_weights
+from omnijax.sampling.uncertainty import log_rho_with_error_bars, without_error_bars
 
 D = 24
 BETAS = np.linspace(-3.0, 3.0, 9)
@@ -114,11 +115,12 @@ def test_error_bars_reject_records_of_another_shape():
 
 
 def test_without_error_bars_gives_the_same_ln_rho_and_no_error_bars():
-    """num_bootstrap=0 (a range pilot's call): ln rho and the counts of the full solve, every error
-    bar NaN ("not computed", never a zero that would read as exact)."""
-    records = run_records(0, transient=False)
-    bars = log_rho_with_error_bars(*records, BETAS, EDGES, jax.random.key(0), num_bootstrap=4)
-    alone = log_rho_with_error_bars(*records, BETAS, EDGES, jax.random.key(0), num_bootstrap=0)
+    """num_bootstrap=0 (a range pilot's call; pt_result): ln rho binned from the one full solve's
+    weights and the counts, every error bar NaN ("not computed", never a zero that would read as exact)."""
+    z, slot = run_records(0, transient=False)
+    bars = log_rho_with_error_bars(z, slot, BETAS, EDGES, jax.random.key(0), num_bootstrap=4)
+    log_w, _ = mbar_log_weights(z.reshape(-1), slot.reshape(-1), BETAS)
+    alone = without_error_bars(log_rho_from_weights(log_w, z, EDGES), bin_counts(z, EDGES))
     np.testing.assert_allclose(alone.log_rho, bars.log_rho, rtol=0, atol=1e-4)
     assert np.max(np.abs(alone.log_rho - EXACT)) < 0.2  # and it is the right ln rho
     np.testing.assert_array_equal(alone.n_samples, bars.n_samples)

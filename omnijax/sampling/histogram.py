@@ -39,3 +39,11 @@ def bin_index(z, bin_edges):
     idx = xp.where(z == edges[-1], num_bins - 1, idx)
     idx = xp.where(xp.isnan(z), num_bins, idx)
     return idx.astype(xp.int32)
+
+
+def bin_counts(z, bin_edges) -> np.ndarray:
+    """Samples per bin (num_bins,) int64 of outputs z (any shape); those outside the edges not counted."""
+    edges = np.asarray(bin_edges)
+    num_bins = edges.size - 1
+    idx = np.asarray(bin_index(np.asarray(z, np.float32).reshape(-1), edges))
+    return np.bincount(np.where(idx < 0, num_bins, idx), minlength=num_bins + 1)[:num_bins]

@@ -12,7 +12,7 @@ from omnijax.sampling import histogram
 from omnijax.sampling import inclusion
 from omnijax.sampling import uncertainty
 from omnijax.sampling.result import OutputDistributionEstimate
-from omnijax.sampling.reweighting import mbar_log_weights
+from omnijax.sampling.reweighting import log_rho_from_weights, mbar_log_weights
 
 
 def summarize_pt_run(run, space, edges: np.ndarray, ladder: np.ndarray, burn_in: int, boot_key, *,
@@ -23,9 +23,12 @@ def summarize_pt_run(run, space, edges: np.ndarray, ladder: np.ndarray, burn_in:
     the bootstrap reports on stderr."""
     kept = run.record_step > burn_in
     z, slot = run.z[kept], run.slot[kept]
-    boot = uncertainty.log_rho_with_error_bars(z, slot, ladder, edges, boot_key, num_bootstrap=num_bootstrap,
-                                               progress=progress)
     log_w, free_energies = mbar_log_weights(z.reshape(-1), slot.reshape(-1), ladder)
+    if num_bootstrap == 0:  # ln rho from the weights just solved for: no second solve
+        boot = uncertainty.without_error_bars(log_rho_from_weights(log_w, z, edges), histogram.bin_counts(z, edges))
+    else:
+        boot = uncertainty.log_rho_with_error_bars(z, slot, ladder, edges, boot_key, num_bootstrap=num_bootstrap,
+                                                   progress=progress)
     replica_records = np.bincount(slot.reshape(-1), minlength=len(ladder)).astype(np.float64)
     log_visits = inclusion.log_expected_visits(z.reshape(-1), ladder, free_energies, replica_records,
                                                space.log_size)

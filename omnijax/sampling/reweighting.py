@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from omnijax.sampling.histogram import bin_index, validate_bin_edges
+from omnijax.sampling.histogram import bin_counts, bin_index, validate_bin_edges
 from omnijax.util.progress import Progress
 from omnijax.util.validation import check_key
 
@@ -314,6 +314,15 @@ def mbar_log_weights(z, replica, betas, multiplicity=None, *, tol=_TOL, max_iter
     return log_w, free_energies
 
 
+def log_rho_from_weights(log_w, z, bin_edges) -> np.ndarray:
+    """ln rho per bin (num_bins,) from `mbar_log_weights`' log_w of samples z (any shape, flattened as
+    log_w was; multiplicity 1): the
+    bins of a solve already made, as `log_rho_from_samples` would give them, without solving again."""
+    edges = validate_bin_edges(bin_edges)
+    idx = bin_index(np.asarray(z, np.float32).reshape(-1), edges)
+    return np.asarray(_log_bin_sums(jnp.asarray(log_w), jnp.asarray(idx), edges.size - 1), np.float64)
+
+
 def log_rho_from_samples(z, replica, betas, bin_edges, multiplicity=None):
     """ln of the fraction of ALL inputs whose output falls in each bin, shape (num_bins,).
 
@@ -543,9 +552,7 @@ def bootstrap_replicates(z, replica, group, betas, bin_edges, key, *, num_bootst
     converged = bool(jnp.all(full_ok)) and bool(jnp.all(ok))
     seconds = time.perf_counter() - start
     _warn_if_unconverged(converged, _MAX_ITER)
-    idx = np.asarray(bin_index(z, edges))
-    num_bins = edges.size - 1
-    n_samples = np.bincount(np.where(idx < 0, num_bins, idx), minlength=num_bins + 1)[:num_bins]
+    n_samples = bin_counts(z, edges)
     return BootstrapReplicates(np.asarray(full_rho), np.asarray(rho), np.asarray(iterations),
                                np.asarray(full_it), bool(converged), n_samples, seconds)
 

@@ -46,7 +46,7 @@ from typing import NamedTuple
 import numpy as np
 
 from omnijax.sampling.diagnostics import t_two_sided
-from omnijax.sampling.histogram import bin_index
+from omnijax.sampling.histogram import bin_counts
 from omnijax.sampling.reweighting import bootstrap_replicates, log_rho_from_samples
 
 Z_95 = 1.959964
@@ -125,14 +125,11 @@ def log_rho_with_error_bars(z, slot, betas, bin_edges, key, *, num_bootstrap: in
     """ln rho of the kept records z, slot (records, G groups, walkers) with the error bars of the
     module docstring. One bootstrap draws the groups for the full data and both halves at once;
     above `max_resampled` samples it runs on every k-th record (module docstring). progress: the
-    solves report on stderr (`reweighting.bootstrap_replicates`). num_bootstrap = 0: ln rho and the
-    counts only, every error bar NaN (`_without_error_bars`)."""
+    solves report on stderr (`reweighting.bootstrap_replicates`)."""
     z, slot = np.asarray(z), np.asarray(slot)
     if z.ndim != 3 or slot.shape != z.shape:
         raise ValueError(f"z and slot must be (records, groups, walkers) arrays of one shape, got "
                          f"{z.shape} and {slot.shape}")
-    if num_bootstrap == 0:
-        return _without_error_bars(z, slot, betas, bin_edges)
     thin = max(1, -(-z.size // max_resampled))
     if thin > 1 and z.shape[0] // thin >= 2:
         bars = log_rho_with_error_bars(z[::thin], slot[::thin], betas, bin_edges, key, num_bootstrap=num_bootstrap,
@@ -163,26 +160,18 @@ def log_rho_with_error_bars(z, slot, betas, bin_edges, key, *, num_bootstrap: in
                            drift, drift_stderr, boot.seconds, float(np.mean(boot.iterations)))
 
 
-def _point_estimate(z, slot, betas, bin_edges) -> tuple[np.ndarray, np.ndarray]:
-    """ln rho and the sample count per bin of all records (one MBAR solve)."""
-    log_rho = np.asarray(log_rho_from_samples(z.reshape(-1), slot.reshape(-1), betas, bin_edges), np.float64)
-    edges = np.asarray(bin_edges)
-    idx = np.asarray(bin_index(z.reshape(-1), edges))
-    num_bins = edges.size - 1
-    return log_rho, np.bincount(np.where(idx < 0, num_bins, idx), minlength=num_bins + 1)[:num_bins]
-
-
-def _without_error_bars(z, slot, betas, bin_edges) -> LogRhoErrorBars:
-    """num_bootstrap = 0: ln rho alone, for callers that read only the point estimate (a range
-    pilot); every error-bar field is NaN, which says "not computed", never "exact"."""
-    log_rho, n_samples = _point_estimate(z, slot, betas, bin_edges)
-    nan = np.full(log_rho.shape, np.nan)
-    return LogRhoErrorBars(log_rho, nan, nan, nan, n_samples, nan, nan, nan, nan, 0.0, float("nan"))
+def without_error_bars(log_rho: np.ndarray, n_samples: np.ndarray) -> LogRhoErrorBars:
+    """ln rho and its counts with no error bars (num_bootstrap = 0: a pilot that reads only the point
+    estimate); every error-bar field is NaN, which says "not computed", never "exact"."""
+    nan = np.full(np.shape(log_rho), np.nan)
+    return LogRhoErrorBars(np.asarray(log_rho, np.float64), nan, nan, nan, np.asarray(n_samples), nan, nan, nan,
+                           nan, 0.0, float("nan"))
 
 
 def _recentred(bars: LogRhoErrorBars, z, slot, betas, bin_edges) -> LogRhoErrorBars:
     """Error bars of a thinned bootstrap about ln rho (and counts) of all records."""
-    log_rho, n_samples = _point_estimate(z, slot, betas, bin_edges)
+    log_rho = np.asarray(log_rho_from_samples(z.reshape(-1), slot.reshape(-1), betas, bin_edges), np.float64)
+    n_samples = bin_counts(z, bin_edges)
     with np.errstate(invalid="ignore"):
         ci_low = np.where(np.isneginf(bars.ci_low), -np.inf, log_rho + (bars.ci_low - bars.log_rho))
         ci_high = log_rho + (bars.ci_high - bars.log_rho)
