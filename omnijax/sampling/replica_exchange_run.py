@@ -84,17 +84,16 @@ def block_program(value_and_grad: ValueAndGrad, proposal: Proposal, schedule: Sc
         num_groups = state.step.shape[0]
         state = jax.lax.fori_loop(
             0, rounds, lambda i, s: group_step(jax.random.split(keys[i], num_groups), s, params), state)
-        x = state.chains.x.reshape(-1, state.chains.x.shape[-1])
-        z = state.chains.z.reshape(-1)
-        # Tags: flat walker index g*R + r and that walker's round trips so far.
-        tags = jnp.stack([jnp.arange(z.shape[0], dtype=jnp.int32),
-                          state.round_trips.reshape(-1).astype(jnp.int32)], axis=-1)
-        if not keep_representatives:
-            return (state, reservoir), (state.chains.z, state.slot, state.step[0])
-        reservoir = jax.lax.cond(
-            state.step[0] > schedule.burn_in,
-            lambda r: reservoir_lib.insert(r, keys[-1], x, z, edges, multipliers, tags),
-            lambda r: r, reservoir)
+        if keep_representatives:
+            x = state.chains.x.reshape(-1, state.chains.x.shape[-1])
+            z = state.chains.z.reshape(-1)
+            # Tags: flat walker index g*R + r and that walker's round trips so far.
+            tags = jnp.stack([jnp.arange(z.shape[0], dtype=jnp.int32),
+                              state.round_trips.reshape(-1).astype(jnp.int32)], axis=-1)
+            reservoir = jax.lax.cond(
+                state.step[0] > schedule.burn_in,
+                lambda r: reservoir_lib.insert(r, keys[-1], x, z, edges, multipliers, tags),
+                lambda r: r, reservoir)
         return (state, reservoir), (state.chains.z, state.slot, state.step[0])
 
     @jax.jit
