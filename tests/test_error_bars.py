@@ -80,7 +80,10 @@ def test_error_bars_of_an_equilibrated_run_stay_those_of_the_bootstrap(equilibra
     assert ratio <= 1.05, "the drift term should add (almost) nothing when the halves agree"
 
 
-def test_warm_started_replicates_match_cold_solves_in_fewer_iterations():
+def test_warm_started_replicates_match_cold_solves():
+    """The warm path (each subset on its own distinct outputs, chord steps from the full data's solution
+    and Hessian) gives the reference method's replicates: every resample solved from scratch by
+    Newton steps on every sample. Its cost is measured in benchmarks.error_bar_cost."""
     z, slot = (a[:60] for a in run_records(0, transient=True))
     group = np.broadcast_to(np.arange(GROUPS)[None, :, None], z.shape)
     part = np.broadcast_to((np.arange(60) >= 30)[:, None, None], z.shape).astype(np.int32)
@@ -89,7 +92,6 @@ def test_warm_started_replicates_match_cold_solves_in_fewer_iterations():
     cold = bootstrap_replicates(*args, num_bootstrap=6, part=part.ravel(), warm_start=False)
     np.testing.assert_allclose(warm.log_rho, cold.log_rho, atol=1e-4)
     np.testing.assert_allclose(warm.replicates, cold.replicates, atol=1e-3)
-    assert warm.iterations.mean() < cold.iterations.mean()
     single = bootstrap_log_rho(*args, num_bootstrap=6)
     np.testing.assert_allclose(np.asarray(single.log_rho), warm.log_rho[0], atol=1e-4)
     np.testing.assert_allclose(single.iterations, warm.iterations[:, 0])

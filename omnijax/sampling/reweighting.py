@@ -132,19 +132,26 @@ def _sweep(free_energy, z, log_m, counts, betas):
     return log_p, jnp.where(counts > 0, residual, 0.0)
 
 
-def _newton_step(free_energy, log_p, residual, multiplicity, counts, free):
-    """Newton step on the convex MBAR objective sum_n m_n ln sum_r N_r e^{beta_r z_n - F_r} + sum_r N_r F_r.
-
-    Only `free` replicas move: the gauge replica and empty replicas are held fixed. The Hessian's
-    diagonal comes from its zero row sums, avoiding the cancellation in sum_n m_n p_nr (1 - p_nr);
-    Jacobi scaling keeps the solve well conditioned when the N_r differ widely.
-    """
+def _hessian(log_p, multiplicity):
+    """Hessian (R, R) of the convex MBAR objective sum_n m_n ln sum_r N_r e^{beta_r z_n - F_r} + sum_r N_r F_r,
+    divided by sum_n m_n, at the sweep's ln p_nr. Its diagonal comes from its zero row sums, avoiding
+    the cancellation in sum_n m_n p_nr (1 - p_nr)."""
     p = jnp.exp(log_p)
-    total = jnp.sum(multiplicity)
-    cross = (p * multiplicity[:, None]).T @ p / total
+    cross = (p * multiplicity[:, None]).T @ p / jnp.sum(multiplicity)
     off = cross - jnp.diag(jnp.diag(cross))
-    hess = jnp.diag(jnp.sum(off, axis=1)) - off
-    grad = -counts * jnp.expm1(residual) / total
+    return jnp.diag(jnp.sum(off, axis=1)) - off
+
+
+def _newton_step(free_energy, log_p, residual, multiplicity, counts, free, hessian=None):
+    """Newton step on the MBAR objective (`_hessian`), or with a given `hessian` a chord step: the
+    Hessian of a nearby solve (a bootstrap resample's full-data solution), which costs a sweep instead
+    of a sweep and an N x R x R product, and converges linearly instead of quadratically.
+
+    Only `free` replicas move: the gauge replica and empty replicas are held fixed. Jacobi scaling
+    keeps the solve well conditioned when the N_r differ widely.
+    """
+    hess = _hessian(log_p, multiplicity) if hessian is None else hessian
+    grad = -counts * jnp.expm1(residual) / jnp.sum(multiplicity)
     hess = jnp.where(free[:, None] & free[None, :], hess, 0.0) + jnp.diag(jnp.where(free, 0.0, 1.0))
     scale = jnp.sqrt(jnp.diag(hess))
     step = jnp.linalg.solve(hess / jnp.outer(scale, scale), -jnp.where(free, grad, 0.0) / scale)
@@ -167,7 +174,7 @@ def _integrated_free_energy(z, replica, multiplicity, counts, betas):
     return jnp.zeros_like(betas).at[order].set(integral)
 
 
-def _solve(z, replica, multiplicity, counts, betas, tol, max_iter, initial=None):
+def _solve(z, replica, multiplicity, counts, betas, tol, max_iter, initial=None, hessian=None):
     """Solve the MBAR equations for centred z; returns (F, iterations, max |residual|, converged).
 
     Starts from `initial` (e.g. the full data's solution, for a bootstrap resample of it) or, if
@@ -204,7 +211,7 @@ def _solve(z, replica, multiplicity, counts, betas, tol, max_iter, initial=None)
         free_energy, log_p, residual = current
         trial = sweep(jax.lax.cond(
             newton,
-            lambda: _newton_step(free_energy, log_p, residual, multiplicity, counts, free),
+            lambda: _newton_step(free_energy, log_p, residual, multiplicity, counts, free, hessian),
             lambda: free_energy + residual))
         keep = ~newton | (worst(trial[2]) < worst(residual))
         current = jax.tree.map(lambda new, old: jnp.where(keep, new, old), trial, current)
@@ -231,16 +238,18 @@ class _Solution(NamedTuple):
     converged: jax.Array
 
 
-def _solution(z, replica, multiplicity, betas, tol, max_iter, initial=None, counts=None) -> _Solution:
+def _solution(z, replica, multiplicity, betas, tol, max_iter, initial=None, counts=None,
+              hessian=None) -> _Solution:
     """Solve MBAR for samples z (centred here by the midpoint of ALL z, so that resamples of the
     same z share the centred frame of `initial`). `counts` (R,) may replace `replica` (then
-    `initial` is required: thermodynamic integration needs each sample's replica)."""
+    `initial` is required: thermodynamic integration needs each sample's replica). `hessian`: solve
+    by chord steps with that fixed Hessian (`_newton_step`)."""
     centre = 0.5 * (jnp.min(z) + jnp.max(z))
     zc = z - centre
     if counts is None:
         counts = jax.ops.segment_sum(multiplicity, replica, num_segments=betas.shape[0])
     free_energy, iterations, _, converged = _solve(zc, replica, multiplicity, counts, betas, tol, max_iter,
-                                                   initial)
+                                                   initial, hessian)
     log_w = -jax.nn.logsumexp(jnp.log(counts) + zc[:, None] * betas - free_energy, axis=1)
     log_mw = jnp.log(multiplicity) + log_w
     log_w = log_w - jax.nn.logsumexp(log_mw)
@@ -399,30 +408,6 @@ def _full_estimates(z, replica, part, num_parts, betas, bin_edges):
     return jax.vmap(one)(_subset_masks(num_parts))
 
 
-@functools.partial(jax.jit, static_argnames="num_parts")
-def _integrated_starts(z, replica, part, num_parts, betas):
-    """Thermodynamic-integration start (S, R) of each subset, in the frame centred as `_solution` centres."""
-    zc = z - 0.5 * (jnp.min(z) + jnp.max(z))
-
-    def one(row):
-        multiplicity = row[part]
-        counts = jax.ops.segment_sum(multiplicity, replica, num_segments=betas.shape[0])
-        return _integrated_free_energy(zc, replica, multiplicity, counts, betas)
-
-    return jax.vmap(one)(_subset_masks(num_parts))
-
-
-@functools.partial(jax.jit, static_argnames="num_parts")
-def _full_estimates_distinct(zu, uk, pk, ck, cell_counts, num_parts, betas, bin_edges, starts):
-    """As `_full_estimates`, solved on the distinct outputs (see `_warm_replicates`) from `starts`."""
-    def one(row, start):
-        mu = jax.ops.segment_sum(ck * row[pk], uk, num_segments=zu.shape[0])
-        solution = _solution(zu, None, mu, betas, _TOL, _MAX_ITER, start, jnp.einsum("p,pgr->r", row, cell_counts))
-        return _binned(solution, zu, mu, bin_edges), solution.iterations, solution.converged, solution.centred
-
-    return jax.vmap(one)(_subset_masks(num_parts), starts)
-
-
 @functools.partial(jax.jit, static_argnames=("num_groups", "num_parts"))
 def _cold_replicates(z, replica, group, part, num_groups, num_parts, betas, bin_edges, keys):
     """Each resample of each subset solved from scratch on every sample (the reference method)."""
@@ -441,53 +426,119 @@ def _cold_replicates(z, replica, group, part, num_groups, num_parts, betas, bin_
     return jax.lax.map(one, keys)
 
 
-@functools.partial(jax.jit, static_argnames=("num_groups", "num_parts"))
-def _warm_replicates(zu, uk, gk, pk, ck, cell_counts, num_groups, num_parts, betas, bin_edges, keys, initial):
-    """Each resample of each subset solved from the full data's solution `initial` (S, R) to _BOOT_TOL.
+class _Reduced(NamedTuple):
+    """Subsets of the samples, each reduced to what MBAR sees of it, stacked over S subsets of one
+    padded size: MBAR depends on the samples only through their outputs and the records per replica,
+    so a subset is its distinct outputs zu (S, L), its distinct (group, output) pairs k (output index
+    uk, group gk, sample count ck; (S, K) each) and its records per (group, replica), cells (S, G, R).
 
-    MBAR depends on the samples only through their outputs and the records per replica: the solve
-    runs over the distinct outputs zu, each weighted by the resampled count of its samples, summed
-    from the distinct (part, group, output) triples k (output uk, counts ck) and the records per
-    (part, group, replica), `cell_counts` (P, G, R).
+    Each subset is padded (`_pad_length`) with zero-count copies of its smallest output: a zero count
+    changes nothing, not even the midpoint about which `_solution` centres z.
     """
-    masks = _subset_masks(num_parts)
+
+    zu: np.ndarray
+    uk: np.ndarray
+    gk: np.ndarray
+    ck: np.ndarray
+    cells: np.ndarray
+
+
+def _pad_length(n: int) -> int:
+    """A padded length >= n from a short list, so that runs of similar size reuse one compiled solver:
+    the next power of two up to 2**16; above, where a solve costs more than compiling it, the next
+    multiple of a quarter of the power of two below n (at most 25% padding instead of 100%)."""
+    n = max(int(n), 1)
+    if n <= 1 << 16:
+        return 1 << int(np.ceil(np.log2(n)))
+    step = 1 << (int(np.floor(np.log2(n))) - 2)
+    return -(-n // step) * step
+
+
+def _reduced(z, group, replica, members, num_groups, num_replicas) -> _Reduced:
+    """The `_Reduced` stack of the subsets z[m] for each boolean mask m in `members`."""
+    subsets = []
+    for member in members:
+        zu, z_id = np.unique(z[member], return_inverse=True)
+        g = group[member]
+        _, first, counts = np.unique(g.astype(np.int64) * zu.size + z_id.reshape(-1), return_index=True,
+                                     return_counts=True)
+        cells = np.zeros((num_groups, num_replicas), np.float32)
+        np.add.at(cells, (g, replica[member]), 1.0)
+        subsets.append((zu, z_id.reshape(-1)[first], g[first], counts, cells))
+    size = _pad_length(max(s[0].size for s in subsets))
+    pairs = _pad_length(max(s[1].size for s in subsets))
+
+    def padded(values, length, fill):
+        return np.concatenate([values, np.full(length - values.size, fill, values.dtype)])
+
+    return _Reduced(np.stack([padded(s[0], size, s[0][0]) for s in subsets]).astype(np.float32),
+                    np.stack([padded(s[1], pairs, 0) for s in subsets]).astype(np.int32),
+                    np.stack([padded(s[2], pairs, 0) for s in subsets]).astype(np.int32),
+                    np.stack([padded(s[3], pairs, 0) for s in subsets]).astype(np.float32),
+                    np.stack([s[4] for s in subsets]))
+
+
+@jax.jit
+def _integrated_starts(z, replica, masks, betas):
+    """Thermodynamic-integration start (S, R) of each subset (masks (S, N) 0/1), in the frame that
+    `_solution` centres that subset's outputs in (the midpoint of its own outputs)."""
+    def one(multiplicity):
+        member = multiplicity > 0
+        centre = 0.5 * (jnp.min(jnp.where(member, z, jnp.inf)) + jnp.max(jnp.where(member, z, -jnp.inf)))
+        counts = jax.ops.segment_sum(multiplicity, replica, num_segments=betas.shape[0])
+        return _integrated_free_energy(z - centre, replica, multiplicity, counts, betas)
+
+    return jax.vmap(one)(masks)
+
+
+def _solve_reduced(subsets: _Reduced, times, betas, bin_edges, tol, starts, hessians=None):
+    """MBAR solve of each stacked subset with group g counted times[g] times (G,), from `starts` (S, R),
+    by Newton steps or, given `hessians` (S, R, R), chord steps: ln rho (S, bins), iterations,
+    converged, centred F (S, R), and the Hessian (S, R, R) at the solution."""
+    def one(zu, uk, gk, ck, cells, start, hessian):
+        mu = jax.ops.segment_sum(ck * times[gk], uk, num_segments=zu.shape[0])
+        counts = times @ cells
+        solution = _solution(zu, None, mu, betas, tol, _MAX_ITER, start, counts, hessian)
+        zc = zu - 0.5 * (jnp.min(zu) + jnp.max(zu))
+        log_p, _ = _sweep(solution.centred, zc, jnp.log(mu), counts, betas)
+        return (_binned(solution, zu, mu, bin_edges), solution.iterations, solution.converged, solution.centred,
+                _hessian(log_p, mu))
+
+    return jax.vmap(one)(*subsets, starts, hessians)
+
+
+def _both(whole: _Reduced, parts: _Reduced | None, solve, per_subset):
+    """solve(subsets, per_subset) on the whole data and on its parts (each stack its own padded size, so
+    a part is solved on its own samples only; `per_subset` a pytree of (S, ...) arrays, row 0 the
+    whole's), results concatenated along the subset axis."""
+    out = solve(whole, jax.tree.map(lambda a: a[:1], per_subset))
+    if parts is None:
+        return out
+    rest = solve(parts, jax.tree.map(lambda a: a[1:], per_subset))
+    return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, rest)
+
+
+@jax.jit
+def _full_estimates_distinct(whole, parts, betas, bin_edges, starts):
+    """As `_full_estimates`, solved on each subset's distinct outputs (`_Reduced`) from `starts`."""
+    times = jnp.ones(whole.cells.shape[1], jnp.float32)
+    return _both(whole, parts, lambda s, f: _solve_reduced(s, times, betas, bin_edges, _TOL, f), starts)
+
+
+@jax.jit
+def _warm_replicates(whole, parts, betas, bin_edges, keys, initial, hessians):
+    """Each resample of each subset solved from the full data's solution `initial` (S, R) to _BOOT_TOL
+    by chord steps with the full data's Hessians (S, R, R) (`_newton_step`), on the subsets' distinct
+    outputs (`_Reduced`); one draw of the groups serves every subset."""
+    num_groups = whole.cells.shape[1]
 
     def one(key):
         drawn = jax.random.randint(key, (num_groups,), 0, num_groups)
         times = jnp.zeros(num_groups, jnp.float32).at[drawn].add(1.0)
-
-        def subset(row, start):
-            mu = jax.ops.segment_sum(ck * times[gk] * row[pk], uk, num_segments=zu.shape[0])
-            counts = jnp.einsum("p,g,pgr->r", row, times, cell_counts)
-            solution = _solution(zu, None, mu, betas, _BOOT_TOL, _MAX_ITER, start, counts)
-            return _binned(solution, zu, mu, bin_edges), solution.iterations, solution.converged
-        return jax.vmap(subset)(masks, initial)
+        solve = lambda s, f: _solve_reduced(s, times, betas, bin_edges, _BOOT_TOL, *f)[:3]
+        return _both(whole, parts, solve, (initial, hessians))
 
     return jax.lax.map(one, keys)
-
-
-def _pad_length(n: int) -> int:
-    """The next power of two >= n: padded arrays let runs of similar size reuse one compiled solver."""
-    return 1 << int(np.ceil(np.log2(max(n, 1))))
-
-
-def _distinct_triples(z, group, part, replica, num_groups, num_parts, num_replicas):
-    """Distinct outputs zu; the distinct (part, group, output) triples (output index uk, group gk,
-    part pk, sample count ck); the records per (part, group, replica).
-
-    zu and the triples are padded (`_pad_length`) with zero-count copies of their first entry: a
-    zero count changes nothing, not even the centre of z.
-    """
-    zu, z_id = np.unique(z, return_inverse=True)
-    z_id = z_id.reshape(-1)
-    key = (part.astype(np.int64) * num_groups + group) * zu.size + z_id
-    _, first, counts = np.unique(key, return_index=True, return_counts=True)
-    take = np.concatenate([first, np.full(_pad_length(first.size) - first.size, first[0])])
-    counts = np.concatenate([counts, np.zeros(take.size - first.size, counts.dtype)])
-    zu = np.concatenate([zu, np.full(_pad_length(zu.size) - zu.size, zu[0])])
-    cells = np.zeros((max(num_parts, 1), num_groups, num_replicas), np.float32)
-    np.add.at(cells, (part, group, replica), 1.0)
-    return zu, z_id[take].astype(np.int32), group[take], part[take], counts.astype(np.float32), cells
 
 
 def _validate_part(part, shape):
@@ -518,8 +569,10 @@ def bootstrap_replicates(z, replica, group, betas, bin_edges, key, *, num_bootst
     Arguments as in `bootstrap_log_rho`, plus:
       part: optional (N,) int 0..P-1 splitting the samples into parts (e.g. halves of a run) that
         are estimated separately as well, each with its own MBAR solve, on the same resamples.
-      warm_start: start each resample's solve from the full data's solution (True: the same answer
-        to solver tolerance in far fewer iterations) or from scratch (False).
+      warm_start: True: solve each resample from the full data's solution by chord steps with its
+        Hessian, each subset on its own distinct outputs (the same answer to solver tolerance at a
+        fraction of the cost); False: the reference method, every resample of every subset solved
+        from scratch by Newton steps on all samples.
       progress: print the full solve's time, then a progress bar over the resamples, to stderr.
     """
     z, replica, betas, _ = _validate_samples(z, replica, betas, None)
@@ -533,12 +586,12 @@ def bootstrap_replicates(z, replica, group, betas, bin_edges, key, *, num_bootst
     start = time.perf_counter()
     keys = jax.random.split(key, num_bootstrap)
     if warm_start:
-        zu, uk, gk, pk, ck, cells = _distinct_triples(z, group, part, replica, num_groups, num_parts, betas.size)
-        starts = _integrated_starts(z, replica, part, num_parts, betas)
-        full_rho, full_it, full_ok, full_f = _full_estimates_distinct(zu, uk, pk, ck, cells, num_parts, betas,
-                                                                      edges, starts)
-        solve = functools.partial(_warm_replicates, zu, uk, gk, pk, ck, cells, num_groups, num_parts, betas, edges,
-                                  initial=full_f)
+        members = [np.ones(z.shape, bool)] + [part == p for p in range(num_parts)]
+        whole = _reduced(z, group, replica, members[:1], num_groups, betas.size)
+        parts = _reduced(z, group, replica, members[1:], num_groups, betas.size) if num_parts else None
+        starts = _integrated_starts(z, replica, np.stack(members).astype(np.float32), betas)
+        full_rho, full_it, full_ok, full_f, full_h = _full_estimates_distinct(whole, parts, betas, edges, starts)
+        solve = functools.partial(_warm_replicates, whole, parts, betas, edges, initial=full_f, hessians=full_h)
     else:
         full_rho, full_it, full_ok, _ = _full_estimates(z, replica, part, num_parts, betas, edges)
         solve = functools.partial(_cold_replicates, z, replica, group, part, num_groups, num_parts, betas, edges)
