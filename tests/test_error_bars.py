@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from omnijax.sampling.histogram import bin_counts
-from omnijax.sampling.reweighting import bootstrap_log_rho, bootstrap_replicates, log_rho_from_weights, mbar_log_weights
+from omnijax.sampling.bootstrap import bootstrap_log_rho, bootstrap_replicates
+from omnijax.sampling.reweighting import log_rho_from_weights, mbar_log_weights
 from omnijax.sampling.uncertainty import log_rho_with_error_bars, without_error_bars
 
 D = 24

@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from omnijax.sampling.reweighting import bootstrap_log_rho, log_rho_from_samples, mbar_log_weights
+from omnijax.sampling.bootstrap import bootstrap_log_rho
+from omnijax.sampling.reweighting import log_rho_from_samples, mbar_log_weights
 
 D = 24
 BETAS = np.linspace(-3.0, 3.0, 9)  # negative, zero and positive
@@ -227,21 +228,21 @@ def test_resamples_in_chunks_equal_one_call_and_show_progress(capsys):
     """The resamples are solved in chunks so progress can be shown between them: the chunks (the last
     one padded with its final key, then trimmed) give what one call over every key gives, and the
     bootstrap says how far it is."""
-    from omnijax.sampling import reweighting
+    from omnijax.sampling import bootstrap
     from omnijax.util.progress import Progress
 
     @jax.jit
     def solve(keys):  # one result per key, like the solvers: lax.map over the keys
         return jax.lax.map(lambda k: (jax.random.normal(k, (3,)), jax.random.randint(k, (), 0, 9)), keys)
 
-    keys = jax.random.split(jax.random.key(1), 2 * reweighting._CHUNK + 3)
-    chunked = reweighting._in_chunks(solve, keys, Progress("t", keys.shape[0], "keys", enabled=False))
+    keys = jax.random.split(jax.random.key(1), 2 * bootstrap._CHUNK + 3)
+    chunked = bootstrap._in_chunks(solve, keys, Progress("t", keys.shape[0], "keys", enabled=False))
     whole = jax.device_get(solve(keys))
     for a, b in zip(chunked, whole):
         np.testing.assert_array_equal(a, b)
     # The bootstrap's own lines, on the coverage tests' data (their compiled solvers are reused).
     z, replica, group = grouped_dataset(0)
-    reweighting.bootstrap_replicates(z, replica, group, BETAS, BOOT_EDGES, jax.random.key(0),
-                                     num_bootstrap=reweighting._CHUNK + 2, progress=True)
+    bootstrap.bootstrap_replicates(z, replica, group, BETAS, BOOT_EDGES, jax.random.key(0),
+                                   num_bootstrap=bootstrap._CHUNK + 2, progress=True)
     err = capsys.readouterr().err
-    assert "MBAR on the full data" in err and f"{reweighting._CHUNK + 2}/{reweighting._CHUNK + 2} resamples" in err
+    assert "MBAR on the full data" in err and f"{bootstrap._CHUNK + 2}/{bootstrap._CHUNK + 2} resamples" in err

@@ -52,7 +52,8 @@ import numpy as np
 
 from omnijax.sampling.diagnostics import t_two_sided
 from omnijax.sampling.histogram import bin_counts
-from omnijax.sampling.reweighting import bootstrap_replicates, log_rho_from_samples
+from omnijax.sampling.bootstrap import bootstrap_replicates
+from omnijax.sampling.reweighting import log_rho_from_samples
 
 Z_95 = 1.959964
 
@@ -130,7 +131,7 @@ def log_rho_with_error_bars(z, slot, betas, bin_edges, key, *, num_bootstrap: in
     """ln rho of the kept records z, slot (records, G groups, walkers) with the error bars of the
     module docstring. One bootstrap draws the groups for the full data and both halves at once;
     above `max_resampled` samples it runs on every k-th record (module docstring). progress: the
-    solves report on stderr (`reweighting.bootstrap_replicates`)."""
+    solves report on stderr (`bootstrap.bootstrap_replicates`)."""
     z, slot = np.asarray(z), np.asarray(slot)
     if z.ndim != 3 or slot.shape != z.shape:
         raise ValueError(f"z and slot must be (records, groups, walkers) arrays of one shape, got "
