@@ -129,3 +129,24 @@ def test_without_error_bars_gives_the_same_ln_rho_and_no_error_bars():
     np.testing.assert_array_equal(alone.n_samples, bars.n_samples)
     for name in ("stderr", "ci_low", "ci_high", "stderr_bootstrap", "bias", "drift", "drift_stderr"):
         assert np.all(np.isnan(getattr(alone, name))), name
+
+
+def test_thinned_error_bars_sit_about_the_estimate_of_all_records():
+    """Above max_resampled samples the bootstrap runs on every k-th record, while ln rho and the counts
+    are those of all records and the interval is the thinned one's offsets about it; the records' own
+    log-weights (which pt_result passes) give what solving for them again gives."""
+    z, slot = run_records(0, transient=False)
+    key = jax.random.key(3)
+    direct = log_rho_with_error_bars(z[::4], slot[::4], BETAS, EDGES, key, num_bootstrap=4)
+    thinned = log_rho_with_error_bars(z, slot, BETAS, EDGES, key, num_bootstrap=4, max_resampled=z.size // 4)
+    log_w, _ = mbar_log_weights(z.reshape(-1), slot.reshape(-1), BETAS)
+    given = log_rho_with_error_bars(z, slot, BETAS, EDGES, key, num_bootstrap=4, max_resampled=z.size // 4,
+                                    log_w=log_w)
+    everything = log_rho_from_weights(log_w, z, EDGES)
+    for bars in (thinned, given):
+        np.testing.assert_allclose(bars.log_rho, everything, rtol=0, atol=1e-4)
+        np.testing.assert_array_equal(bars.n_samples, bin_counts(z, EDGES))
+        np.testing.assert_array_equal(bars.stderr, direct.stderr)
+        np.testing.assert_allclose(bars.ci_high - bars.log_rho, direct.ci_high - direct.log_rho, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(bars.log_rho - bars.ci_low, direct.log_rho - direct.ci_low, rtol=0, atol=1e-4)
+    assert np.max(np.abs(direct.log_rho - everything)) > 1e-3  # the thinned records' own estimate differs

@@ -28,7 +28,7 @@ def summarize_pt_run(run, space, edges: np.ndarray, ladder: np.ndarray, burn_in:
         boot = uncertainty.without_error_bars(log_rho_from_weights(log_w, z, edges), histogram.bin_counts(z, edges))
     else:
         boot = uncertainty.log_rho_with_error_bars(z, slot, ladder, edges, boot_key, num_bootstrap=num_bootstrap,
-                                                   progress=progress)
+                                                   progress=progress, log_w=log_w)
     replica_records = np.bincount(slot.reshape(-1), minlength=len(ladder)).astype(np.float64)
     log_visits = inclusion.log_expected_visits(z.reshape(-1), ladder, free_energies, replica_records,
                                                space.log_size)

@@ -53,7 +53,7 @@ import numpy as np
 from omnijax.sampling.diagnostics import t_two_sided
 from omnijax.sampling.histogram import bin_counts
 from omnijax.sampling.bootstrap import bootstrap_replicates
-from omnijax.sampling.reweighting import log_rho_from_samples
+from omnijax.sampling.reweighting import log_rho_from_samples, log_rho_from_weights
 
 Z_95 = 1.959964
 
@@ -127,11 +127,13 @@ def record_halves(num_records: int) -> np.ndarray:
 
 def log_rho_with_error_bars(z, slot, betas, bin_edges, key, *, num_bootstrap: int = 100,
                             warm_start: bool = True, max_resampled: int = 200_000,
-                            progress: bool = False) -> LogRhoErrorBars:
+                            progress: bool = False, log_w=None) -> LogRhoErrorBars:
     """ln rho of the kept records z, slot (records, G groups, walkers) with the error bars of the
     module docstring. One bootstrap draws the groups for the full data and both halves at once;
     above `max_resampled` samples it runs on every k-th record (module docstring). progress: the
-    solves report on stderr (`bootstrap.bootstrap_replicates`)."""
+    solves report on stderr (`bootstrap.bootstrap_replicates`). log_w: the records' MBAR log-weights
+    (`reweighting.mbar_log_weights` of z, slot flattened), when the caller has them: a thinned run's
+    ln rho of all records is then binned from them instead of solved for again."""
     z, slot = np.asarray(z), np.asarray(slot)
     if z.ndim != 3 or slot.shape != z.shape:
         raise ValueError(f"z and slot must be (records, groups, walkers) arrays of one shape, got "
@@ -140,7 +142,7 @@ def log_rho_with_error_bars(z, slot, betas, bin_edges, key, *, num_bootstrap: in
     if thin > 1 and z.shape[0] // thin >= 2:
         bars = log_rho_with_error_bars(z[::thin], slot[::thin], betas, bin_edges, key, num_bootstrap=num_bootstrap,
                                        warm_start=warm_start, max_resampled=z.size, progress=progress)
-        return _recentred(bars, z, slot, betas, bin_edges)
+        return _recentred(bars, z, slot, betas, bin_edges, log_w)
     records, groups, _ = z.shape
     group = np.broadcast_to(np.arange(groups)[None, :, None], z.shape)
     split = records >= 2
@@ -174,9 +176,13 @@ def without_error_bars(log_rho: np.ndarray, n_samples: np.ndarray) -> LogRhoErro
                            nan, 0.0, float("nan"))
 
 
-def _recentred(bars: LogRhoErrorBars, z, slot, betas, bin_edges) -> LogRhoErrorBars:
-    """Error bars of a thinned bootstrap about ln rho (and counts) of all records."""
-    log_rho = np.asarray(log_rho_from_samples(z.reshape(-1), slot.reshape(-1), betas, bin_edges), np.float64)
+def _recentred(bars: LogRhoErrorBars, z, slot, betas, bin_edges, log_w=None) -> LogRhoErrorBars:
+    """Error bars of a thinned bootstrap about ln rho (and counts) of all records (binned from their
+    log-weights log_w when given)."""
+    if log_w is None:
+        log_rho = np.asarray(log_rho_from_samples(z.reshape(-1), slot.reshape(-1), betas, bin_edges), np.float64)
+    else:
+        log_rho = log_rho_from_weights(log_w, z, bin_edges)
     n_samples = bin_counts(z, bin_edges)
     with np.errstate(invalid="ignore"):
         ci_low = np.where(np.isneginf(bars.ci_low), -np.inf, log_rho + (bars.ci_low - bars.log_rho))
