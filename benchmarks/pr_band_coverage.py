@@ -6,10 +6,12 @@ annotators who differ.
     python -m benchmarks.pr_band_coverage --annotators=3 --identical         # everyone gives one score
     python -m benchmarks.pr_band_coverage --annotators=3 --sd=0.1 --scored_fraction=0.5  # partial overlap
     python -m benchmarks.pr_band_coverage --annotators=3 --sd=0.1 --per_bin_annotators
+    python -m benchmarks.pr_band_coverage --annotators=1 --sd=0 --p_edge=0.97  # edge bins at 0.97 and 0.03
 
-8 bins with true precision falling 0.9 -> 0.1, --samples per bin, annotators whose leniency (a
-shift of P(score = 1)) is drawn N(0, --sd) once per simulated campaign and shared across the bins;
-each annotator scores each sample on their own (Bernoulli). With --identical every annotator gives
+8 bins with true precision falling linearly from --p_edge (0.9) to 1 - --p_edge (the edge bins,
+where a bin of few samples often scores all ones, or all zeros), --samples per bin, annotators
+whose leniency (a shift of P(score = 1)) is drawn N(0, --sd) once per simulated campaign and
+shared across the bins; each annotator scores each sample on their own (Bernoulli). With --identical every annotator gives
 each sample the same score (one Bernoulli draw per sample): annotators who agree exactly. With
 --scored_fraction < 1 each annotator scores each sample with that probability (a campaign where
 each person scored a random part; samples nobody scored stay unscored rows). The truth
@@ -40,11 +42,11 @@ flags.DEFINE_integer("bootstrap", 1000, "Bootstrap replicates per campaign.")
 flags.DEFINE_boolean("identical", False, "Every annotator gives each sample the same score.")
 flags.DEFINE_float("scored_fraction", 1.0, "Each annotator scores each sample with this probability (NaN otherwise).")
 flags.DEFINE_boolean("per_bin_annotators", False, "Compute the replicates of each bin on its own.")
+flags.DEFINE_float("p_edge", 0.9, "True precision of the first bin; the 8 bins fall linearly to 1 - p_edge.")
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 
 EDGES = np.linspace(0, 1, 9)
 LOG_RHO = np.log(np.linspace(8, 1, 8) / 36)
-P = np.linspace(0.9, 0.1, 8)
 
 
 def population_mean(p: np.ndarray, sd: float) -> np.ndarray:
@@ -57,8 +59,9 @@ def population_mean(p: np.ndarray, sd: float) -> np.ndarray:
 
 def simulate(ev, annotators: int, sd: float, simulations: int, samples: int = 15, bootstrap: int = 1000,
              identical: bool = False, per_bin: bool = False, scored_fraction: float = 1.0, seed: int = 0,
-             progress: bool = False) -> dict:
+             progress: bool = False, p_edge: float = 0.9) -> dict:
     """Coverage and widths over `simulations` campaigns (module docstring); ev is omnijax.evaluation."""
+    P = np.linspace(p_edge, 1 - p_edge, 8)
     truth = P if identical else population_mean(P, sd)
     pr_true = ev.precision_recall(EDGES, LOG_RHO, truth, "low")
     aupr_true = ev.aupr(pr_true)
@@ -96,7 +99,7 @@ def simulate(ev, annotators: int, sd: float, simulations: int, samples: int = 15
         return np.sqrt(np.asarray(c) * (1 - np.asarray(c)) / simulations)
 
     return {"annotators": annotators, "sd": sd, "identical": identical, "per_bin": per_bin,
-            "scored_fraction": scored_fraction,
+            "scored_fraction": scored_fraction, "p_edge": p_edge, "truth": np.asarray(truth).tolist(),
             "simulations": simulations, "samples": samples, "bootstrap": bootstrap,
             "pr_coverage": pr.tolist(), "pr_coverage_se": se(pr).tolist(),
             "r_coverage": r.tolist(), "r_coverage_se": se(r).tolist(),
@@ -111,6 +114,8 @@ def summary(res: dict) -> str:
     kind = "identical scores" if res["identical"] else f"sd={res['sd']}"
     if res["scored_fraction"] < 1:
         kind += f" scored_fraction={res['scored_fraction']}"
+    if res.get("p_edge", 0.9) != 0.9:
+        kind += f" p_edge={res['p_edge']}"
     lo, hi = int(np.argmin(pr)), int(np.argmax(pr))
     return (f"{kind} annotators={res['annotators']} campaigns={res['simulations']}"
             f"{' (per-bin replicates)' if res['per_bin'] else ''}:\n"
@@ -118,7 +123,7 @@ def summary(res: dict) -> str:
             f"    range {pr[lo]:.3f}±{pr_se[lo]:.3f} .. {pr[hi]:.3f}±{pr_se[hi]:.3f}; "
             f"mean band width {res['pr_width_mean']:.4f} (per threshold {np.round(res['pr_width'], 3)})\n"
             f"  r interval coverage per bin {r.round(3)}; range {r.min():.3f} .. {r.max():.3f}; "
-            f"mean width {res['r_width_mean']:.4f}\n"
+            f"mean width {res['r_width_mean']:.4f} (per bin {np.round(res['r_width'], 3)})\n"
             f"  AUPR interval coverage {res['aupr_coverage']:.3f}±{res['aupr_coverage_se']:.3f}; "
             f"mean width {res['aupr_width_mean']:.4f}\n"
             f"  {res['seconds']:.0f} s")
@@ -129,11 +134,12 @@ def main(argv):
     from omnijax import evaluation as ev
 
     if (FLAGS.annotators < 1 or FLAGS.simulations < 1 or FLAGS.sd < 0 or FLAGS.samples < 1
-            or not 0 < FLAGS.scored_fraction <= 1):
-        raise app.UsageError("--annotators, --simulations and --samples must be >= 1, --sd >= 0 and "
-                             "--scored_fraction in (0, 1]")
+            or not 0 < FLAGS.scored_fraction <= 1 or not 0.5 < FLAGS.p_edge <= 1):
+        raise app.UsageError("--annotators, --simulations and --samples must be >= 1, --sd >= 0, "
+                             "--scored_fraction in (0, 1] and --p_edge in (0.5, 1]")
     res = simulate(ev, FLAGS.annotators, FLAGS.sd, FLAGS.simulations, FLAGS.samples, FLAGS.bootstrap,
-                   FLAGS.identical, FLAGS.per_bin_annotators, FLAGS.scored_fraction, progress=True)
+                   FLAGS.identical, FLAGS.per_bin_annotators, FLAGS.scored_fraction, progress=True,
+                   p_edge=FLAGS.p_edge)
     print(summary(res))
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:

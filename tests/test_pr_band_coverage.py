@@ -1,6 +1,7 @@
 """The error bars of r(z), of the PR curve and of its AUPR keep their 95% promise with few
 annotators, pooled over simulated annotation campaigns (the fast form of
-`python -m benchmarks.pr_band_coverage`), and annotators who agree exactly do not widen them."""
+`python -m benchmarks.pr_band_coverage`), also in edge bins where r is near 0 or 1, and annotators
+who agree exactly do not widen them."""
 
 import numpy as np
 
@@ -62,3 +63,27 @@ def test_annotators_who_agree_exactly_leave_the_band_unchanged():
     np.testing.assert_allclose(bands[1].precision_high - bands[1].precision_low,
                                bands[0].precision_high - bands[0].precision_low, rtol=1e-6, atol=1e-9)
     assert abs((bands[1].aupr_high - bands[1].aupr_low) / (bands[0].aupr_high - bands[0].aupr_low) - 1) < 1e-6
+
+
+def test_edge_bins_intervals_cover_95_percent():
+    """Edge bins, true r = 0.9 and 0.1, of 15 samples each, scored by 3 annotators who agree exactly
+    (one 0/1 score per sample): 21% of such bins score all ones (or all zeros), where a plain
+    bootstrap over the samples gave the zero-width [1, 1] (it covered 80% in both edge bins here,
+    the band at the strictest threshold 80%); with the samples part's pseudo-sample (mid-p for 0/1
+    scores) 98%, 98% and 98%. r's interval in both edge bins and the band at the strictest threshold (bin 0 alone) must
+    reach 0.95 - 3 binomial standard errors of 300 campaigns (0.912)."""
+    num, samples = 300, 15
+    p = np.array([0.9, 0.7, 0.3, 0.1])
+    pr_true = ev.precision_recall(EDGES, LOG_RHO, p, "low")
+    rng = np.random.default_rng(2024)
+    first, last, strictest = [], [], []
+    for sim in range(num):
+        scores = [np.repeat((rng.random((samples, 1)) < q).astype(float), 3, axis=1) for q in p]
+        bp = ev.bin_precision(scores, num_bootstrap=400, seed=sim)
+        band = ev.precision_recall_band(EDGES, LOG_RHO, bp.r, bp.replicates, "low")
+        first.append(bp.ci_low[0] <= p[0] <= bp.ci_high[0])
+        last.append(bp.ci_low[-1] <= p[-1] <= bp.ci_high[-1])
+        strictest.append(band.precision_low[0] <= pr_true.precision[0] <= band.precision_high[0])
+    bound = 0.95 - 3 * np.sqrt(0.95 * 0.05 / num)
+    covered = np.mean(first), np.mean(last), np.mean(strictest)
+    assert min(covered) >= bound, (covered, bound)

@@ -79,9 +79,10 @@ class BinPrecision(NamedTuple):
     n_scores: scores counted (one per sample and annotator).
     n_scored: samples with at least one score.
     n_samples: samples given (rows), scored or not.
-    replicates: (num_bootstrap, B) the replicates of r the interval was taken from (samples drawn
-      with replacement plus a draw of the annotators' leniency, see `bin_precision`), NaN where a
-      replicate's drawn samples all have weight 0; None when no bootstrap was asked for.
+    replicates: (num_bootstrap, B) the replicates of r the interval was taken from (a Bayesian
+      bootstrap of the samples with a pseudo-sample of unknown score, plus a draw of the
+      annotators' leniency, see `bin_precision`), NaN where r is; None when no bootstrap was
+      asked for.
       `precision_recall_band` turns the same replicates into a PR band.
     """
 
@@ -104,7 +105,7 @@ class PRBand(NamedTuple):
       precision there.
     aupr_low, aupr_high: the interval of `aupr` (over each replicate's own log-recall span).
     num_replicates: replicates used; the others (num_dropped) are NaN in some bin the point
-      estimate has annotations for (e.g. they drew only samples of weight 0 there), so their
+      estimate has annotations for (replicates from elsewhere; `bin_precision`'s are NaN only where r is), so their
       curve would leave that bin out.
     """
 
@@ -413,9 +414,13 @@ def bin_precision(scores_per_bin, *, weights_per_bin=None, num_bootstrap: int | 
     sqrt(n/(n-1) Σ w̃_i² (s_i - r)²), w̃ = w / Σ w; NaN with fewer than two scored samples).
     The interval is the percentile interval of `replicates`, which carry two errors of r:
 
-    * the samples: each replicate draws every bin's scored samples with replacement, the
-      annotators held fixed (a sample keeps the mean of all its scores): the sampling error of a
-      finite set of representatives, with the noise of each person's score on each sample;
+    * the samples: each replicate reweights every bin's scored samples by a Bayesian bootstrap
+      with one pseudo-sample of unknown score, the annotators held fixed (a sample keeps the mean
+      of all its scores): the sampling error of a finite set of representatives, with the noise of
+      each person's score on each sample. The pseudo-sample (`_replicates`) keeps a bin whose
+      samples all score 1 (or 0) from a zero-width interval (21% of bins of 15 samples at
+      r = 0.9 score all ones): with 0/1 scores the samples part's interval is exactly the mid-p
+      interval of a proportion;
     * the annotators: the people who scored are a few of those who could have, each with a
       leniency of their own that shifts every bin they score. This part is not a bootstrap over
       the people: a bootstrap over n = 2 or 3 of them understates their spread ((n-1)/n of its
@@ -502,8 +507,23 @@ def _bin_r(scores: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
 def _replicates(bins: list[np.ndarray], weights: list[np.ndarray], num_bootstrap: int, rng) -> np.ndarray:
     """(num_bootstrap, B) replicates of r, as `bin_precision` describes, from checked bins of one width.
 
-    Replicate k of bin b is clip(r*_kb + a_kb, 0, 1): r*_kb is r of the bin's scored samples drawn
-    with replacement (the annotators held fixed), a_kb the annotators' part,
+    Replicate k of bin b is clip(r*_kb + a_kb, 0, 1). r*_kb is the samples part: a Bayesian
+    bootstrap of the bin's scored samples (the annotators held fixed) with one pseudo-sample of
+    unknown score, 0 or 1 at even odds (v_kb), standing for the samples not drawn:
+
+        r*_kb = (sum_i g_ki w_i s_i + c_b h_kb v_kb) / (sum_i g_ki w_i + c_b h_kb),
+
+    s_i the sample's mean score, w_i its weight, g_ki ~ Exp(1), h_kb ~ Gamma(phi) (`_binary_share`'s
+    phi) and c_b = sum w^2 / sum w (the weight of an effective sample; c_b = w with equal weights).
+    With 0/1 scores (phi = 1) and equal weights r* is the even mixture of Beta(k, n - k + 1) and
+    Beta(k + 1, n - k), whose percentile interval is exactly the mid-p interval of k positives in n:
+    an all-ones bin of 15 samples gets [0.82, 1] instead of [1, 1] (and still covers a true r of 1).
+    Scores averaged over annotators spread less than 0/1 scores of the same mean (phi < 1); the
+    pseudo-sample is then phi of a sample (one 0/1 trial), so it does not widen those bins much.
+    Interior bins of many samples keep the nonparametric bootstrap's interval (the Bayesian
+    bootstrap's law of a mean and the pseudo-sample's pull differ from it by O(1/n)).
+
+    a_kb is the annotators' part,
 
         a_kb = scale_b (sqrt(max(0, u_kb - rho)) xi_k . shared_b + sqrt(kappa_b u_kb) xi_k . own_b),
 
@@ -520,23 +540,28 @@ def _replicates(bins: list[np.ndarray], weights: list[np.ndarray], num_bootstrap
     out = np.full((num_bootstrap, len(bins)), np.nan)
     if width == 0:
         return out
-    raters = []
+    rows = []
     for b, (scores, w) in enumerate(zip(bins, weights)):
         known = ~np.isnan(scores)
-        rows = known.any(axis=1)
-        if not rows.any():
+        scored = known.any(axis=1)
+        if scored.any():
+            known, s, w = known[scored], np.where(known, scores, 0.0)[scored], w[scored]
+            rows.append((b, known, s, s.sum(axis=1) / known.sum(axis=1), w))
+    phi = _binary_share([(means, w) for _, _, _, means, w in rows])
+    raters = []
+    for b, known, s, means, w in rows:
+        total = w.sum()
+        if total <= 0:
             continue
-        known, s, w = known[rows], np.where(known, scores, 0.0)[rows], w[rows]
-        means = s.sum(axis=1) / known.sum(axis=1)
-        n = len(w)
-        c = rng.multinomial(n, np.full(n, 1 / n), size=num_bootstrap) * w[None, :]
-        den = c.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            # Clipped to the range of the means as in `_bin_r`: all-equal means give exactly that value.
-            r_b = np.clip((c @ means) / np.where(den > 0, den, 1.0), means.min(), means.max())
-        out[:, b] = np.where(den > 0, r_b, np.nan)
-        if w.sum() > 0:
-            raters.append(_bin_annotators(b, known, s, means, w / w.sum()))
+        g = rng.standard_exponential((num_bootstrap, len(w))) * w
+        num, den = g @ means, g.sum(axis=1)
+        lo, hi = means.min(), means.max()
+        if phi > 0:
+            h = float(w @ w) / total * rng.standard_gamma(phi, num_bootstrap)
+            num, den, lo, hi = num + h * (rng.random(num_bootstrap) < 0.5), den + h, 0.0, 1.0
+        # Clipped to the values averaged, as in `_bin_r`: all-equal means and no pseudo-sample give that value.
+        out[:, b] = np.clip(num / den, lo, hi)
+        raters.append(_bin_annotators(b, known, s, means, w / total))
     shared, own, rho, kappa, scale, dof = _annotator_effects(raters, len(bins), width)
     if np.any(shared != 0) or np.any(own != 0):
         xi = rng.standard_normal((num_bootstrap, width))
@@ -545,6 +570,29 @@ def _replicates(bins: list[np.ndarray], weights: list[np.ndarray], num_bootstrap
         part = np.sqrt(np.maximum(0.0, u - rho)) * (xi @ shared.T) + np.sqrt(kappa * u) * (xi @ own.T)
         out = np.clip(out + scale * part, 0.0, 1.0)
     return out
+
+
+def _binary_share(bins: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """phi in [0, 1], the size of `_replicates`' pseudo-sample: how much of the spread of 0/1
+    scores the samples' mean scores s have, pooled over the bins. A mean score in [0, 1] has
+    variance at most m (1 - m), m its mean, with equality for 0/1 scores; means over several annotators who err
+    independently spread less. Per bin, sigma^2 = v + se^2 (v = sum w~ (s - m)^2, se^2 `_bin_r`'s
+    stderr^2) estimates the variance of s and m (1 - m) + se^2 estimates m (1 - m) without the
+    bias of a plug-in m; phi is the ratio of their sums weighted by n - 1, exactly 1 for 0/1
+    scores. Only bins of two or more samples with 0 < m < 1 say anything: all-ones bins leave phi
+    to the others, and with none (say one bin, all ones) phi = 1, as for 0/1 scores."""
+    spread = bound = 0.0
+    for means, w in bins:
+        n, total = len(means), w.sum()
+        if n < 2 or total <= 0:
+            continue
+        w = w / total
+        m = min(max(float(w @ means), 0.0), 1.0)
+        dev2 = (means - m) ** 2
+        se2 = n / (n - 1) * float(w ** 2 @ dev2)
+        spread += (n - 1) * (float(w @ dev2) + se2)
+        bound += (n - 1) * (m * (1 - m) + se2)
+    return min(1.0, spread / bound) if bound > 0 else 1.0
 
 
 class _BinAnnotators(NamedTuple):
