@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from omnijax.sampling.histogram import bin_counts
+from omnijax.sampling import bootstrap
 from omnijax.sampling.bootstrap import bootstrap_log_rho, bootstrap_replicates
 from omnijax.sampling.reweighting import log_rho_from_weights, mbar_log_weights
 from omnijax.sampling.uncertainty import log_rho_with_error_bars, without_error_bars
@@ -81,10 +82,14 @@ def test_error_bars_of_an_equilibrated_run_stay_those_of_the_bootstrap(equilibra
     assert ratio <= 1.05, "the drift term should add (almost) nothing when the halves agree"
 
 
-def test_warm_started_replicates_match_cold_solves():
+@pytest.mark.parametrize("split", [False, True])
+def test_warm_started_replicates_match_cold_solves(split, monkeypatch):
     """The warm path (each subset on its own distinct outputs, chord steps from the full data's solution
-    and Hessian) gives the reference method's replicates: every resample solved from scratch by
-    Newton steps on every sample. Its cost is measured in benchmarks.error_bar_cost."""
+    and Hessian; with split, the halves in a stack of their own size, as above _SPLIT_ABOVE distinct
+    outputs) gives the reference method's replicates: every resample solved from scratch by Newton
+    steps on every sample. Its cost is measured in benchmarks.error_bar_cost."""
+    if split:
+        monkeypatch.setattr(bootstrap, "_SPLIT_ABOVE", 0)
     z, slot = (a[:60] for a in run_records(0, transient=True))
     group = np.broadcast_to(np.arange(GROUPS)[None, :, None], z.shape)
     part = np.broadcast_to((np.arange(60) >= 30)[:, None, None], z.shape).astype(np.int32)
