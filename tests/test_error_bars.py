@@ -82,25 +82,26 @@ def test_error_bars_of_an_equilibrated_run_stay_those_of_the_bootstrap(equilibra
     assert ratio <= 1.05, "the drift term should add (almost) nothing when the halves agree"
 
 
-@pytest.mark.parametrize("split", [False, True])
-def test_warm_started_replicates_match_cold_solves(split, monkeypatch):
+def test_warm_started_replicates_match_cold_solves(monkeypatch):
     """The warm path (each subset on its own distinct outputs, chord steps from the full data's solution
-    and Hessian; with split, the halves in a stack of their own size, as above _SPLIT_ABOVE distinct
-    outputs) gives the reference method's replicates: every resample solved from scratch by Newton
-    steps on every sample. Its cost is measured in benchmarks.error_bar_cost."""
-    if split:
-        monkeypatch.setattr(bootstrap, "_SPLIT_ABOVE", 0)
+    and Hessian), both with all subsets in one stack and with the halves in a stack of their own (as
+    above _SPLIT_ABOVE distinct outputs), gives the reference method's replicates: every resample
+    solved from scratch by Newton steps on every sample. Its cost is measured in
+    benchmarks.error_bar_cost."""
     z, slot = (a[:60] for a in run_records(0, transient=True))
     group = np.broadcast_to(np.arange(GROUPS)[None, :, None], z.shape)
     part = np.broadcast_to((np.arange(60) >= 30)[:, None, None], z.shape).astype(np.int32)
     args = (z.ravel(), slot.ravel(), group.ravel(), BETAS, EDGES, jax.random.key(1))
-    warm = bootstrap_replicates(*args, num_bootstrap=6, part=part.ravel(), warm_start=True)
     cold = bootstrap_replicates(*args, num_bootstrap=6, part=part.ravel(), warm_start=False)
-    np.testing.assert_allclose(warm.log_rho, cold.log_rho, atol=1e-4)
-    np.testing.assert_allclose(warm.replicates, cold.replicates, atol=1e-3)
+    stacked = bootstrap_replicates(*args, num_bootstrap=6, part=part.ravel(), warm_start=True)
+    monkeypatch.setattr(bootstrap, "_SPLIT_ABOVE", 0)
+    split = bootstrap_replicates(*args, num_bootstrap=6, part=part.ravel(), warm_start=True)
+    for warm in (stacked, split):
+        np.testing.assert_allclose(warm.log_rho, cold.log_rho, atol=1e-4)
+        np.testing.assert_allclose(warm.replicates, cold.replicates, atol=1e-3)
     single = bootstrap_log_rho(*args, num_bootstrap=6)
-    np.testing.assert_allclose(np.asarray(single.log_rho), warm.log_rho[0], atol=1e-4)
-    np.testing.assert_allclose(single.iterations, warm.iterations[:, 0])
+    np.testing.assert_allclose(np.asarray(single.log_rho), stacked.log_rho[0], atol=1e-4)
+    np.testing.assert_allclose(single.iterations, split.iterations[:, 0])
 
 
 @pytest.mark.parametrize("kwargs, name", [
