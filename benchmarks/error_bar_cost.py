@@ -28,10 +28,10 @@ def define_flags():
     """The records and the bootstrap (defined when run, not on import)."""
     flags.DEFINE_string("records", None, "An .npz with z, slot (records, groups, rungs), betas, edges; "
                         "default: synthetic records of the sizes below.")
-    flags.DEFINE_integer("records_per_group", 134, "Synthetic records per walker.")
-    flags.DEFINE_integer("groups", 16, "Synthetic independent groups.")
-    flags.DEFINE_integer("rungs", 83, "Synthetic ladder rungs (walkers per group).")
-    flags.DEFINE_integer("num_bootstrap", 100, "Bootstrap resamples.")
+    flags.DEFINE_integer("records_per_group", 134, "Synthetic records per walker.", lower_bound=2)
+    flags.DEFINE_integer("groups", 16, "Synthetic independent groups.", lower_bound=2)
+    flags.DEFINE_integer("rungs", 83, "Synthetic ladder rungs (walkers per group).", lower_bound=2)
+    flags.DEFINE_integer("num_bootstrap", 100, "Bootstrap resamples.", lower_bound=2)
     flags.DEFINE_integer("seed", 0, "Seed of the synthetic records and of the resampling.")
 
 
@@ -54,11 +54,6 @@ def synthetic_records(records: int, groups: int, rungs: int, seed: int, sigma: f
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    for name in ("records_per_group", "groups", "rungs"):
-        if getattr(FLAGS, name) < 2:
-            raise app.UsageError(f"--{name} must be >= 2, got {getattr(FLAGS, name)}")
-    if FLAGS.num_bootstrap < 2:
-        raise app.UsageError(f"--num_bootstrap must be >= 2, got {FLAGS.num_bootstrap}")
     if FLAGS.records:
         with np.load(FLAGS.records) as data:
             missing = {"z", "slot", "betas", "edges"} - set(data.files)

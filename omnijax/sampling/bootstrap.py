@@ -111,14 +111,20 @@ def _full_estimates(z, replica, part, num_parts, betas, bin_edges):
     return jax.vmap(one)(_subset_masks(num_parts))
 
 
+def _resample_counts(key, num_groups):
+    """How many times each of the G groups is drawn in one resample (G,): G draws with replacement.
+    The warm and the cold path draw through this one function, so one key is one resample in both."""
+    drawn = jax.random.randint(key, (num_groups,), 0, num_groups)
+    return jnp.zeros(num_groups, jnp.float32).at[drawn].add(1.0)
+
+
 @functools.partial(jax.jit, static_argnames=("num_groups", "num_parts"))
 def _cold_replicates(z, replica, group, part, num_groups, num_parts, betas, bin_edges, keys):
     """Each resample of each subset solved from scratch on every sample (the reference method)."""
     masks = _subset_masks(num_parts)
 
     def one(key):
-        drawn = jax.random.randint(key, (num_groups,), 0, num_groups)
-        times = jnp.zeros(num_groups, jnp.float32).at[drawn].add(1.0)[group]
+        times = _resample_counts(key, num_groups)[group]
 
         def subset(row):
             multiplicity = times * row[part]
@@ -249,8 +255,7 @@ def _warm_replicates(stacks, betas, bin_edges, keys, initial, hessians):
     num_groups = stacks[0].cells.shape[1]
 
     def one(key):
-        drawn = jax.random.randint(key, (num_groups,), 0, num_groups)
-        times = jnp.zeros(num_groups, jnp.float32).at[drawn].add(1.0)
+        times = _resample_counts(key, num_groups)
         solve = lambda s, f: _solve_reduced(s, times, betas, bin_edges, _BOOT_TOL, *f)[:3]
         return _each(stacks, solve, (initial, hessians))
 
