@@ -4,13 +4,18 @@ Many tests build the same XLA program from a fresh closure (each sampling run, e
 resumed subprocess); the in-memory jit cache misses those, the persistent cache (keyed by the
 compiled program) does not. The directory is set through the environment before JAX is imported,
 so pytest-xdist workers and the subprocesses that tests start share it. Results are unchanged:
-a cache hit loads the executable the same compiler produced.
+a cache hit loads the executable the same compiler produced. The session's XLA flags
+(`tests/xla_flags.py`: a cheaper LLVM optimisation level) are set the same way.
 """
 
 import atexit
 import os
 import shutil
 import tempfile
+
+from tests.xla_flags import with_test_flags
+
+os.environ["XLA_FLAGS"] = with_test_flags(os.environ.get("XLA_FLAGS", ""))  # before JAX is imported
 
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _cache_dir = tempfile.mkdtemp(prefix="omnijax-test-jax-cache-")

@@ -25,6 +25,7 @@ from omnijax.sampling.spaces import InputSpace
 from omnijax.sampling.targets import check_output_fn
 from tests import enumerate_job
 from tests.directory_state import completed_checkpoints, directory_listing, kill_after_first_checkpoint
+from tests.xla_flags import host_devices_env
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -469,8 +470,7 @@ def sharded_case():
 
 def test_sharded_over_eight_devices_equals_single_device(tmp_path):
     out = tmp_path / "sharded.npz"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT)
+    env = host_devices_env(8, PYTHONPATH=REPO_ROOT)
     proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, str(out)], cwd=REPO_ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.directory_state import completed_checkpoints, directory_listing
+from tests.xla_flags import host_devices_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPARED = ("log_rho", "log_rho_stderr", "n_samples", "representatives", "pilot_z", "pilot_slot",
@@ -28,12 +29,10 @@ def free_port() -> int:
 
 def start(tmp, name, process_id, num_processes, devices, port, checkpoint_dir, *mode):
     """Start one job process; its stderr goes to tmp/name.err. Returns (Popen, out path, err path)."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-               # The single process and process 0 reuse compiled programs across stages (only
-               # process 0 of a pair writes the cache); results are identical with or without it.
-               JAX_COMPILATION_CACHE_DIR=str(tmp / "jax_cache"),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    # The single process and process 0 reuse compiled programs across stages (only process 0 of
+    # a pair writes the cache); results are identical with or without it.
+    env = host_devices_env(devices, JAX_COMPILATION_CACHE_DIR=str(tmp / "jax_cache"),
+                           JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     out, err = tmp / f"{name}.npz", tmp / f"{name}.err"
     with open(err, "wb") as stderr:
         job = subprocess.Popen([sys.executable, "-m", "tests.multihost_job", str(out), str(process_id),

@@ -6,11 +6,13 @@ import sys
 
 import numpy as np
 
+from tests.xla_flags import host_devices_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_job(path, num_devices):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}", JAX_PLATFORMS="cpu")
+    env = host_devices_env(num_devices)
     subprocess.run([sys.executable, "-m", "tests.sharded_job", path], cwd=ROOT, env=env, check=True,
                    stdout=subprocess.DEVNULL)
     return np.load(path)
