@@ -19,11 +19,11 @@ from omnijax.sampling import ladder as ladder_lib
 from omnijax.sampling.histogram import validate_bin_edges
 from omnijax.sampling.mcmc.replica_exchange_kernel import validate_betas
 from omnijax.sampling.proposals import make_proposal
-from omnijax.sampling.ladder_adaptation import adapt_ladder, block_length, stage_checkpoint
+from omnijax.sampling.ladder_adaptation import STAGE_BLOCK, adapt_ladder, block_length, stage_checkpoint
 from omnijax.sampling.pt_result import summarize_pt_run
 from omnijax.sampling.result import OutputDistributionEstimate
 from omnijax.sampling.fingerprint import run_fingerprint, with_settings
-from omnijax.sampling.replica_exchange_run import Schedule, run_replica_exchange
+from omnijax.sampling.replica_exchange_run import BlockPrograms, Schedule, run_replica_exchange
 from omnijax.sampling.spaces import InputSpace
 from omnijax.sampling.targets import Target, check_output_fn, make_value
 from omnijax.sampling.token_target import make_value_and_grad_for
@@ -141,11 +141,16 @@ def estimate_pt(
         ladder_lib.check_ladder_reaches(pilot, edges)
         ladder = user_betas
     x0 = opposite_starts(init_key, space, ladder, num_groups, *pilot_ends)
+    # One set of compiled programs for the adaptation stages and the recorded run: a stage whose
+    # ladder has the recorded run's size compiles nothing of its own.
+    most_records = max(min(steps_per_block, num_steps), STAGE_BLOCK, record_every) // record_every
+    programs = BlockPrograms(value_and_grad, sampler, edges, record_every=record_every, swap_every=swap_every,
+                             max_records=most_records, reservoir_capacity=reservoir_size)
     adapted = adapt_ladder(adapt_key, x0, ladder, target, value_and_grad, sampler, edges, burn_in=burn_in,
                            swap_every=swap_every, record_every=record_every,
                            target_acceptance=target_acceptance, num_replicas=num_replicas,
                            adapt=user_betas is None, progress=progress, checkpoint_dir=checkpoint_dir,
-                           fingerprint=stages)
+                           fingerprint=stages, programs=programs)
     ladder = adapted.betas
     # The rest of the burn-in (on the frozen ladder) and the recorded sweeps: one run, one checkpoint.
     total = adapted.equilibration + num_steps - burn_in
@@ -159,7 +164,7 @@ def estimate_pt(
     })
     run = run_replica_exchange(run_key, adapted.x, ladder, target, value_and_grad, sampler, edges, schedule,
                                reservoir_capacity=reservoir_size, checkpoint_dir=checkpoint_dir,
-                               fingerprint=fingerprint, progress=progress)
+                               fingerprint=fingerprint, progress=progress, programs=programs)
     num_kept = int((run.record_step > schedule.burn_in).sum()) * run.z[0].size
     _say(progress, f"reweighting: MBAR over {num_kept:,} kept samples, " + (
         f"then {num_bootstrap} bootstrap resamples of the {num_groups} groups (the full data and both halves) ..."

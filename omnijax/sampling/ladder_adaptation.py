@@ -64,7 +64,8 @@ def adapt_ladder(key: jax.Array, x0: jax.Array, betas: np.ndarray, target, value
                  edges: np.ndarray, *, burn_in: int, swap_every: int, record_every: int,
                  target_acceptance: float = 0.5, num_replicas: int | None = None,
                  max_extensions: int = 3, adapt: bool = True, progress: bool = True,
-                 checkpoint_dir: str | None = None, fingerprint: dict | None = None) -> AdaptedLadder:
+                 checkpoint_dir: str | None = None, fingerprint: dict | None = None,
+                 programs=None) -> AdaptedLadder:
     """Run the adaptation stages of the burn-in of walkers x0 (C, R, D), starting from ladder
     `betas`: every stage but the last is followed by a new ladder. The last stage, on the frozen
     ladder, is left to the caller (`equilibration` sweeps), so that it and the recorded run form
@@ -72,7 +73,9 @@ def adapt_ladder(key: jax.Array, x0: jax.Array, betas: np.ndarray, target, value
 
     With `checkpoint_dir`, stage k checkpoints in its subdirectory burn-in-k under the run's
     `fingerprint` plus the stage's ladder and starting inputs: an interrupted burn-in resumes
-    inside its stage, and a finished stage is read back, not rerun."""
+    inside its stage, and a finished stage is read back, not rerun. `programs`: the
+    `replica_exchange_run.BlockPrograms` the stages run on (shared with the recorded run, so a
+    stage whose ladder has the recorded run's size compiles nothing of its own)."""
     lengths = stage_lengths(burn_in, record_every, num_stages=4 if adapt else 1)
     x, stages, unreachable = x0, [], []
     extensions = {"top": 0, "bottom": 0}
@@ -83,7 +86,8 @@ def adapt_ladder(key: jax.Array, x0: jax.Array, betas: np.ndarray, target, value
                                  steps=steps)
         run = run_replica_exchange(jax.random.fold_in(key, k), x, betas, target, value_and_grad, proposal,
                                    edges, schedule, reservoir_capacity=0, progress=progress,
-                                   label=f"burn-in {k + 1}/{len(lengths)} ({len(betas)} rungs)", **where)
+                                   label=f"burn-in {k + 1}/{len(lengths)} ({len(betas)} rungs)",
+                                   programs=programs, **where)
         report = _report(run, betas, edges, steps)
         stages.append(report)
         new, pushed = _next_ladder(report, run, edges, extensions, max_extensions, target_acceptance,
@@ -109,7 +113,10 @@ def stage_checkpoint(checkpoint_dir: str | None, fingerprint: dict | None, name:
             "fingerprint": {**(fingerprint or {}), "stage": name, **settings}}
 
 
-def block_length(steps: int, record_every: int, most: int = 200) -> int:
+STAGE_BLOCK = 200  # the most sweeps in one block of an adaptation stage (progress after every block)
+
+
+def block_length(steps: int, record_every: int, most: int = STAGE_BLOCK) -> int:
     """The longest block of at most `most` sweeps, a whole number of records, that divides
     `steps` (a multiple of record_every): progress is printed after every block."""
     per = max(record_every, min(steps, most) // record_every * record_every)

@@ -3,7 +3,8 @@ outputs recorded every few sweeps, the representatives kept per bin, in `driver.
 
 One jitted call runs a whole block (`lax.scan` over records; each record is
 record_every / swap_every exchange rounds of `mcmc.replica_exchange.step`, vmapped over the
-groups). The model's parameters are an argument of that call, never a constant in it. Keys
+groups). The model's parameters, the ladder and the burn-in are arguments of that call, never
+constants in it, so the runs of one estimate share its compiled program (`BlockPrograms`). Keys
 are derived from (key, block index), so a resumed run is bit-identical to an uninterrupted one.
 """
 
@@ -67,18 +68,60 @@ class TemperingRun(NamedTuple):
     reservoir: reservoir_lib.Reservoir
 
 
-def block_program(value_and_grad: ValueAndGrad, proposal: Proposal, schedule: Schedule, bin_edges,
-                  keep_representatives: bool = True):
-    """jitted block(params, state, reservoir, key) -> (state, reservoir, (z, slot, step) per record).
-    keep_representatives=False leaves the reservoir as given: a run that reads only its records
-    (the pilot, the ladder's adaptation stages) skips the insert and its compile time."""
+class BlockPrograms:
+    """The compiled programs of replica-exchange runs that share a model, a proposal, bin edges,
+    record/swap intervals and a reservoir size: one jitted block and one jitted init, with the
+    ladder, the burn-in, the records per block and whether to keep representatives as their
+    arguments, not constants. Runs of one estimate (its adaptation stages and its recorded run)
+    built on one `BlockPrograms` compile once per shape of their walkers (C, R, D) instead of once
+    per run: on a default call whose stages keep the ladder's size, 2 block compiles instead of 5.
+
+    max_records: the most records one block holds (each block scans this many, skipping those past
+    its own count). reservoir_capacity: representatives kept per bin by a run that keeps them; a
+    run that keeps none carries an empty reservoir of the same shape, so both share the program.
+    keep_representatives=False compiles the block without the reservoir insert (for runs that
+    never keep representatives, e.g. the pilot); the runs then pass reservoir_capacity=0."""
+
+    def __init__(self, value_and_grad: ValueAndGrad, proposal: Proposal, bin_edges, *, record_every: int,
+                 swap_every: int, max_records: int, reservoir_capacity: int, keep_representatives: bool = True):
+        if record_every % swap_every:
+            raise ValueError(f"record_every ({record_every}) must be a multiple of swap_every ({swap_every})")
+        self.record_every, self.swap_every = record_every, swap_every
+        self.max_records = max(int(max_records), 1)
+        self.keep_representatives = bool(keep_representatives)
+        self.reservoir_capacity = max(int(reservoir_capacity), 1) if keep_representatives else 1
+        self.num_bins = len(bin_edges) - 1
+        self.block = _block_fn(value_and_grad, proposal, bin_edges, record_every // swap_every, swap_every,
+                               self.max_records, self.keep_representatives)
+        self.init = jax.jit(jax.vmap(lambda x, ladder, p: rx.init(x, ladder, p, value_and_grad, proposal),
+                                     in_axes=(0, None, None)))
+
+    def check(self, schedule: Schedule, reservoir_capacity: int) -> None:
+        """Raise ValueError unless a run of `schedule` keeping `reservoir_capacity` fits these programs."""
+        if (schedule.record_every, schedule.swap_every) != (self.record_every, self.swap_every):
+            raise ValueError(f"schedule records every {schedule.record_every} and swaps every "
+                             f"{schedule.swap_every} sweeps; these programs were built for "
+                             f"{self.record_every} and {self.swap_every}")
+        if schedule.records_per_block > self.max_records:
+            raise ValueError(f"schedule has {schedule.records_per_block} records per block; these programs "
+                             f"hold at most {self.max_records}")
+        allowed = (0, self.reservoir_capacity) if self.keep_representatives else (0,)
+        if reservoir_capacity not in allowed:
+            raise ValueError(f"reservoir_capacity must be one of {allowed} with these programs, got {reservoir_capacity}")
+
+
+def _block_fn(value_and_grad, proposal, bin_edges, rounds, swap_every, max_records, keep_representatives):
+    """jitted block(params, state, reservoir, key, num_records, burn_in, insert) -> (state, reservoir,
+    (z, slot, step) per record): `num_records` records, the rest of the max_records rows left as they
+    were (garbage, cut off by the caller). The reservoir takes each record after step burn_in when
+    `insert`. Record r's key is split(key, max_records)[r], which equals split(key, num_records)[r]
+    (partitionable threefry), so the records do not depend on max_records."""
     edges = jnp.asarray(bin_edges, jnp.float32)
-    rounds = schedule.record_every // schedule.swap_every
     group_step = jax.vmap(
-        lambda k, s, p: rx.step(k, s, p, value_and_grad, proposal, sweeps=schedule.swap_every)[0],
+        lambda k, s, p: rx.step(k, s, p, value_and_grad, proposal, sweeps=swap_every)[0],
         in_axes=(0, 0, None))
 
-    def one_record(params, multipliers, carry, record_key):
+    def one_record(params, multipliers, burn_in, insert, carry, record_key):
         state, reservoir = carry
         keys = jax.random.split(record_key, rounds + 1)
         num_groups = state.step.shape[0]
@@ -91,28 +134,39 @@ def block_program(value_and_grad: ValueAndGrad, proposal: Proposal, schedule: Sc
             tags = jnp.stack([jnp.arange(z.shape[0], dtype=jnp.int32),
                               state.round_trips.reshape(-1).astype(jnp.int32)], axis=-1)
             reservoir = jax.lax.cond(
-                state.step[0] > schedule.burn_in,
+                insert & (state.step[0] > burn_in),
                 lambda r: reservoir_lib.insert(r, keys[-1], x, z, edges, multipliers, tags),
                 lambda r: r, reservoir)
         return (state, reservoir), (state.chains.z, state.slot, state.step[0])
 
     @jax.jit
-    def block(params, state, reservoir, block_key):
+    def block(params, state, reservoir, block_key, num_records, burn_in, insert):
         multipliers = jnp.asarray(reservoir_lib.hash_multipliers(state.chains.x.shape[-1]))
-        keys = jax.random.split(block_key, schedule.records_per_block)
+        keys = jax.random.split(block_key, max_records)
+
+        def scan_body(carry, item):
+            index, record_key = item
+            empty = (jnp.zeros_like(carry[0].chains.z), jnp.zeros_like(carry[0].slot), jnp.int32(0))
+            return jax.lax.cond(index < num_records,
+                                lambda c: one_record(params, multipliers, burn_in, insert, c, record_key),
+                                lambda c: (c, empty), carry)
+
         (state, reservoir), records = jax.lax.scan(
-            lambda c, k: one_record(params, multipliers, c, k), (state, reservoir), keys)
+            scan_body, (state, reservoir), (jnp.arange(max_records), keys))
         return state, reservoir, records
 
     return block
 
 
 def init_groups(x0: jax.Array, betas, target: Target, value_and_grad: ValueAndGrad,
-                proposal: Proposal) -> rx.ReplicaExchangeState:
-    """Group states from flat inputs x0 (C, R, D), compiled as one program."""
-    ladder = jnp.asarray(betas, jnp.float32)
-    init = jax.jit(jax.vmap(lambda x, p: rx.init(x, ladder, p, value_and_grad, proposal), in_axes=(0, None)))
-    return init(x0, target.params)
+                proposal: Proposal, programs: BlockPrograms | None = None) -> rx.ReplicaExchangeState:
+    """Group states from flat inputs x0 (C, R, D), compiled as one program (`programs.init` if given)."""
+    ladder = jnp.asarray(rx.validate_betas(betas), jnp.float32)
+    if programs is None:
+        init = jax.jit(jax.vmap(lambda x, b, p: rx.init(x, b, p, value_and_grad, proposal), in_axes=(0, None, None)))
+    else:
+        init = programs.init
+    return init(x0, ladder, target.params)
 
 
 def raise_if_nonfinite(state: rx.ReplicaExchangeState, what: str = "output_fn") -> None:
@@ -131,32 +185,44 @@ def raise_if_nonfinite(state: rx.ReplicaExchangeState, what: str = "output_fn") 
 def run_replica_exchange(key: jax.Array, x0: jax.Array, betas, target: Target, value_and_grad: ValueAndGrad,
                          proposal: Proposal, bin_edges, schedule: Schedule, *, reservoir_capacity: int = 32,
                          checkpoint_dir: str | None = None, fingerprint: dict | None = None,
-                         progress: bool = True, label: str = "replica exchange") -> TemperingRun:
+                         progress: bool = True, label: str = "replica exchange",
+                         programs: BlockPrograms | None = None) -> TemperingRun:
     """Run replica exchange from flat inputs x0 (C, R, D) on the ladder `betas`.
 
-    reservoir_capacity: representatives kept per bin; 0 keeps none (the returned reservoir has one
-    empty slot per bin), for runs whose caller reads only the records.
+    reservoir_capacity: representatives kept per bin; 0 keeps none (the returned reservoir is
+    empty), for runs whose caller reads only the records.
+
+    programs: compiled programs shared with other runs of the same model, proposal, bin edges and
+    record/swap intervals (`BlockPrograms`; built for this run alone when None).
 
     With `checkpoint_dir`, the run resumes from the newest checkpoint there (which must come
     from a run with the same `fingerprint`) and writes one every `checkpoint_every_blocks`.
     """
     num_groups, num_replicas, num_positions = x0.shape
     num_records = schedule.num_blocks * schedule.records_per_block
-    block = block_program(value_and_grad, proposal, schedule, bin_edges, keep_representatives=reservoir_capacity > 0)
+    if programs is None:
+        programs = BlockPrograms(value_and_grad, proposal, bin_edges, record_every=schedule.record_every,
+                                 swap_every=schedule.swap_every, max_records=schedule.records_per_block,
+                                 reservoir_capacity=reservoir_capacity,
+                                 keep_representatives=reservoir_capacity > 0)
+    programs.check(schedule, reservoir_capacity)
     carry = {
-        "state": init_groups(x0, betas, target, value_and_grad, proposal),
-        "reservoir": reservoir_lib.empty(len(bin_edges) - 1, max(reservoir_capacity, 1), num_positions),
+        "state": init_groups(x0, betas, target, value_and_grad, proposal, programs),
+        "reservoir": reservoir_lib.empty(programs.num_bins, programs.reservoir_capacity, num_positions),
         "z": np.zeros((num_records, num_groups, num_replicas), np.float32),
         "slot": np.zeros((num_records, num_groups, num_replicas), np.int32),
         "record_step": np.zeros((num_records,), np.int32),
     }
     params = target.params
+    per_block = schedule.records_per_block
+    block_args = (np.int32(per_block), np.int32(schedule.burn_in), np.bool_(reservoir_capacity > 0))
 
     def run_block(b, carry):
-        state, reservoir, (z, slot, step) = block(params, carry["state"], carry["reservoir"],
-                                                  jax.random.fold_in(key, b))
-        rows = slice(b * schedule.records_per_block, (b + 1) * schedule.records_per_block)
-        carry["z"][rows], carry["slot"][rows], carry["record_step"][rows] = to_host((z, slot, step))
+        state, reservoir, records = programs.block(params, carry["state"], carry["reservoir"],
+                                                   jax.random.fold_in(key, b), *block_args)
+        z, slot, step = to_host(records)
+        rows = slice(b * per_block, (b + 1) * per_block)
+        carry["z"][rows], carry["slot"][rows], carry["record_step"][rows] = z[:per_block], slot[:per_block], step[:per_block]
         return dict(carry, state=state, reservoir=reservoir)
 
     def place(carry):
