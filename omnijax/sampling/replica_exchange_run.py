@@ -158,15 +158,9 @@ def _block_fn(value_and_grad, proposal, bin_edges, rounds, swap_every, max_recor
     return block
 
 
-def init_groups(x0: jax.Array, betas, target: Target, value_and_grad: ValueAndGrad,
-                proposal: Proposal, programs: BlockPrograms | None = None) -> rx.ReplicaExchangeState:
-    """Group states from flat inputs x0 (C, R, D), compiled as one program (`programs.init` if given)."""
-    ladder = jnp.asarray(rx.validate_betas(betas), jnp.float32)
-    if programs is None:
-        init = jax.jit(jax.vmap(lambda x, b, p: rx.init(x, b, p, value_and_grad, proposal), in_axes=(0, None, None)))
-    else:
-        init = programs.init
-    return init(x0, ladder, target.params)
+def init_groups(x0: jax.Array, betas, target: Target, programs: BlockPrograms) -> rx.ReplicaExchangeState:
+    """Group states from flat inputs x0 (C, R, D) on the ladder `betas`, by `programs.init`."""
+    return programs.init(x0, jnp.asarray(rx.validate_betas(betas), jnp.float32), target.params)
 
 
 def raise_if_nonfinite(state: rx.ReplicaExchangeState, what: str = "output_fn") -> None:
@@ -207,7 +201,7 @@ def run_replica_exchange(key: jax.Array, x0: jax.Array, betas, target: Target, v
                                  keep_representatives=reservoir_capacity > 0)
     programs.check(schedule, reservoir_capacity)
     carry = {
-        "state": init_groups(x0, betas, target, value_and_grad, proposal, programs),
+        "state": init_groups(x0, betas, target, programs),
         "reservoir": reservoir_lib.empty(programs.num_bins, programs.reservoir_capacity, num_positions),
         "z": np.zeros((num_records, num_groups, num_replicas), np.float32),
         "slot": np.zeros((num_records, num_groups, num_replicas), np.int32),
