@@ -2,11 +2,11 @@
 
 The suite compiles far more than it runs (most tests sample a few hundred sweeps), so it asks
 XLA's CPU backend for LLVM optimisation level 1 instead of the default 2: compiles take ~25%
-less time while the sampler's throughput is unchanged (its matmuls are library calls; measured
-in BUILD_NOTES.md, "Suite time, 2026-12-02"). Results agree with the default level to float
-rounding, not bit for bit, so every process of the session, subprocesses included, uses the
-same level: a comparison between two processes then compares like with like. Users' runs keep
-XLA's defaults.
+less time while the sampler's throughput is unchanged (its matmuls are library calls; measured in
+BUILD_NOTES.md, "The tests compile at LLVM optimisation level 1"). Results agree with the default
+level to float rounding, not bit for bit, so every process of the session, subprocesses included,
+uses the same level: a comparison between two processes then compares like with like. Users'
+runs keep XLA's defaults.
 """
 
 import os

@@ -199,7 +199,8 @@ def run_replica_exchange(key: jax.Array, x0: jax.Array, betas, target: Target, v
                                  swap_every=schedule.swap_every, max_records=schedule.records_per_block,
                                  reservoir_capacity=reservoir_capacity,
                                  keep_representatives=reservoir_capacity > 0)
-    programs.check(schedule, reservoir_capacity)
+    else:
+        programs.check(schedule, reservoir_capacity)  # programs built for this run fit it by construction
     carry = {
         "state": init_groups(x0, betas, target, programs),
         "reservoir": reservoir_lib.empty(programs.num_bins, programs.reservoir_capacity, num_positions),
