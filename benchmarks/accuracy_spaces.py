@@ -13,6 +13,13 @@ distribution is a probability p(S) over a range of integers, computed in float64
             a double well at positive beta (all off vs all on, at different z), so the tilted
             ensembles are bimodal and walkers must cross barriers; p(S) by convolving the
             blocks' binomial laws.
+  trap<B>x<n>  B blocks of n binary inputs, S = sum_b t(m_b) with the deceptive trap
+            t(m) = n for a full block and n - 1 - m otherwise (Deb & Goldberg 1993): at high
+            beta every block has two wells, all off (t = n - 1) and all on (t = n), and local
+            moves (and the gradient) lead away from the higher one, so walkers at the top of
+            the ladder keep the blocks they froze in until a round trip through low beta
+            reshuffles them. The hardest space here for the verdict; p(S) by convolving the
+            blocks' binomial laws.
 
 Bin edges sit half-way between integer sums (never on an output value), evenly spread over
 the sums whose lower and upper tails each hold at least TAIL_MASS of all inputs, so the end
@@ -39,7 +46,7 @@ POTTS_STATES = 3
 POTTS_COUPLINGS = (-2, -1, 0, 1, 2)
 BLOCK_CURVATURES = (1, 2)
 BLOCK_SLOPES = (-2, -1, 0, 1, 2)
-_NAME = re.compile(r"^(bits|potts)(\d+)$|^blocks(\d+)x(\d+)$")
+_NAME = re.compile(r"^(bits|potts)(\d+)$|^(blocks|trap)(\d+)x(\d+)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +54,10 @@ class Problem:
     """One exactly solvable model: its space, its integer tables and p(S) for S = s_min + j."""
 
     name: str
-    kind: str                # "bits", "potts" or "blocks"
+    kind: str                # "bits", "potts", "blocks" or "trap"
     shape: tuple[int, ...]
     num_categories: int
-    table: np.ndarray        # bits: (N,) a_i; potts: (L-1, K, K) W_i; blocks: (B, 2) (c_b, l_b)
+    table: np.ndarray        # bits: (N,) a_i; potts: (L-1, K, K) W_i; blocks: (B, 2) (c_b, l_b); trap: (B, n+1) t(m)
     s_min: int
     p: np.ndarray            # (s_max - s_min + 1,) fraction of all inputs with each sum
 
@@ -61,16 +68,22 @@ def parse_name(name: str) -> tuple[str, tuple[int, ...]]:
     if match and match.group(1):
         kind, sizes = match.group(1), (int(match.group(2)),)
     elif match:
-        kind, sizes = "blocks", (int(match.group(3)), int(match.group(4)))
-    if not match or sizes[-1] < 2 or (kind == "blocks" and (sizes[0] < 1 or sizes[1] % 2)):
-        raise ValueError(f"unknown space {name!r}: expected bits<N>, potts<L> (N, L >= 2) or blocks<B>x<n> "
-                         f"(n even), e.g. bits64, bits100, potts40, blocks8x12")
+        kind, sizes = match.group(3), (int(match.group(4)), int(match.group(5)))
+    if (not match or sizes[-1] < 2 or (kind in ("blocks", "trap") and sizes[0] < 1)
+            or (kind == "blocks" and sizes[1] % 2)):
+        raise ValueError(f"unknown space {name!r}: expected bits<N>, potts<L> (N, L >= 2), blocks<B>x<n> "
+                         f"(n even) or trap<B>x<n> (n >= 2), e.g. bits64, bits100, potts40, blocks8x12, trap16x6")
     return kind, sizes
 
 
 def build(name: str, seed: int = 0) -> Problem:
     """The problem called `name` (see the module docstring), tables drawn from `seed`."""
     kind, sizes = parse_name(name)
+    if kind == "trap":  # no random table: every block is the same trap
+        blocks, n = sizes
+        values = np.tile(trap_values(n), (blocks, 1))
+        s_min, p = block_law_distribution(values, n)
+        return Problem(name, kind, (blocks * n,), 2, values, s_min, p)
     rng = np.random.default_rng([seed, *sizes, ("bits", "potts", "blocks").index(kind)])
     if kind == "bits":
         weights = rng.choice(BIT_WEIGHTS, size=sizes[0]).astype(np.int64)
@@ -82,7 +95,7 @@ def build(name: str, seed: int = 0) -> Problem:
         return Problem(name, kind, sizes, POTTS_STATES, couplings, s_min, p)
     blocks, n = sizes
     table = np.stack([rng.choice(BLOCK_CURVATURES, size=blocks), rng.choice(BLOCK_SLOPES, size=blocks)], axis=1)
-    s_min, p = blocks_distribution(table.astype(np.int64), n)
+    s_min, p = block_law_distribution(block_sums(table.astype(np.int64), n), n)
     return Problem(name, kind, (blocks * n,), 2, table.astype(np.int64), s_min, p)
 
 
@@ -124,11 +137,18 @@ def block_sums(table: np.ndarray, n: int) -> np.ndarray:
     return table[:, :1] * (m - n // 2) ** 2 + table[:, 1:] * m
 
 
-def blocks_distribution(table: np.ndarray, n: int) -> tuple[int, np.ndarray]:
-    """(s_min, p) of S = sum_b S_b(m_b) over uniform binary blocks of n inputs each."""
+def trap_values(n: int) -> np.ndarray:
+    """(n + 1,) the deceptive trap t(m) = n if m == n else n - 1 - m, for m = 0..n ones."""
+    m = np.arange(n + 1)
+    return np.where(m == n, n, n - 1 - m).astype(np.int64)
+
+
+def block_law_distribution(values: np.ndarray, n: int) -> tuple[int, np.ndarray]:
+    """(s_min, p) of S = sum_b values[b, m_b] over uniform binary blocks of n inputs each
+    (m_b the ones in block b; values (B, n + 1) integers)."""
     binomial = np.array([math.comb(n, m) for m in range(n + 1)], np.float64) / 2.0 ** n
     s_min, p = 0, np.ones(1)
-    for row in block_sums(table, n):
+    for row in np.asarray(values, np.int64):
         low = int(row.min())
         law = np.bincount(row - low, weights=binomial)
         p, s_min = np.convolve(p, law), s_min + low
@@ -181,6 +201,14 @@ def output_fn(problem: Problem):
             return BIAS + SCALE * jnp.sum(curvature * (m - half) ** 2 + slope * m)
 
         return blocks_z
+    if problem.kind == "trap":
+        blocks, n = problem.table.shape[0], problem.table.shape[1] - 1
+
+        def trap_z(onehot):
+            m = jnp.sum(onehot[:, 1].reshape(blocks, n), axis=1)
+            return BIAS + SCALE * jnp.sum(jnp.where(m > n - 0.5, float(n), n - 1.0 - m))
+
+        return trap_z
     couplings = jnp.asarray(problem.table.astype(np.float32))
 
     def potts_z(onehot):

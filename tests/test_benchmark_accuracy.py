@@ -41,7 +41,7 @@ def minimax_error(log_rho, exact, floor=1e-12):
     return float(np.ptp(delta) / 2)
 
 
-@pytest.mark.parametrize("name", ["bits12", "potts7", "blocks2x6"])
+@pytest.mark.parametrize("name", ["bits12", "potts7", "blocks2x6", "trap3x4"])
 def test_exact_log_rho_matches_enumeration(name):
     problem = spaces.build(name)
     edges = spaces.bin_edges(problem)

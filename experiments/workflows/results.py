@@ -28,6 +28,9 @@ def convergence_summary(est) -> dict:
                  "weakest_swap_acceptance"):
         if name in d:
             summary[name] = d[name]
+    if "groups_without_round_trip" in d:
+        summary["groups_without_round_trip"] = [int(g) for g in d["groups_without_round_trip"]]
+        summary["num_groups"] = int(len(d["round_trips_per_group"]))
     if "weakest_pair" in d:
         summary["weakest_pair"] = [int(i) for i in d["weakest_pair"]]
         summary["weakest_pair_betas"] = [float(b) for b in d["weakest_pair_betas"]]
@@ -40,7 +43,8 @@ def print_verdict(est, out=print) -> None:
     extra = ""
     if "round_trips_total" in s:
         extra = (f" | round trips {s['round_trips_total']} (median per walker {s['round_trips_median']:g}, "
-                 f"{s['walkers_without_round_trip']}/{s['num_walkers']} walkers with none) | weakest swap "
+                 f"{s['walkers_without_round_trip']}/{s['num_walkers']} walkers and "
+                 f"{len(s.get('groups_without_round_trip', []))}/{s.get('num_groups', '?')} groups with none) | weakest swap "
                  f"pair {tuple(s['weakest_pair'])} at {s['weakest_swap_acceptance']:.3f}")
     out(f"verdict: {'converged' if s['converged'] else 'NOT converged'}{extra}")
     for warning in s["warnings"]:
