@@ -179,6 +179,17 @@ def exact_log_rho(problem: Problem, edges: np.ndarray) -> np.ndarray:
         return np.log(mass)
 
 
+def exact_case(name: str, seed: int = 0):
+    """(output_fn, omnijax InputSpace, bin edges, exact ln rho per bin) of the space `name`:
+    what a run against the exact answer needs (imports omnijax lazily)."""
+    import omnijax as oj
+
+    problem = build(name, seed)
+    edges = bin_edges(problem)
+    space = oj.InputSpace(shape=problem.shape, num_categories=problem.num_categories)
+    return output_fn(problem), space, edges, exact_log_rho(problem, edges)
+
+
 def output_fn(problem: Problem):
     """The model as a plain JAX function of one one-hot input (shape + (K,)) -> scalar z."""
     import jax.numpy as jnp

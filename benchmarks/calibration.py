@@ -65,10 +65,7 @@ def exact_case(name: str, space_seed: int):
         return output_fn, space, edges, np.asarray(exact.log_rho, np.float64)
     from benchmarks import accuracy_spaces
 
-    problem = accuracy_spaces.build(name, space_seed)
-    space = oj.InputSpace(shape=problem.shape, num_categories=problem.num_categories)
-    edges = accuracy_spaces.bin_edges(problem)
-    return accuracy_spaces.output_fn(problem), space, edges, accuracy_spaces.exact_log_rho(problem, edges)
+    return accuracy_spaces.exact_case(name, space_seed)
 
 
 def bin_rows(name: str, seed: int, exact: np.ndarray, est) -> list[dict]:

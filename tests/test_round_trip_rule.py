@@ -42,12 +42,9 @@ def test_a_group_without_a_round_trip_is_named_and_one_trip_per_group_suffices()
 
 
 def _default_call(name, **options):
-    problem = spaces.build(name)
-    edges = spaces.bin_edges(problem)
-    est = oj.estimate_output_distribution(spaces.output_fn(problem),
-                                          oj.InputSpace(problem.shape, problem.num_categories), edges,
-                                          key=jax.random.key(0), progress=False, **options)
-    exact = spaces.exact_log_rho(problem, edges)
+    output_fn, space, edges, exact = spaces.exact_case(name)
+    est = oj.estimate_output_distribution(output_fn, space, edges, key=jax.random.key(0), progress=False,
+                                          **options)
     both = np.isfinite(exact) & np.isfinite(est.log_rho)
     return est, np.abs(est.log_rho - exact)[both] / est.log_rho_stderr[both]
 
