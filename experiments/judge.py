@@ -24,6 +24,8 @@ import time
 
 from absl import app, flags, logging
 
+from experiments.workflows import compile_cache
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "Run directory of python -m experiments.mnist (samples.npz, metrics.json).")
 flags.DEFINE_string("judge_dir", os.path.join("runs", "judge-mnist-cnn"),
@@ -61,6 +63,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     _check_flags()
+    compile_cache.enable_from_flags()
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
     from omnijax.util.heartbeat import Heartbeat
 

@@ -32,6 +32,7 @@ import time
 
 from absl import app, flags, logging
 
+from experiments.workflows import compile_cache
 from experiments.workflows.similarity import PRESETS
 from omnijax.util.heartbeat import Heartbeat
 
@@ -85,6 +86,7 @@ def main(argv):
     del argv
     preset = PRESETS[FLAGS.preset]
     _check_flags(preset)
+    compile_cache.enable_from_flags()
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
     from experiments.workflows import similarity as flow
 
