@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from omnijax.sampling import ladder as ladder_lib
+from omnijax.sampling import run_length
 from omnijax.sampling.histogram import validate_bin_edges
 from omnijax.sampling.mcmc.replica_exchange_kernel import validate_betas
 from omnijax.sampling.proposals import make_proposal
@@ -88,7 +89,8 @@ def estimate_pt(
     burn_in: int | None = None, steps_per_block: int = 1_000, swap_every: int = 1,
     record_every: int = 10, pilot_steps: int | None = None, target_acceptance: float = 0.5,
     proposal: str = "gwg", proposal_options: dict | None = None, reservoir_size: int = 32,
-    num_bootstrap: int = 100, checkpoint_dir: str | None = None, progress: bool = True,
+    num_bootstrap: int = 100, max_steps: int | None = None, checkpoint_dir: str | None = None,
+    progress: bool = True,
 ) -> OutputDistributionEstimate:
     """Replica exchange + MBAR (method="pt"); called by `estimate_output_distribution`, which
     has validated the target, space, edges and key.
@@ -100,6 +102,12 @@ def estimate_pt(
     recorded and reweighted. `pilot_steps` defaults to min(1000, num_steps). `num_bootstrap` = 0
     skips the error bars (ln rho alone, every stderr and interval NaN): for a pilot whose caller
     reads only ln rho and the representatives.
+
+    `max_steps` (default 4 * num_steps; = num_steps turns it off): when the recorded run ends with
+    some group whose walkers made no round trip (which the verdict refuses) and the others' rate of
+    trips predicts that every group has one within max_steps sweeps in all, the run goes on, on the
+    same ladder, until then (`run_length`; re-checked after each extension). Every extension is in
+    est.diagnostics["extensions"], and a declined one in the verdict's warning.
 
     `swap_every` = 1: a swap round after every sweep. A round costs no measurable CPU beside a
     sweep (the outputs are cached), and walkers cross the ladder in swap rounds, not sweeps:
@@ -116,6 +124,9 @@ def estimate_pt(
     if not (isinstance(target_acceptance, (int, float)) and 0.0 < target_acceptance < 1.0):
         raise ValueError(f"target_acceptance must be a number in (0, 1), got {target_acceptance!r}")
     burn_in = num_steps // 5 if burn_in is None else burn_in
+    max_steps = 4 * num_steps if max_steps is None else check_positive_int("max_steps", max_steps)
+    if max_steps < num_steps:
+        raise ValueError(f"max_steps must be >= num_steps={num_steps} (= num_steps: never extend), got {max_steps}")
     Schedule(num_steps=num_steps, steps_per_block=min(steps_per_block, num_steps), record_every=record_every,
              swap_every=swap_every, burn_in=burn_in)  # validates the knobs as given
     sampler = make_proposal(proposal, space, **(proposal_options or {}))
@@ -165,17 +176,24 @@ def estimate_pt(
     run = run_replica_exchange(run_key, adapted.x, ladder, target, value_and_grad, sampler, edges, schedule,
                                reservoir_capacity=reservoir_size, checkpoint_dir=checkpoint_dir,
                                fingerprint=fingerprint, progress=progress, programs=programs)
+    run, extensions = _extend_for_round_trips(
+        run, jax.random.fold_in(run_key, 2), adapted.x, ladder, target, value_and_grad, sampler, edges, schedule,
+        burn_in - adapted.equilibration, max_steps, reservoir_size, programs, checkpoint_dir, fingerprint, progress)
     num_kept = int((run.record_step > schedule.burn_in).sum()) * run.z[0].size
     _say(progress, f"reweighting: MBAR over {num_kept:,} kept samples, " + (
         f"then {num_bootstrap} bootstrap resamples of the {num_groups} groups (the full data and both halves) ..."
         if num_bootstrap else "no error bars (num_bootstrap=0) ..."))
     summary_start = time.perf_counter()
     est = summarize_pt_run(run, space, edges, ladder, schedule.burn_in, boot_key, num_bootstrap=num_bootstrap,
-                           extra_diagnostics={"pilot": pilot._asdict(), "burn_in": burn_in,
-                                              "ladder_stages": [s._asdict() for s in adapted.stages]},
+                           extra_diagnostics={"pilot": pilot._asdict(), "burn_in": burn_in, "max_steps": max_steps,
+                                              "ladder_stages": [s._asdict() for s in adapted.stages],
+                                              "extensions": [e._asdict() for e in extensions[:-1]],
+                                              "extension_stopped": extensions[-1].reason},
                            progress=progress and jax.process_index() == 0)
     _say(progress, f"reweighting done in {time.perf_counter() - summary_start:.1f} s")
     est.diagnostics["num_steps"] = burn_in - adapted.equilibration + int(est.diagnostics["num_steps"])
+    if extensions[-1].needed and not est.diagnostics["converged"] and est.diagnostics["groups_without_round_trip"]:
+        est.diagnostics["warnings"].append(f"The run was not extended further: {extensions[-1].reason}.")
     for end in adapted.unreachable:
         est.diagnostics["converged"] = False
         est.diagnostics["warnings"].append(
@@ -183,6 +201,41 @@ def estimate_pt(
             f"{end} bin during the last adaptation stage, and pushing the {end} end further did not move it "
             f"closer: the {end} bins may be out of this sampler's reach (lower their edges or sample longer).")
     return est
+
+
+MAX_EXTENSIONS = 4
+
+
+def _extend_for_round_trips(run, key, x, ladder, target, value_and_grad, sampler, edges, schedule, offset,
+                            max_steps, reservoir_size, programs, checkpoint_dir, fingerprint, progress):
+    """(run, decisions): `run` gone on while `run_length.extension` asks (at most MAX_EXTENSIONS
+    times, within max_steps sweeps of the call, of which the `offset` sweeps of the adaptation
+    stages came before the run), and every decision, the last the one that stopped it. Each
+    extension checkpoints in its own subdirectory, so a restarted call replays the same decisions
+    and resumes where it stopped."""
+    decisions, since = [], None
+    for index in range(MAX_EXTENSIONS + 1):
+        steps = offset + int(np.asarray(run.state.step)[0])
+        trips = np.asarray(run.state.round_trips).sum(axis=1)
+        decision = run_length.extension(trips, steps, max_steps, schedule.steps_per_block, since=since,
+                                        counted_from=offset)
+        since = (trips, steps)
+        if index == MAX_EXTENSIONS and decision.steps:
+            missing = int((trips < 1).sum())
+            decision = run_length.Extension(0, decision.needed, f"{missing} of {trips.size} groups still have no "
+                                                                f"round trip after {MAX_EXTENSIONS} extensions")
+        decisions.append(decision)
+        if not decision.steps:
+            return run, decisions
+        _say(progress, f"extending the run: {decision.reason}")
+        more = Schedule(num_steps=decision.steps, steps_per_block=schedule.steps_per_block,
+                        record_every=schedule.record_every, swap_every=schedule.swap_every, burn_in=0)
+        run = run_replica_exchange(jax.random.fold_in(key, index), x, ladder, target, value_and_grad, sampler,
+                                   edges, more, reservoir_capacity=reservoir_size, progress=progress,
+                                   label=f"extension {index + 1}", programs=programs, start=run,
+                                   **stage_checkpoint(checkpoint_dir, fingerprint, f"extension-{index + 1}",
+                                                      steps=decision.steps))
+    return run, decisions
 
 
 def _say(progress: bool, line: str) -> None:

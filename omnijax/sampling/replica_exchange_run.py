@@ -180,8 +180,12 @@ def run_replica_exchange(key: jax.Array, x0: jax.Array, betas, target: Target, v
                          proposal: Proposal, bin_edges, schedule: Schedule, *, reservoir_capacity: int = 32,
                          checkpoint_dir: str | None = None, fingerprint: dict | None = None,
                          progress: bool = True, label: str = "replica exchange",
-                         programs: BlockPrograms | None = None) -> TemperingRun:
+                         programs: BlockPrograms | None = None, start: TemperingRun | None = None) -> TemperingRun:
     """Run replica exchange from flat inputs x0 (C, R, D) on the ladder `betas`.
+
+    start: a finished run of the same shape to go on from (its final state, with its counters,
+    and its reservoir; x0 then only gives the shape). The returned records are `start`'s followed
+    by this schedule's; record steps go on from start's.
 
     reservoir_capacity: representatives kept per bin; 0 keeps none (the returned reservoir is
     empty), for runs whose caller reads only the records.
@@ -201,9 +205,16 @@ def run_replica_exchange(key: jax.Array, x0: jax.Array, betas, target: Target, v
                                  keep_representatives=reservoir_capacity > 0)
     else:
         programs.check(schedule, reservoir_capacity)  # programs built for this run fit it by construction
+    if start is None:
+        initial_state = init_groups(x0, betas, target, programs)
+        initial_reservoir = reservoir_lib.empty(programs.num_bins, programs.reservoir_capacity, num_positions)
+    else:
+        if np.shape(start.state.chains.x) != tuple(x0.shape):
+            raise ValueError(f"start has walkers of shape {np.shape(start.state.chains.x)}, x0 {tuple(x0.shape)}")
+        initial_state, initial_reservoir = start.state, start.reservoir
     carry = {
-        "state": init_groups(x0, betas, target, programs),
-        "reservoir": reservoir_lib.empty(programs.num_bins, programs.reservoir_capacity, num_positions),
+        "state": initial_state,
+        "reservoir": initial_reservoir,
         "z": np.zeros((num_records, num_groups, num_replicas), np.float32),
         "slot": np.zeros((num_records, num_groups, num_replicas), np.int32),
         "record_step": np.zeros((num_records,), np.int32),
@@ -232,7 +243,10 @@ def run_replica_exchange(key: jax.Array, x0: jax.Array, betas, target: Target, v
         checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
         checkpoint_every=schedule.checkpoint_every_blocks, place=place, progress=progress)
     state, reservoir = to_host((carry["state"], carry["reservoir"]))
-    return TemperingRun(carry["z"], carry["slot"], carry["record_step"], state, reservoir)
+    if start is None:
+        return TemperingRun(carry["z"], carry["slot"], carry["record_step"], state, reservoir)
+    return TemperingRun(np.concatenate([start.z, carry["z"]]), np.concatenate([start.slot, carry["slot"]]),
+                        np.concatenate([start.record_step, carry["record_step"]]), state, reservoir)
 
 
 def swap_note(state: rx.ReplicaExchangeState) -> str:
