@@ -47,6 +47,8 @@ flags.DEFINE_float("aug_severity", 0.5, "--training=aug: each image flips pixels
 flags.DEFINE_boolean("retrain", False, "Train anew even if --workdir holds a model (replaces it).")
 flags.DEFINE_integer("num_bins", None, "Number of output bins (default: the preset's).")
 flags.DEFINE_integer("num_steps", None, "MH steps per walker (default: the preset's for the model).")
+flags.DEFINE_integer("max_steps", None, "Most MH steps per walker when the run goes on for round trips "
+                     "(default: 4x --num_steps; = --num_steps never extends).")
 flags.DEFINE_float("z_min", None, "Lowest bin edge (default: from the model's outputs on noise and data).")
 flags.DEFINE_float("z_max", None, "Highest bin edge (default: from the model's outputs on noise and data).")
 flags.DEFINE_integer("seed", 0, "Seed of training and sampling.")
@@ -77,9 +79,13 @@ def _check_flags() -> None:
     for flag in ("data_dir", "fashion_data_dir", "ood_data_dir"):
         if getattr(FLAGS, flag) is not None and not os.path.isdir(getattr(FLAGS, flag)):
             raise app.UsageError(f"--{flag}={getattr(FLAGS, flag)} is not a directory")
-    for flag in ("num_bins", "num_steps"):
+    for flag in ("num_bins", "num_steps", "max_steps"):
         if getattr(FLAGS, flag) is not None and getattr(FLAGS, flag) < 1:
             raise app.UsageError(f"--{flag} must be >= 1, got {getattr(FLAGS, flag)}")
+    num_steps = FLAGS.num_steps or PRESETS[FLAGS.preset].num_steps[FLAGS.model]
+    if FLAGS.max_steps is not None and FLAGS.max_steps < num_steps:
+        raise app.UsageError(f"--max_steps must be >= the run's {num_steps} steps (--num_steps or the preset's), "
+                             f"got {FLAGS.max_steps}")
     if FLAGS.z_min is not None and FLAGS.z_max is not None and not FLAGS.z_min < FLAGS.z_max:
         raise app.UsageError(f"--z_min must be < --z_max, got {FLAGS.z_min} and {FLAGS.z_max}")
 
@@ -167,7 +173,7 @@ def main(argv):
         output_fn, space, edges, key=sample_key, num_steps=num_steps, num_groups=preset.num_groups,
         steps_per_block=min(1_000, num_steps), pilot_steps=preset.pilot_steps,
         num_replicas=preset.num_replicas, reservoir_size=preset.reservoir_size, proposal=FLAGS.proposal,
-        checkpoint_dir=sampling_dir)
+        max_steps=FLAGS.max_steps, checkpoint_dir=sampling_dir)
     sampling_seconds = time.perf_counter() - sample_start
     what = {"bce": "classifier", "aug": "classifier, noise-augmented", "gen": "energy-based, log-likelihood"}
     title = f"{label} ({what[FLAGS.training]}) over all {levels}^784 images"
@@ -175,7 +181,9 @@ def main(argv):
     print_verdict(est)
     filled = np.isfinite(est.log_rho)
     metrics.update({
-        "bin_edges": [float(e) for e in est.bin_edges], "num_steps": num_steps, "num_groups": preset.num_groups,
+        "bin_edges": [float(e) for e in est.bin_edges], "num_steps": num_steps,
+        "num_steps_run": int(est.diagnostics["num_steps"]), "extensions": est.diagnostics["extensions"],
+        "num_groups": preset.num_groups,
         "proposal": FLAGS.proposal,
         "betas": est.betas.tolist(), "swap_acceptance": est.diagnostics["swap_acceptance"].tolist(),
         "round_trips": int(est.diagnostics["round_trips"].sum()), "bins_sampled": int(filled.sum()),

@@ -3,6 +3,8 @@
 asked."""
 
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -56,3 +58,12 @@ def test_max_steps_equal_to_num_steps_never_extends():
 def test_max_steps_below_num_steps_or_not_an_int_is_refused(value):
     with pytest.raises(ValueError, match="max_steps"):
         extension_job.run(None, max_steps=value)
+
+
+def test_mnist_experiment_refuses_max_steps_below_its_steps(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "experiments.mnist", "--preset=smoke", "--max_steps=5",
+                           f"--workdir={tmp_path / 'run'}"], cwd=os.path.dirname(os.path.dirname(__file__)),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "--max_steps must be >= the run's 400 steps" in done.stderr
+    assert not (tmp_path / "run").exists()
