@@ -32,6 +32,7 @@ LONGEST_FIRST = (
     "test_estimate.py", "test_token_proposals.py", "test_mnist_models.py", "test_lm_experiment.py",
     "test_toy.py", "test_similarity_experiment.py", "test_kernels.py", "test_checkpoint_refusal.py",
     "test_convergence.py", "test_mcmc_api.py", "test_multihost.py", "test_round_trip_rule.py",
+    "test_run_extension.py",
     "test_ladder_adaptation.py",
     "test_mnist_experiment.py", "test_sst2_experiment.py", "test_mnist_exact.py", "test_resume.py",
     "test_readme_examples.py", "test_training_resume.py", "test_cifar.py", "test_models_training.py",
