@@ -192,7 +192,7 @@ def estimate_pt(
                            progress=progress and jax.process_index() == 0)
     _say(progress, f"reweighting done in {time.perf_counter() - summary_start:.1f} s")
     est.diagnostics["num_steps"] = burn_in - adapted.equilibration + int(est.diagnostics["num_steps"])
-    if extensions[-1].needed and not est.diagnostics["converged"] and est.diagnostics["groups_without_round_trip"]:
+    if est.diagnostics["groups_without_round_trip"] and est.diagnostics["round_trips_total"] > 0:
         est.diagnostics["warnings"].append(f"The run was not extended further: {extensions[-1].reason}.")
     for end in adapted.unreachable:
         est.diagnostics["converged"] = False
