@@ -183,9 +183,9 @@ def run_replica_exchange(key: jax.Array, x0: jax.Array, betas, target: Target, v
                          programs: BlockPrograms | None = None, start: TemperingRun | None = None) -> TemperingRun:
     """Run replica exchange from flat inputs x0 (C, R, D) on the ladder `betas`.
 
-    start: a finished run of the same shape to go on from (its final state, with its counters,
-    and its reservoir; x0 then only gives the shape). The returned records are `start`'s followed
-    by this schedule's; record steps go on from start's.
+    start: a finished run of the same shape to go on from (its final state, with its ladder and
+    counters, and its reservoir; x0 then only gives the shape and `betas` is not used). The
+    returned records are `start`'s followed by this schedule's; record steps go on from start's.
 
     reservoir_capacity: representatives kept per bin; 0 keeps none (the returned reservoir is
     empty), for runs whose caller reads only the records.
