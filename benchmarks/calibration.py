@@ -56,15 +56,21 @@ from omnijax.sampling import diagnostics as diagnostics_lib
 from omnijax.util.heartbeat import Heartbeat
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("spaces", ["bits48", "potts24", "blocks4x8", "mlp4x4"],
-                  "Spaces: bits<N>, potts<L>, blocks<B>x<n> (benchmarks/accuracy_spaces.py) or mlp<H>x<W>.")
-flags.DEFINE_integer("seeds", 8, "Independent runs (keys 0..seeds-1) per space.")
-flags.DEFINE_integer("num_steps", 3000, "num_steps of every run.")
-flags.DEFINE_integer("num_groups", 8, "num_groups of every run.")
-flags.DEFINE_integer("space_seed", 0, "Seed of the spaces' random weights.")
-flags.DEFINE_string("out", "runs/calibration", "Output directory.")
-flags.DEFINE_float("max_minutes", 0.0, "Start no new seed (over all spaces) after this many minutes; 0: no limit. "
-                   "calibration.json records the seeds done.")
+
+
+def define_flags() -> None:
+    """The script's flags, defined when it runs as a script only: its functions are imported by
+    tests in processes that also import other benchmarks defining flags of the same names."""
+    flags.DEFINE_list("spaces", ["bits48", "potts24", "blocks4x8", "mlp4x4"],
+                      "Spaces: bits<N>, potts<L>, blocks<B>x<n> (benchmarks/accuracy_spaces.py) or mlp<H>x<W>.")
+    flags.DEFINE_integer("seeds", 8, "Independent runs (keys 0..seeds-1) per space.")
+    flags.DEFINE_integer("num_steps", 3000, "num_steps of every run.")
+    flags.DEFINE_integer("num_groups", 8, "num_groups of every run.")
+    flags.DEFINE_integer("space_seed", 0, "Seed of the spaces' random weights.")
+    flags.DEFINE_string("out", "runs/calibration", "Output directory.")
+    flags.DEFINE_float("max_minutes", 0.0, "Start no new seed (over all spaces) after this many minutes; 0: no "
+                       "limit. calibration.json records the seeds done.")
+
 
 HEARTBEAT_S = 5.0
 WRITE_EVERY = 10  # runs between rewrites of calibration.csv/json (and at the end)
@@ -375,4 +381,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
