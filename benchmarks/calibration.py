@@ -124,16 +124,14 @@ def tested_bins(diagnostics: dict, n_samples) -> np.ndarray:
 
 def verdict_flags(diagnostics: dict, n_samples) -> dict:
     """Whether the agreement and drift tests of `pt_verdict` flag some tested bin, with the
-    limits it uses (the same functions and Bonferroni p over the tested bins)."""
+    limits it uses (`diagnostics.verdict_limits`)."""
     tested = tested_bins(diagnostics, n_samples)
     num_tested = int(tested.sum())
     groups, k = int(diagnostics["num_groups"]), int(diagnostics["num_batches"])
     out = {"num_tested": num_tested, "agreement_limit": float("nan"), "drift_limit": float("nan"),
            "agreement_flagged": False, "drift_flagged": False}
     if num_tested and groups > 1 and k > 1:
-        p = diagnostics_lib.FAMILY_ALPHA / num_tested
-        out["agreement_limit"] = diagnostics_lib.f_upper(groups - 1, groups * (k - 1), p)
-        out["drift_limit"] = max(diagnostics_lib.MIN_DRIFT_SIGMA, diagnostics_lib.t_two_sided(groups - 1, p))
+        out["agreement_limit"], out["drift_limit"] = diagnostics_lib.verdict_limits(num_tested, groups, k)
         agreement = np.asarray(diagnostics["group_agreement"], np.float64)
         drift = np.abs(np.asarray(diagnostics["drift_sigma"], np.float64))
         out["agreement_flagged"] = bool(np.any(tested & ~(agreement <= out["agreement_limit"])))

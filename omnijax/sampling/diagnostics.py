@@ -262,6 +262,14 @@ def _trip_bound_note(trips: dict, swaps: dict) -> str:
             f"narrower output range.")
 
 
+def verdict_limits(num_tested: int, num_groups: int, num_batches: int) -> tuple[float, float]:
+    """(F limit of the group agreement, |t| limit of the drift) at family-wise FAMILY_ALPHA over
+    `num_tested` bins (Bonferroni), the drift limit never below MIN_DRIFT_SIGMA."""
+    p = FAMILY_ALPHA / num_tested
+    return (f_upper(num_groups - 1, num_groups * (num_batches - 1), p),
+            max(MIN_DRIFT_SIGMA, t_two_sided(num_groups - 1, p)))
+
+
 def pt_verdict(trips: dict, swaps: dict, stats: dict, betas, edges, n_samples,
                reps: dict | None = None) -> tuple[bool, list[str], list, bool]:
     """(converged, warnings, bins named, any run-wide warning) for a replica-exchange run; see the module docstring.
@@ -302,8 +310,7 @@ def pt_verdict(trips: dict, swaps: dict, stats: dict, betas, edges, n_samples,
     num_tested = int(tested.sum())
     groups, k = stats["num_groups"], stats["num_batches"]
     if num_tested and groups > 1 and k > 1:
-        p = FAMILY_ALPHA / num_tested
-        limit_f = f_upper(groups - 1, groups * (k - 1), p)
+        limit_f, limit_t = verdict_limits(num_tested, groups, k)
         bad = np.flatnonzero(tested & ~(stats["group_agreement"] <= limit_f))
         if bad.size:
             flagged.update(bad.tolist())
@@ -311,7 +318,6 @@ def pt_verdict(trips: dict, swaps: dict, stats: dict, betas, edges, n_samples,
                             f"{describe_bins(bad, edges)} (between-group variance up to "
                             f"{np.nanmax(stats['group_agreement'][bad]):.3g}x what their own records "
                             f"predict, limit {limit_f:.3g}).")
-        limit_t = max(MIN_DRIFT_SIGMA, t_two_sided(groups - 1, p))
         drifting = np.flatnonzero(tested & ~(np.abs(stats["drift_sigma"]) <= limit_t))
         if drifting.size:
             flagged.update(drifting.tolist())
