@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import sys
 import time
@@ -176,9 +177,13 @@ def estimate_pt(
     run = run_replica_exchange(run_key, adapted.x, ladder, target, value_and_grad, sampler, edges, schedule,
                                reservoir_capacity=reservoir_size, checkpoint_dir=checkpoint_dir,
                                fingerprint=fingerprint, progress=progress, programs=programs)
-    run, extensions = _extend_for_round_trips(
-        run, jax.random.fold_in(run_key, 2), adapted.x, ladder, target, value_and_grad, sampler, edges, schedule,
-        burn_in - adapted.equilibration, max_steps, reservoir_size, programs, checkpoint_dir, fingerprint, progress)
+    go_on = functools.partial(run_replica_exchange, x0=adapted.x, betas=ladder, target=target,
+                              value_and_grad=value_and_grad, proposal=sampler, bin_edges=edges,
+                              reservoir_capacity=reservoir_size, progress=progress, programs=programs)
+    run, extensions = _extend_for_round_trips(run, jax.random.fold_in(run_key, 2), go_on, schedule,
+                                              offset=burn_in - adapted.equilibration, max_steps=max_steps,
+                                              checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
+                                              progress=progress)
     num_kept = int((run.record_step > schedule.burn_in).sum()) * run.z[0].size
     _say(progress, f"reweighting: MBAR over {num_kept:,} kept samples, " + (
         f"then {num_bootstrap} bootstrap resamples of the {num_groups} groups (the full data and both halves) ..."
@@ -206,13 +211,16 @@ def estimate_pt(
 MAX_EXTENSIONS = 4
 
 
-def _extend_for_round_trips(run, key, x, ladder, target, value_and_grad, sampler, edges, schedule, offset,
-                            max_steps, reservoir_size, programs, checkpoint_dir, fingerprint, progress):
+def _extend_for_round_trips(run, key, go_on, schedule, *, offset, max_steps, checkpoint_dir, fingerprint,
+                            progress):
     """(run, decisions): `run` gone on while `run_length.extension` asks (at most MAX_EXTENSIONS
     times, within max_steps sweeps of the call, of which the `offset` sweeps of the adaptation
-    stages came before the run), and every decision, the last the one that stopped it. Each
-    extension checkpoints in its own subdirectory, so a restarted call replays the same decisions
-    and resumes where it stopped."""
+    stages came before the run), and every decision, the last the one that stopped it.
+
+    go_on: `run_replica_exchange` bound to the recorded run's inputs, ladder, model and programs;
+    it is given the key, the extension's schedule, `start` and the checkpoint. Each extension
+    checkpoints in its own subdirectory, so a restarted call replays the same decisions and
+    resumes where it stopped."""
     decisions, since = [], None
     for index in range(MAX_EXTENSIONS + 1):
         steps = offset + int(np.asarray(run.state.step)[0])
@@ -230,11 +238,8 @@ def _extend_for_round_trips(run, key, x, ladder, target, value_and_grad, sampler
         _say(progress, f"extending the run: {decision.reason}")
         more = Schedule(num_steps=decision.steps, steps_per_block=schedule.steps_per_block,
                         record_every=schedule.record_every, swap_every=schedule.swap_every, burn_in=0)
-        run = run_replica_exchange(jax.random.fold_in(key, index), x, ladder, target, value_and_grad, sampler,
-                                   edges, more, reservoir_capacity=reservoir_size, progress=progress,
-                                   label=f"extension {index + 1}", programs=programs, start=run,
-                                   **stage_checkpoint(checkpoint_dir, fingerprint, f"extension-{index + 1}",
-                                                      steps=decision.steps))
+        run = go_on(key=jax.random.fold_in(key, index), schedule=more, start=run, label=f"extension {index + 1}",
+                    **stage_checkpoint(checkpoint_dir, fingerprint, f"extension-{index + 1}", steps=decision.steps))
     return run, decisions
 
 
