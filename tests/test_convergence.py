@@ -78,6 +78,16 @@ def test_run_without_round_trips_says_so(tmp_path):
     assert rows.shape == (est.num_bins, 6) and not rows[:, 5].any()
     summary = convergence_summary(est)
     assert summary["converged"] is False and summary["round_trips_total"] == 0
+    from experiments.workflows.results import print_verdict
+    lines = []
+    print_verdict(est, out=lines.append)
+    assert f"{summary['num_walkers']}/{summary['num_walkers']} walkers and 4/4 groups with none)" in lines[0], lines[0]
+    # An estimate saved before the per-group count existed: the line says what it holds, no "?".
+    del est.diagnostics["round_trips_per_group"], est.diagnostics["groups_without_round_trip"]
+    lines = []
+    print_verdict(est, out=lines.append)
+    assert f"{summary['num_walkers']}/{summary['num_walkers']} walkers with none)" in lines[0], lines[0]
+    assert "?" not in lines[0] and "groups" not in lines[0]
 
 
 def test_verdict_on_synthetic_records():

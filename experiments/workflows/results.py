@@ -42,9 +42,11 @@ def print_verdict(est, out=print) -> None:
     s = convergence_summary(est)
     extra = ""
     if "round_trips_total" in s:
+        # Estimates saved before the per-group count existed have no num_groups: say only what they hold.
+        groups = (f" and {len(s['groups_without_round_trip'])}/{s['num_groups']} groups" if "num_groups" in s
+                  else "")
         extra = (f" | round trips {s['round_trips_total']} (median per walker {s['round_trips_median']:g}, "
-                 f"{s['walkers_without_round_trip']}/{s['num_walkers']} walkers and "
-                 f"{len(s.get('groups_without_round_trip', []))}/{s.get('num_groups', '?')} groups with none) | weakest swap "
+                 f"{s['walkers_without_round_trip']}/{s['num_walkers']} walkers{groups} with none) | weakest swap "
                  f"pair {tuple(s['weakest_pair'])} at {s['weakest_swap_acceptance']:.3f}")
     out(f"verdict: {'converged' if s['converged'] else 'NOT converged'}{extra}")
     for warning in s["warnings"]:
