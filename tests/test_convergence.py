@@ -108,9 +108,13 @@ def test_verdict_on_synthetic_records():
     edges = np.arange(bins + 1.0)
     ok, warnings, _, _ = diagnostics.pt_verdict(trips, swaps, stats, np.arange(walkers), edges, [1, 1, 1])
     assert ok and warnings == []
-    for records_bins, phrase in [(stuck, "groups disagree"), (drift, "drifts")]:
+    # Disagreeing groups distrust the bins they name; a drift, every bin (the run is out of equilibrium).
+    for records_bins, phrase, every_bin in [(stuck, "groups disagree", False), (drift, "drifts", True)]:
         s = diagnostics.group_statistics(log_w, records_bins, bins)
-        ok, warnings, named, _ = diagnostics.pt_verdict(trips, swaps, s, np.arange(walkers), edges, [1, 1, 1])
+        ok, warnings, named, run_wide = diagnostics.pt_verdict(trips, swaps, s, np.arange(walkers), edges,
+                                                               [1, 1, 1])
         assert not ok and any(phrase in w for w in warnings), warnings
+        assert run_wide is every_bin and named, (phrase, run_wide, named)
+        assert diagnostics.bin_verdict(bins, named, run_wide).any() is not every_bin
     ok, warnings, named, _ = diagnostics.pt_verdict(trips, swaps, stats, np.arange(walkers), edges, [5, 0, 5])
     assert not ok and named == [1] and any("No sample fell in bin 1" in w for w in warnings)

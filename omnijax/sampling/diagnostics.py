@@ -10,7 +10,9 @@ estimates the bin fraction p_gk(b) = sum_{n in g,k, bin b} w_n / sum_{n in g,k} 
   sample the same distribution give F ~ F(G-1, G(K-1)) (mean 1); groups that each see a
   different part of the space (stuck walkers, too short a run) give F >> 1.
 * drift, per bin: the first half of the kept records against the second, paired within each
-  group, in units of its standard error (a Student t with G-1 degrees of freedom).
+  group, in units of its standard error (a Student t with G-1 degrees of freedom). A drift
+  beyond the limit in any bin distrusts every bin (`bin_verdict`): the run is out of
+  equilibrium, and its neighbouring bins drift too, below the limit.
 * effective samples, per bin: n_b / tau_b, where tau_b = (variance over the groups of each
   group's count of records in the bin) / (that variance for independent records); tau_b >= 1.
 
@@ -214,7 +216,7 @@ def empty_interior_bins(n_samples) -> np.ndarray:
 
 def bin_verdict(num_bins: int, named_bins, run_wide: bool) -> np.ndarray:
     """Per bin True unless the bin is named in a warning; all False after a run-wide warning
-    (no round trips, a ladder gap, groups stuck): then no bin's normalisation is trustworthy."""
+    (no round trips, a ladder gap, groups stuck, drift): then no bin's normalisation is trustworthy."""
     ok = np.full(num_bins, not run_wide)
     ok[list(named_bins)] = False
     return ok
@@ -324,7 +326,11 @@ def pt_verdict(trips: dict, swaps: dict, stats: dict, betas, edges, n_samples,
             warnings.append(f"ln rho drifts between the first and second half of the kept records in "
                             f"{describe_bins(drifting, edges)} (up to "
                             f"{np.nanmax(np.abs(stats['drift_sigma'][drifting])):.3g} standard errors, "
-                            f"limit {limit_t:.3g}): the run has not reached equilibrium.")
+                            f"limit {limit_t:.3g}): the run has not reached equilibrium, so no bin's "
+                            f"error bar is trustworthy.")
+            # Run-wide: a run out of equilibrium moves the normalisation every bin shares, and the
+            # bins next to the drifting ones drift too, below the limit (BUILD_NOTES.md: trap16x6).
+            run_wide += 1
     elif groups < 2:
         warnings.append("Only one group of walkers: agreement between groups and drift cannot be checked.")
         run_wide += 1
