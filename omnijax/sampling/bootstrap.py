@@ -23,6 +23,7 @@ import numpy as np
 from omnijax.sampling.histogram import bin_counts, validate_bin_edges
 from omnijax.sampling.reweighting import (MAX_ITER, TOL, binned_log_rho, integrated_free_energy, mbar_solution,
                                           solution_hessian, validate_samples, warn_if_unconverged)
+from omnijax.util.padding import padded_length
 from omnijax.util.progress import Progress
 from omnijax.util.validation import check_key
 
@@ -141,8 +142,8 @@ class _Reduced(NamedTuple):
     so a subset is its distinct outputs zu (S, L), its distinct (group, output) pairs k (output index
     uk, group gk, sample count ck; (S, K) each) and its records per (group, replica), cells (S, G, R).
 
-    Each subset is padded (`_pad_length`) with zero-count copies of its smallest output: a zero count
-    changes nothing, not even the midpoint about which `mbar_solution` centres z.
+    Each subset is padded (`omnijax.util.padding.padded_length`) with zero-count copies of its
+    smallest output: a zero count changes nothing, not even the midpoint about which `mbar_solution` centres z.
     """
 
     zu: np.ndarray
@@ -150,17 +151,6 @@ class _Reduced(NamedTuple):
     gk: np.ndarray
     ck: np.ndarray
     cells: np.ndarray
-
-
-def _pad_length(n: int) -> int:
-    """A padded length >= n from a short list, so that runs of similar size reuse one compiled solver:
-    the next power of two up to 2**16; above, where a solve costs more than compiling it, the next
-    multiple of a quarter of the power of two below n (at most 25% padding instead of 100%)."""
-    n = max(int(n), 1)
-    if n <= 1 << 16:
-        return 1 << int(np.ceil(np.log2(n)))
-    step = 1 << (int(np.floor(np.log2(n))) - 2)
-    return -(-n // step) * step
 
 
 def _reduced(z, group, replica, members, num_groups, num_replicas) -> _Reduced:
@@ -174,8 +164,8 @@ def _reduced(z, group, replica, members, num_groups, num_replicas) -> _Reduced:
         cells = np.zeros((num_groups, num_replicas), np.float32)
         np.add.at(cells, (g, replica[member]), 1.0)
         subsets.append((zu, z_id.reshape(-1)[first], g[first], counts, cells))
-    size = _pad_length(max(s[0].size for s in subsets))
-    pairs = _pad_length(max(s[1].size for s in subsets))
+    size = padded_length(max(s[0].size for s in subsets))
+    pairs = padded_length(max(s[1].size for s in subsets))
 
     def padded(values, length, fill):
         return np.concatenate([values, np.full(length - values.size, fill, values.dtype)])

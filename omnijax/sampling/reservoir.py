@@ -36,12 +36,14 @@ NUM_TAGS = 2
 
 
 def empty(num_bins: int, capacity: int, num_positions: int) -> Reservoir:
+    """A reservoir with every slot empty. Built in numpy and transferred: jnp.zeros and jnp.full
+    would compile a program for each new shape."""
     return Reservoir(
-        x=jnp.zeros((num_bins, capacity, num_positions), jnp.int32),
-        z=jnp.zeros((num_bins, capacity), jnp.float32),
-        priority=jnp.full((num_bins, capacity), jnp.inf, jnp.float32),
-        hash=jnp.zeros((num_bins, capacity), jnp.uint32),
-        tags=jnp.zeros((num_bins, capacity, NUM_TAGS), jnp.int32),
+        x=jnp.asarray(np.zeros((num_bins, capacity, num_positions), np.int32)),
+        z=jnp.asarray(np.zeros((num_bins, capacity), np.float32)),
+        priority=jnp.asarray(np.full((num_bins, capacity), np.inf, np.float32)),
+        hash=jnp.asarray(np.zeros((num_bins, capacity), np.uint32)),
+        tags=jnp.asarray(np.zeros((num_bins, capacity, NUM_TAGS), np.int32)),
     )
 
 

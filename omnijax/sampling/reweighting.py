@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from omnijax.sampling.histogram import bin_index, validate_bin_edges
+from omnijax.util.padding import padded_length
 
 TOL = 1e-6  # largest self-consistency residual of a solve (unless float32 precision is reached first)
 MAX_ITER = 10_000
@@ -274,6 +275,19 @@ def _log_rho(z, replica, multiplicity, betas, bin_edges, tol, max_iter):
 
 _log_weights_jit = jax.jit(_log_weights)
 _log_rho_jit = jax.jit(_log_rho)
+_log_bin_sums_jit = jax.jit(_log_bin_sums, static_argnums=2)
+
+
+def _padded_samples(z, replica, multiplicity):
+    """z, replica, multiplicity (N,) padded to `padded_length(N)` with zero-multiplicity copies of
+    sample 0, so that solves of nearby sizes share one compiled program. A zero multiplicity
+    changes no sum and no count, and a copy of z[0] not the midpoint that the solve centres z on."""
+    pad = padded_length(z.size) - z.size
+    if not pad:
+        return z, replica, multiplicity
+    return (np.concatenate([z, np.full(pad, z[0], z.dtype)]),
+            np.concatenate([replica, np.full(pad, replica[0], replica.dtype)]),
+            np.concatenate([multiplicity, np.zeros(pad, multiplicity.dtype)]))
 
 
 def warn_if_unconverged(converged, max_iter):
@@ -305,9 +319,10 @@ def mbar_log_weights(z, replica, betas, multiplicity=None, *, tol=TOL, max_iter=
     """
     z, replica, betas, multiplicity = validate_samples(z, replica, betas, multiplicity)
     _validate_solver(tol, max_iter)
-    log_w, free_energies, converged = _log_weights_jit(z, replica, multiplicity, betas, tol, max_iter)
+    log_w, free_energies, converged = _log_weights_jit(*_padded_samples(z, replica, multiplicity), betas, tol,
+                                                       max_iter)
     warn_if_unconverged(converged, max_iter)
-    return log_w, free_energies
+    return log_w[:z.size], free_energies
 
 
 def log_rho_from_weights(log_w, z, bin_edges) -> np.ndarray:
@@ -315,8 +330,12 @@ def log_rho_from_weights(log_w, z, bin_edges) -> np.ndarray:
     log_w was; multiplicity 1): the
     bins of a solve already made, as `log_rho_from_samples` would give them, without solving again."""
     edges = validate_bin_edges(bin_edges)
-    idx = bin_index(np.asarray(z, np.float32).reshape(-1), edges)
-    return np.asarray(_log_bin_sums(jnp.asarray(log_w), jnp.asarray(idx), edges.size - 1), np.float64)
+    idx = np.asarray(bin_index(np.asarray(z, np.float32).reshape(-1), edges), np.int32)
+    log_w = np.asarray(log_w, np.float32).reshape(-1)
+    pad = padded_length(log_w.size) - log_w.size  # padding outside every bin (idx -1) drops out
+    log_w = np.concatenate([log_w, np.full(pad, -np.inf, np.float32)])
+    idx = np.concatenate([idx, np.full(pad, -1, np.int32)])
+    return np.asarray(_log_bin_sums_jit(log_w, idx, edges.size - 1), np.float64)
 
 
 def log_rho_from_samples(z, replica, betas, bin_edges, multiplicity=None):
@@ -328,6 +347,6 @@ def log_rho_from_samples(z, replica, betas, bin_edges, multiplicity=None):
     """
     z, replica, betas, multiplicity = validate_samples(z, replica, betas, multiplicity)
     edges = validate_bin_edges(bin_edges).astype(np.float32)
-    log_rho, converged = _log_rho_jit(z, replica, multiplicity, betas, edges, TOL, MAX_ITER)
+    log_rho, converged = _log_rho_jit(*_padded_samples(z, replica, multiplicity), betas, edges, TOL, MAX_ITER)
     warn_if_unconverged(converged, MAX_ITER)
     return log_rho

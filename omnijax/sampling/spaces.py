@@ -7,11 +7,14 @@ samplers never change them and the space counts only the free positions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from omnijax.util.padding import padded_size
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -113,10 +116,15 @@ class InputSpace:
         return jnp.where(self.frozen_mask, jnp.asarray(self.frozen_values, x.dtype), x)
 
     def random_inputs(self, key: jax.Array, num: int | None = None) -> jax.Array:
-        """Uniformly random inputs, int32 of shape (num, *shape) (or `shape` if num is None)."""
-        batch = () if num is None else (int(num),)
-        x = jax.random.randint(key, batch + self.shape, 0, self.num_categories, dtype=jnp.int32)
-        return self.apply_frozen(x)
+        """Uniformly random inputs, int32 of shape (num, *shape) (or `shape` if num is None).
+
+        The categories are the first entries of one flat draw of a padded length: under JAX's
+        partitionable threefry (its default) they equal jax.random.randint(key, that shape, ...)
+        bit for bit, while calls of nearby sizes share one compiled draw."""
+        shape = (() if num is None else (int(num),)) + self.shape
+        size = math.prod(shape)
+        flat = _uniform_categories(key, padded_size(shape), self.num_categories)
+        return self.apply_frozen(flat[:size].reshape(shape))
 
     def check_inputs(self, x, name: str = "x") -> np.ndarray:
         """Validate integer inputs of shape (..., *shape); returns them as an int32 numpy array."""
@@ -130,3 +138,9 @@ class InputSpace:
         if np.any(self.frozen_mask & (arr != self.frozen_values)):
             raise ValueError(f"{name} changes a frozen position")
         return arr.astype(np.int32)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _uniform_categories(key: jax.Array, size: int, num_categories: int) -> jax.Array:
+    """`size` uniform categories in [0, num_categories), int32, flat."""
+    return jax.random.randint(key, (size,), 0, num_categories, dtype=jnp.int32)
