@@ -76,6 +76,9 @@ class BootstrapReplicates(NamedTuple):
     converged: whether every solve converged.
     n_samples: (num_bins,) raw number of samples in each bin (all subsets together).
     seconds: wall time of the whole computation, compilation included.
+    log_w, free_energies: the full data's solve as `reweighting.mbar_log_weights` gives it, (N,)
+      normalised per-sample ln w and (R,) absolute F_r (warm start only; None otherwise), so that a
+      caller who needs the weights does not solve the same equations again.
     """
 
     log_rho: np.ndarray
@@ -85,6 +88,8 @@ class BootstrapReplicates(NamedTuple):
     converged: bool
     n_samples: np.ndarray
     seconds: float
+    log_w: np.ndarray | None = None
+    free_energies: np.ndarray | None = None
 
 
 # Residual tolerance of a bootstrap replicate's solve: its ln rho is then within ~1e-4 of the exact
@@ -193,13 +198,14 @@ def _integrated_starts(z, replica, masks, betas):
 def _solve_reduced(subsets: _Reduced, times, betas, bin_edges, tol, starts, hessians=None):
     """MBAR solve of each stacked subset with group g counted times[g] times (G,), from `starts` (S, R),
     by Newton steps or, given `hessians` (S, R, R), chord steps: ln rho (S, bins), iterations,
-    converged, centred F (S, R), and the Hessian (S, R, R) at the solution."""
+    converged, centred F (S, R), the Hessian (S, R, R) at the solution, ln w per distinct output
+    (S, L) and absolute F (S, R)."""
     def one(zu, uk, gk, ck, cells, start, hessian):
         mu = jax.ops.segment_sum(ck * times[gk], uk, num_segments=zu.shape[0])
         counts = times @ cells
         solution = mbar_solution(zu, None, mu, betas, tol, MAX_ITER, start, counts, hessian)
         return (binned_log_rho(solution, zu, mu, bin_edges), solution.iterations, solution.converged, solution.centred,
-                solution_hessian(solution, zu, mu, counts, betas))
+                solution_hessian(solution, zu, mu, counts, betas), solution.log_w, solution.absolute)
 
     return jax.vmap(one)(*subsets, starts, hessians)
 
@@ -232,9 +238,17 @@ def _each(stacks: tuple, solve, per_subset):
 
 @jax.jit
 def _full_estimates_distinct(stacks, betas, bin_edges, starts):
-    """As `_full_estimates`, solved on each subset's distinct outputs (`_stacks`) from `starts`."""
+    """As `_full_estimates`, solved on each subset's distinct outputs (`_stacks`) from `starts`: ln rho,
+    iterations, converged, centred F, Hessians and absolute F per subset, and the whole data's ln w on
+    its distinct outputs."""
     times = jnp.ones(stacks[0].cells.shape[1], jnp.float32)
-    return _each(stacks, lambda s, f: _solve_reduced(s, times, betas, bin_edges, TOL, f), starts)
+    outs, start = [], 0
+    for stack in stacks:
+        size = stack.zu.shape[0]
+        outs.append(_solve_reduced(stack, times, betas, bin_edges, TOL, starts[start:start + size]))
+        start += size
+    joined = tuple(jnp.concatenate([out[i] for out in outs]) for i in (0, 1, 2, 3, 4, 6))
+    return joined + (outs[0][5][0],)  # ln w of the whole data: the first stack's first subset
 
 
 @jax.jit
@@ -300,10 +314,14 @@ def bootstrap_replicates(z, replica, group, betas, bin_edges, key, *, num_bootst
         members = [np.ones(z.shape, bool)] + [part == p for p in range(num_parts)]
         stacks = _stacks(z, group, replica, members, num_groups, betas.size)
         starts = _integrated_starts(z, replica, np.stack(members).astype(np.float32), betas)
-        full_rho, full_it, full_ok, full_f, full_h = _full_estimates_distinct(stacks, betas, edges, starts)
+        full_rho, full_it, full_ok, full_f, full_h, full_free, whole_log_w = _full_estimates_distinct(
+            stacks, betas, edges, starts)
+        log_w = _sample_log_w(z, stacks[0].zu[0], whole_log_w)
+        free_energies = np.asarray(full_free[0])
         solve = functools.partial(_warm_replicates, stacks, betas, edges, initial=full_f, hessians=full_h)
     else:
         full_rho, full_it, full_ok, _ = _full_estimates(z, replica, part, num_parts, betas, edges)
+        log_w = free_energies = None
         solve = functools.partial(_cold_replicates, z, replica, group, part, num_groups, num_parts, betas, edges)
     if progress:
         jax.block_until_ready(full_rho)
@@ -317,7 +335,15 @@ def bootstrap_replicates(z, replica, group, betas, bin_edges, key, *, num_bootst
     warn_if_unconverged(converged, MAX_ITER)
     n_samples = bin_counts(z, edges)
     return BootstrapReplicates(np.asarray(full_rho), np.asarray(rho), np.asarray(iterations),
-                               np.asarray(full_it), bool(converged), n_samples, seconds)
+                               np.asarray(full_it), bool(converged), n_samples, seconds, log_w, free_energies)
+
+
+def _sample_log_w(z, zu, log_w_distinct) -> np.ndarray:
+    """Per-sample ln w (N,) from a solve on the distinct outputs zu (padded; ln w there is per sample
+    of that output, the weight of a sample depending on its output alone)."""
+    zu, log_w_distinct = np.asarray(zu), np.asarray(log_w_distinct)
+    distinct = np.unique(z)
+    return log_w_distinct[np.searchsorted(zu[:distinct.size], z)]
 
 
 _CHUNK = 10  # resamples per solver call: progress between calls; lax.map inside keeps each one's result.

@@ -23,12 +23,18 @@ def summarize_pt_run(run, space, edges: np.ndarray, ladder: np.ndarray, burn_in:
     the bootstrap reports on stderr."""
     kept = run.record_step > burn_in
     z, slot = run.z[kept], run.slot[kept]
-    log_w, free_energies = mbar_log_weights(z.reshape(-1), slot.reshape(-1), ladder)
-    if num_bootstrap == 0:  # ln rho from the weights just solved for: no second solve
+    flat_z, flat_slot = z.reshape(-1), slot.reshape(-1)
+    if num_bootstrap == 0:  # ln rho from the weights: one solve
+        log_w, free_energies = mbar_log_weights(flat_z, flat_slot, ladder)
         boot = uncertainty.without_error_bars(log_rho_from_weights(log_w, z, edges), histogram.bin_counts(z, edges))
-    else:
+    elif uncertainty.thinning(z.shape) > 1:  # the bootstrap solves every k-th record: all records' weights first
+        log_w, free_energies = mbar_log_weights(flat_z, flat_slot, ladder)
         boot = uncertainty.log_rho_with_error_bars(z, slot, ladder, edges, boot_key, num_bootstrap=num_bootstrap,
                                                    progress=progress, log_w=log_w)
+    else:  # the bootstrap's solve of all records gives their weights: no second solve
+        boot = uncertainty.log_rho_with_error_bars(z, slot, ladder, edges, boot_key, num_bootstrap=num_bootstrap,
+                                                   progress=progress)
+        log_w, free_energies = boot.log_w, boot.free_energies
     replica_records = np.bincount(slot.reshape(-1), minlength=len(ladder)).astype(np.float64)
     log_visits = inclusion.log_expected_visits(z.reshape(-1), ladder, free_energies, replica_records,
                                                space.log_size)

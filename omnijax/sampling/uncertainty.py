@@ -46,6 +46,7 @@ solved on their own samples and by chord steps.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -72,6 +73,19 @@ class LogRhoErrorBars(NamedTuple):
     drift_stderr: np.ndarray      # s_D
     bootstrap_seconds: float
     bootstrap_iterations: float   # mean MBAR iterations per replicate solve
+    # The full data's MBAR solve as `reweighting.mbar_log_weights` of the records (flattened) gives it,
+    # when the bootstrap solved all records (warm start, not thinned); else None.
+    log_w: np.ndarray | None = None
+    free_energies: np.ndarray | None = None
+
+
+MAX_RESAMPLED = 200_000  # above this many records the bootstrap runs on every k-th record
+
+
+def thinning(shape, max_resampled: int = MAX_RESAMPLED) -> int:
+    """k of the every-k-th-record bootstrap of records of `shape` (records, groups, walkers); 1: all."""
+    thin = max(1, -(-math.prod(shape) // max_resampled))
+    return thin if thin > 1 and shape[0] // thin >= 2 else 1
 
 
 def finite_std(replicates: np.ndarray) -> np.ndarray:
@@ -126,7 +140,7 @@ def record_halves(num_records: int) -> np.ndarray:
 
 
 def log_rho_with_error_bars(z, slot, betas, bin_edges, key, *, num_bootstrap: int = 100,
-                            warm_start: bool = True, max_resampled: int = 200_000,
+                            warm_start: bool = True, max_resampled: int = MAX_RESAMPLED,
                             progress: bool = False, log_w=None) -> LogRhoErrorBars:
     """ln rho of the kept records z, slot (records, G groups, walkers) with the error bars of the
     module docstring. One bootstrap draws the groups for the full data and both halves at once;
@@ -138,8 +152,8 @@ def log_rho_with_error_bars(z, slot, betas, bin_edges, key, *, num_bootstrap: in
     if z.ndim != 3 or slot.shape != z.shape:
         raise ValueError(f"z and slot must be (records, groups, walkers) arrays of one shape, got "
                          f"{z.shape} and {slot.shape}")
-    thin = max(1, -(-z.size // max_resampled))
-    if thin > 1 and z.shape[0] // thin >= 2:
+    thin = thinning(z.shape, max_resampled)
+    if thin > 1:
         bars = log_rho_with_error_bars(z[::thin], slot[::thin], betas, bin_edges, key, num_bootstrap=num_bootstrap,
                                        warm_start=warm_start, max_resampled=z.size, progress=progress)
         return _recentred(bars, z, slot, betas, bin_edges, log_w)
@@ -165,7 +179,8 @@ def log_rho_with_error_bars(z, slot, betas, bin_edges, key, *, num_bootstrap: in
     stderr = np.where(np.isfinite(log_rho), np.hypot(stderr_boot, bias_term), np.inf)
     ci_low, ci_high = widen(log_rho, *percentile_interval(replicates), np.sqrt(small_g) * few_groups, bias_term)
     return LogRhoErrorBars(log_rho, stderr, ci_low, ci_high, np.asarray(boot.n_samples), stderr_boot, bias,
-                           drift, drift_stderr, boot.seconds, float(np.mean(boot.iterations)))
+                           drift, drift_stderr, boot.seconds, float(np.mean(boot.iterations)), boot.log_w,
+                           boot.free_energies)
 
 
 def without_error_bars(log_rho: np.ndarray, n_samples: np.ndarray) -> LogRhoErrorBars:
@@ -191,4 +206,5 @@ def _recentred(bars: LogRhoErrorBars, z, slot, betas, bin_edges, log_w=None) -> 
     both = filled & np.isfinite(bars.log_rho)
     stderr = np.where(both, bars.stderr, np.where(filled, np.inf, bars.stderr))
     return bars._replace(log_rho=log_rho, stderr=stderr, ci_low=np.where(both, ci_low, np.where(filled, -np.inf, ci_low)),
-                         ci_high=np.where(both, ci_high, np.where(filled, np.inf, -np.inf)), n_samples=n_samples)
+                         ci_high=np.where(both, ci_high, np.where(filled, np.inf, -np.inf)), n_samples=n_samples,
+                         log_w=None, free_energies=None)  # the thinned records' solve, not all records
