@@ -102,6 +102,14 @@ def test_warm_started_replicates_match_cold_solves(monkeypatch):
     single = bootstrap_log_rho(*args, num_bootstrap=6)
     np.testing.assert_allclose(np.asarray(single.log_rho), stacked.log_rho[0], atol=1e-4)
     np.testing.assert_allclose(single.iterations, split.iterations[:, 0])
+    # The full data's weights, which the estimate takes from the bootstrap instead of a second solve,
+    # are those of a solve on every sample (both stack layouts); the cold path gives none.
+    log_w, free_energies = mbar_log_weights(z.ravel(), slot.ravel(), BETAS)
+    for warm in (stacked, split):
+        assert warm.log_w.shape == z.ravel().shape
+        np.testing.assert_allclose(warm.log_w, np.asarray(log_w), atol=1e-5)
+        np.testing.assert_allclose(warm.free_energies, np.asarray(free_energies), atol=1e-4)
+    assert cold.log_w is None and cold.free_energies is None
 
 
 @pytest.mark.parametrize("kwargs, name", [
