@@ -195,6 +195,14 @@ def _integrated_starts(z, replica, masks, betas):
     return jax.vmap(one)(masks)
 
 
+def _padded_members(z, replica, masks):
+    """z, replica (N,) and masks (S, N) padded to `padded_length(N)` samples outside every subset (mask
+    0), so that the starts of runs of nearby sizes share one compiled program."""
+    pad = padded_length(z.size) - z.size
+    return (np.concatenate([z, np.full(pad, z[0], z.dtype)]), np.concatenate([replica, np.zeros(pad, replica.dtype)]),
+            np.concatenate([masks, np.zeros((masks.shape[0], pad), masks.dtype)], axis=1))
+
+
 def _solve_reduced(subsets: _Reduced, times, betas, bin_edges, tol, starts, hessians=None):
     """MBAR solve of each stacked subset with group g counted times[g] times (G,), from `starts` (S, R),
     by Newton steps or, given `hessians` (S, R, R), chord steps: ln rho (S, bins), iterations,
@@ -313,7 +321,7 @@ def bootstrap_replicates(z, replica, group, betas, bin_edges, key, *, num_bootst
     if warm_start:
         members = [np.ones(z.shape, bool)] + [part == p for p in range(num_parts)]
         stacks = _stacks(z, group, replica, members, num_groups, betas.size)
-        starts = _integrated_starts(z, replica, np.stack(members).astype(np.float32), betas)
+        starts = _integrated_starts(*_padded_members(z, replica, np.stack(members).astype(np.float32)), betas)
         full_rho, full_it, full_ok, full_f, full_h, full_free, whole_log_w = _full_estimates_distinct(
             stacks, betas, edges, starts)
         log_w = _sample_log_w(z, stacks[0].zu[0], whole_log_w)
