@@ -23,7 +23,7 @@ import numpy as np
 from omnijax.sampling.histogram import bin_counts, validate_bin_edges
 from omnijax.sampling.reweighting import (MAX_ITER, TOL, binned_log_rho, integrated_free_energy, mbar_solution,
                                           solution_hessian, validate_samples, warn_if_unconverged)
-from omnijax.util.padding import padded_length
+from omnijax.util.padding import pad_tail, padded_length
 from omnijax.util.progress import Progress
 from omnijax.util.validation import check_key
 
@@ -172,13 +172,10 @@ def _reduced(z, group, replica, members, num_groups, num_replicas) -> _Reduced:
     size = padded_length(max(s[0].size for s in subsets))
     pairs = padded_length(max(s[1].size for s in subsets))
 
-    def padded(values, length, fill):
-        return np.concatenate([values, np.full(length - values.size, fill, values.dtype)])
-
-    return _Reduced(np.stack([padded(s[0], size, s[0][0]) for s in subsets]).astype(np.float32),
-                    np.stack([padded(s[1], pairs, 0) for s in subsets]).astype(np.int32),
-                    np.stack([padded(s[2], pairs, 0) for s in subsets]).astype(np.int32),
-                    np.stack([padded(s[3], pairs, 0) for s in subsets]).astype(np.float32),
+    return _Reduced(np.stack([pad_tail(s[0], s[0][0], size) for s in subsets]).astype(np.float32),
+                    np.stack([pad_tail(s[1], 0, pairs) for s in subsets]).astype(np.int32),
+                    np.stack([pad_tail(s[2], 0, pairs) for s in subsets]).astype(np.int32),
+                    np.stack([pad_tail(s[3], 0, pairs) for s in subsets]).astype(np.float32),
                     np.stack([s[4] for s in subsets]))
 
 
@@ -198,9 +195,7 @@ def _integrated_starts(z, replica, masks, betas):
 def _padded_members(z, replica, masks):
     """z, replica (N,) and masks (S, N) padded to `padded_length(N)` samples outside every subset (mask
     0), so that the starts of runs of nearby sizes share one compiled program."""
-    pad = padded_length(z.size) - z.size
-    return (np.concatenate([z, np.full(pad, z[0], z.dtype)]), np.concatenate([replica, np.zeros(pad, replica.dtype)]),
-            np.concatenate([masks, np.zeros((masks.shape[0], pad), masks.dtype)], axis=1))
+    return pad_tail(z, z[0]), pad_tail(replica, 0), pad_tail(masks, 0)
 
 
 def _solve_reduced(subsets: _Reduced, times, betas, bin_edges, tol, starts, hessians=None):
@@ -324,7 +319,7 @@ def bootstrap_replicates(z, replica, group, betas, bin_edges, key, *, num_bootst
         starts = _integrated_starts(*_padded_members(z, replica, np.stack(members).astype(np.float32)), betas)
         full_rho, full_it, full_ok, full_f, full_h, full_free, whole_log_w = _full_estimates_distinct(
             stacks, betas, edges, starts)
-        log_w = _sample_log_w(z, stacks[0].zu[0], whole_log_w)
+        log_w = _sample_log_w(z, whole_log_w)
         free_energies = np.asarray(full_free[0])
         solve = functools.partial(_warm_replicates, stacks, betas, edges, initial=full_f, hessians=full_h)
     else:
@@ -346,12 +341,11 @@ def bootstrap_replicates(z, replica, group, betas, bin_edges, key, *, num_bootst
                                np.asarray(full_it), bool(converged), n_samples, seconds, log_w, free_energies)
 
 
-def _sample_log_w(z, zu, log_w_distinct) -> np.ndarray:
-    """Per-sample ln w (N,) from a solve on the distinct outputs zu (padded; ln w there is per sample
-    of that output, the weight of a sample depending on its output alone)."""
-    zu, log_w_distinct = np.asarray(zu), np.asarray(log_w_distinct)
-    distinct = np.unique(z)
-    return log_w_distinct[np.searchsorted(zu[:distinct.size], z)]
+def _sample_log_w(z, log_w_distinct) -> np.ndarray:
+    """Per-sample ln w (N,) from the whole data's solve on its distinct outputs, whose first entries
+    are np.unique(z) (`_reduced`; the rest is padding): a sample's weight depends on its output alone."""
+    _, inverse = np.unique(z, return_inverse=True)
+    return np.asarray(log_w_distinct)[inverse.reshape(-1)]
 
 
 _CHUNK = 10  # resamples per solver call: progress between calls; lax.map inside keeps each one's result.

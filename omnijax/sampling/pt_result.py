@@ -35,10 +35,9 @@ def summarize_pt_run(run, space, edges: np.ndarray, ladder: np.ndarray, burn_in:
         boot = uncertainty.log_rho_with_error_bars(z, slot, ladder, edges, boot_key, num_bootstrap=num_bootstrap,
                                                    progress=progress)
         log_w, free_energies = boot.log_w, boot.free_energies
-    replica_records = np.bincount(slot.reshape(-1), minlength=len(ladder)).astype(np.float64)
-    log_visits = inclusion.log_expected_visits(z.reshape(-1), ladder, free_energies, replica_records,
-                                               space.log_size)
-    record_bins = np.asarray(histogram.bin_index(z.reshape(-1), edges))
+    replica_records = np.bincount(flat_slot, minlength=len(ladder)).astype(np.float64)
+    log_visits = inclusion.log_expected_visits(flat_z, ladder, free_energies, replica_records, space.log_size)
+    record_bins = np.asarray(histogram.bin_index(flat_z, edges))
     num_held = np.isfinite(np.asarray(run.reservoir.priority)).sum(axis=1)
     reservoir_log_c = np.array([inclusion.fit_log_c(log_visits[record_bins == b], int(num_held[b]))
                                 for b in range(len(edges) - 1)])

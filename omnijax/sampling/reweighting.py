@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from omnijax.sampling.histogram import bin_index, validate_bin_edges
-from omnijax.util.padding import padded_length
+from omnijax.util.padding import pad_tail
 
 TOL = 1e-6  # largest self-consistency residual of a solve (unless float32 precision is reached first)
 MAX_ITER = 10_000
@@ -282,12 +282,7 @@ def _padded_samples(z, replica, multiplicity):
     """z, replica, multiplicity (N,) padded to `padded_length(N)` with zero-multiplicity copies of
     sample 0, so that solves of nearby sizes share one compiled program. A zero multiplicity
     changes no sum and no count, and a copy of z[0] not the midpoint that the solve centres z on."""
-    pad = padded_length(z.size) - z.size
-    if not pad:
-        return z, replica, multiplicity
-    return (np.concatenate([z, np.full(pad, z[0], z.dtype)]),
-            np.concatenate([replica, np.full(pad, replica[0], replica.dtype)]),
-            np.concatenate([multiplicity, np.zeros(pad, multiplicity.dtype)]))
+    return pad_tail(z, z[0]), pad_tail(replica, replica[0]), pad_tail(multiplicity, 0)
 
 
 def warn_if_unconverged(converged, max_iter):
@@ -332,10 +327,8 @@ def log_rho_from_weights(log_w, z, bin_edges) -> np.ndarray:
     edges = validate_bin_edges(bin_edges)
     idx = np.asarray(bin_index(np.asarray(z, np.float32).reshape(-1), edges), np.int32)
     log_w = np.asarray(log_w, np.float32).reshape(-1)
-    pad = padded_length(log_w.size) - log_w.size  # padding outside every bin (idx -1) drops out
-    log_w = np.concatenate([log_w, np.full(pad, -np.inf, np.float32)])
-    idx = np.concatenate([idx, np.full(pad, -1, np.int32)])
-    return np.asarray(_log_bin_sums_jit(log_w, idx, edges.size - 1), np.float64)
+    # padded (nearby sizes share one program) with entries outside every bin (idx -1), which drop out
+    return np.asarray(_log_bin_sums_jit(pad_tail(log_w, -np.inf), pad_tail(idx, -1), edges.size - 1), np.float64)
 
 
 def log_rho_from_samples(z, replica, betas, bin_edges, multiplicity=None):

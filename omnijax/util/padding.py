@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 
 def padded_length(n: int) -> int:
     """A length >= n from a short list: the next power of two up to 2**16; above, the next multiple
@@ -20,3 +22,11 @@ def padded_length(n: int) -> int:
 def padded_size(shape: tuple[int, ...]) -> int:
     """`padded_length` of the number of elements of `shape`."""
     return padded_length(math.prod(shape))
+
+
+def pad_tail(values, fill, length: int | None = None):
+    """numpy `values` with their last axis padded to `length` (default `padded_length` of it) with `fill`."""
+    n = values.shape[-1]
+    length = padded_length(n) if length is None else length
+    tail = np.full(values.shape[:-1] + (length - n,), fill, values.dtype)
+    return np.concatenate([values, tail], axis=-1)
