@@ -23,7 +23,8 @@ its summed wall time would pass --cap_s (a run is not started when less of the c
 than the previous, smaller, run took) or num_steps would pass --max_steps.
 
 Every run is a fresh subprocess (`benchmarks/accuracy_worker.py`) with PYTHONPATH set to the
-code of its version and JAX's persistent compilation cache off: the baseline from
+code of its version and JAX's persistent compilation cache off (--compile_cache=warm: on, one
+cache per version, each timed call after an untimed one with another seed): the baseline from
 `git archive --baseline`, the new code from the working tree (or `git archive --new`).
 Versions alternate within every budget level, and the order flips per level, space and trial,
 so the two share the machine's load. With --default_call each version also runs once with
@@ -38,6 +39,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,6 +58,9 @@ METHODS = ("pt", "wang_landau")
 SHIFTS = ("minimax", "mean", "none")
 VERSIONS = ("baseline", "new")
 HEARTBEAT_S = 10.0
+CACHE_MODES = ("off", "warm")
+WARMUP_SEED_OFFSET = 10_000  # the warm-up call's seed: seed + this (another trajectory, the same shapes)
+MIN_CACHED_COMPILE_S = 0.5  # as experiments/workflows/compile_cache.py: smaller programs are recompiled
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("spaces", ["bits64", "bits100", "potts40", "blocks8x12"],
@@ -77,6 +82,11 @@ flags.DEFINE_enum("shift", "minimax", list(SHIFTS), "Overall constant removed be
 flags.DEFINE_float("pilot_fraction", 0.0, "pt only: pilot_steps = this * num_steps (0: the pilot's default).")
 flags.DEFINE_bool("default_call", False, "Also run each version once with no budget (its defaults as shipped).")
 flags.DEFINE_string("out", "runs/accuracy", "Output directory.")
+flags.DEFINE_enum("compile_cache", "off", list(CACHE_MODES),
+                  "off: every timed call compiles from scratch (a first call). warm: each version has its own JAX "
+                  "persistent compilation cache (--out/compile_cache/<version>, emptied first), and every timed call "
+                  "follows an untimed call of the same request with another seed, as for a user of the experiment "
+                  "scripts (which turn the cache on) who has run those shapes before.")
 
 
 # ---------------------------------------------------------------- the accuracy criterion
@@ -124,17 +134,26 @@ def export_commit(commit: str, dest: Path, flag: str) -> Path:
     return dest
 
 
-def worker_env(code_root: Path) -> dict:
-    """The environment of a worker: PYTHONPATH = code_root only, no persistent JAX cache."""
-    env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "PYTHONPATH")}
+def worker_env(code_root: Path, cache_dir: Path | None = None) -> dict:
+    """The environment of a worker: PYTHONPATH = code_root only; JAX's persistent compilation
+    cache off, or in `cache_dir` with the experiment scripts' threshold."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("JAX_COMPILATION_CACHE_DIR", "PYTHONPATH") and not k.startswith("JAX_PERSISTENT_CACHE_")}
     env["PYTHONPATH"] = str(code_root)
-    env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+    if cache_dir is None:
+        env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+    else:
+        env["JAX_ENABLE_COMPILATION_CACHE"] = "true"
+        env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = str(MIN_CACHED_COMPILE_S)
     return env
 
 
 def run_in_subprocess(code_root: Path, request: dict, timeout_s: float, label: str = "",
-                      log_path: Path | None = None, clock: Callable[[], float] = time.perf_counter) -> dict:
-    """Run one request in a fresh worker process on code_root; print a line every HEARTBEAT_S.
+                      log_path: Path | None = None, clock: Callable[[], float] = time.perf_counter,
+                      cache_dir: Path | None = None) -> dict:
+    """Run one request in a fresh worker process on code_root (with JAX's persistent compilation
+    cache in `cache_dir`, else none); print a line every HEARTBEAT_S.
 
     Adds process_wall_s / process_cpu_s (the whole child: start, imports, call) to the
     worker's result; on a timeout or crash returns {"error": ...} with the same two."""
@@ -145,7 +164,7 @@ def run_in_subprocess(code_root: Path, request: dict, timeout_s: float, label: s
         before = _children_cpu()
         start = clock()
         proc = subprocess.Popen([sys.executable, str(WORKER), str(request_path), str(result_path)],
-                                env=worker_env(code_root), cwd=tmp, stdout=log, stderr=log)
+                                env=worker_env(code_root, cache_dir), cwd=tmp, stdout=log, stderr=log)
         timed_out = _wait(proc, start, timeout_s, label, clock)
         wall, cpu = clock() - start, _children_cpu() - before
         if log_path:
@@ -180,6 +199,20 @@ def _children_cpu() -> float:
     import resource
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def warmup_request(request: dict) -> dict:
+    """The untimed call before a timed one under --compile_cache=warm: the same request with
+    another seed (the same shapes, another trajectory, so another ladder and other sample counts)."""
+    return {**request, "seed": request["seed"] + WARMUP_SEED_OFFSET}
+
+
+def fresh_cache_dir(out: Path, version: str) -> Path:
+    """An empty compilation-cache directory for `version` under out/compile_cache/."""
+    path = out / "compile_cache" / version
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def run_in_process(request: dict) -> dict:
@@ -464,12 +497,20 @@ def main(argv):
     for version, root in roots.items():
         print(f"{version}: {root}", flush=True)
 
+    caches = {v: fresh_cache_dir(out, v) if FLAGS.compile_cache == "warm" else None for v in roots}
+
     def runner(version):
         def run(request, timeout_s):
             label = f"{request['space']} {request['method']} {version}"
+            log = out / f"worker_{version}.log"
+            warmup = {}
+            if caches[version] is not None:
+                warm = run_in_subprocess(roots[version], warmup_request(request), timeout_s, label + " (warm-up)",
+                                         log, cache_dir=caches[version])
+                warmup = {"warmup_process_wall_s": warm.get("process_wall_s"), "warmup_error": warm.get("error")}
             load = os.getloadavg()[0]
-            return {**run_in_subprocess(roots[version], request, timeout_s, label, out / f"worker_{version}.log"),
-                    "loadavg_1m": load}
+            return {**run_in_subprocess(roots[version], request, timeout_s, label, log, cache_dir=caches[version]),
+                    "loadavg_1m": load, **warmup}
         return run
 
     started = time.perf_counter()
@@ -481,12 +522,13 @@ def main(argv):
     summaries = [search_summary(s, FLAGS.shift) for s in searches]
     write_csv(out / "runs.csv", run_rows(searches, defaults))
     write_csv(out / "searches.csv", summaries)
-    table = markdown(summaries, defaults, FLAGS.shift, FLAGS.max_error)
+    table = (f"Compile cache: {FLAGS.compile_cache}.\n"
+             + markdown(summaries, defaults, FLAGS.shift, FLAGS.max_error))
     (out / "accuracy.md").write_text(table)
     config = {name: FLAGS[name].value for name in ("spaces", "methods", "versions", "baseline", "new", "trials",
                                                    "seed", "space_seed", "start_steps", "growth", "max_steps",
                                                    "cap_s", "max_error", "rho_floor", "shift", "pilot_fraction",
-                                                   "default_call")}
+                                                   "default_call", "compile_cache")}
     record = {"config": config, "code_roots": {k: str(v) for k, v in roots.items()}, "budgets": steps,
               "total_wall_s": time.perf_counter() - started, "cpu_count": os.cpu_count(),
               "searches": summaries, "default_calls": defaults,

@@ -124,3 +124,24 @@ def test_bad_flag_is_named():
                          cwd=accuracy.REPO, capture_output=True, text=True)
     last = out.stderr.strip().splitlines()[-1]  # absl prints the usage (which names every flag) first
     assert out.returncode != 0 and "--methods" in last and "annealing" in last, out.stderr
+
+
+def test_warm_cache_gives_the_cold_answer(searched, tmp_path):
+    # --compile_cache=warm: the warm-up call (another seed) fills the version's cache, and the
+    # timed call then loads programs from it; a loaded program must give the same numbers.
+    cold = searched[1].runs[0]
+    cache = accuracy.fresh_cache_dir(tmp_path, "new")
+    warmup = accuracy.warmup_request(TINY_REQUEST)
+    assert warmup["seed"] != TINY_REQUEST["seed"] and {**warmup, "seed": TINY_REQUEST["seed"]} == TINY_REQUEST
+    log = tmp_path / "worker.log"
+    first = accuracy.run_in_subprocess(accuracy.REPO, warmup, timeout_s=300, label="warm-up", log_path=log,
+                                       cache_dir=cache)
+    assert "error" not in first, log.read_text()
+    assert any(cache.iterdir()), "the warm-up call stored no compiled program"
+    warm = accuracy.run_in_subprocess(accuracy.REPO, TINY_REQUEST, timeout_s=300, label="warm", log_path=log,
+                                      cache_dir=cache)
+    assert "error" not in warm, log.read_text()
+    np.testing.assert_array_equal(warm["log_rho"], cold["log_rho"])
+    env = accuracy.worker_env(accuracy.REPO, cache)
+    assert env["JAX_COMPILATION_CACHE_DIR"] == str(cache) and env["JAX_ENABLE_COMPILATION_CACHE"] == "true"
+    assert accuracy.worker_env(accuracy.REPO)["JAX_ENABLE_COMPILATION_CACHE"] == "false"
