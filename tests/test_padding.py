@@ -23,14 +23,17 @@ def test_padded_lengths_cover_n_with_bounded_padding():
 
 def test_random_inputs_equal_randint_bit_for_bit_and_share_one_compile():
     space = oj.InputSpace((6, 5), 3)
-    before = spaces._uniform_categories._cache_size()
-    for num in (3, 4):  # 90 and 120 categories: both padded to 128
+    sizes = []
+    # 90 and 120 categories (below MIN_DRAW: one draw of MIN_DRAW), 300,000 and 315,000 (one padded draw).
+    for num in (3, 4, 10_000, 10_500):
         key = jax.random.key(num)
         x = space.random_inputs(key, num)
+        sizes.append(spaces._uniform_categories._cache_size())
         expected = jax.random.randint(key, (num, 6, 5), 0, 3, dtype=jnp.int32)
         assert x.shape == (num, 6, 5) and x.dtype == jnp.int32
         np.testing.assert_array_equal(np.asarray(x), np.asarray(expected))
-    assert spaces._uniform_categories._cache_size() == before + 1
+    assert sizes[1] == sizes[0] and sizes[3] == sizes[2], "nearby sizes compiled the draw again"
+    assert 30 * 10_000 > spaces.MIN_DRAW > 30 * 4
 
 
 def test_random_inputs_keep_frozen_positions():
