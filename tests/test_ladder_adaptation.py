@@ -114,3 +114,22 @@ def test_default_estimate_on_weighted_bits_mixes_and_matches_exact():
     err = est.log_rho[tested] - exact[tested]   # beta = 0 is a rung: no free constant to remove
     print("max |ln rho error|", np.abs(err).max(), "over", tested.sum(), "bins")
     assert np.abs(err).max() <= 0.25
+
+
+@pytest.mark.parametrize("num_steps", [1_000, 4_000])  # a burn-in without adaptation stages, one with
+def test_an_empty_top_bin_is_reported_with_how_far_the_top_rung_got(num_steps):
+    """A top bin above the largest output any input gives (exactly empty): the verdict says not
+    converged, names the end and the highest output the top rung held, which is the space's true
+    maximum, and the bin stays empty (-inf), not filled by mistake; the other bins are filled."""
+    space, output_fn, p = weighted_bits(12, seed=2)
+    total = len(p) - 1                       # the largest output: every bit on
+    edges = np.append(np.linspace(-0.5, total + 0.5, 13), total + 2.5)
+    est = oj.estimate_output_distribution(output_fn, space, edges, key=jax.random.key(0), num_groups=4,
+                                          num_steps=num_steps, max_steps=num_steps, progress=False)
+    d = est.diagnostics
+    assert est.log_rho[-1] == -np.inf and np.all(np.isfinite(est.log_rho[:-1]))
+    assert d["converged"] is False
+    said = [w for w in d["warnings"] if w.startswith("No sample fell in the top bin")]
+    assert len(said) == 1, d["warnings"]
+    assert f"reached at most {total:.4g} (the top bin starts at {total + 0.5:.4g})" in said[0], said[0]
+    assert not any("bottom bin" in w for w in d["warnings"]), d["warnings"]

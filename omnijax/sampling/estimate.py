@@ -199,16 +199,36 @@ def estimate_pt(
     est.diagnostics["num_steps"] = burn_in - adapted.equilibration + int(est.diagnostics["num_steps"])
     if est.diagnostics["groups_without_round_trip"] and est.diagnostics["round_trips_total"] > 0:
         est.diagnostics["warnings"].append(f"The run was not extended further: {extensions[-1].reason}.")
-    for end in adapted.unreachable:
+    for end in empty_ends(est.log_rho):
         est.diagnostics["converged"] = False
-        est.diagnostics["warnings"].append(
-            f"No walker at the {end} of the ladder (beta = {ladder[-1 if end == 'top' else 0]:.4g}) entered the "
-            f"{end} bin during the last adaptation stage, and pushing the {end} end further did not move it "
-            f"closer: the {end} bins may be out of this sampler's reach (lower their edges or sample longer).")
+        est.diagnostics["warnings"].append(unreachable_end_warning(end, ladder, edges, run,
+                                                                   pushed=end not in adapted.unreachable))
     return est
 
 
 MAX_EXTENSIONS = 4
+
+
+def empty_ends(log_rho) -> list[str]:
+    """"bottom"/"top" for each end bin that holds no kept sample (ln rho = -inf): its rho is unknown,
+    zero or out of the sampler's reach, which the run cannot tell apart."""
+    log_rho = np.asarray(log_rho)
+    return [end for end, value in (("bottom", log_rho[0]), ("top", log_rho[-1])) if value == -np.inf]
+
+
+def unreachable_end_warning(end: str, ladder, edges, run, pushed: bool) -> str:
+    """The verdict's sentence for an empty end bin ("top"/"bottom"), naming how far the walkers at
+    that end of the ladder got in the recorded run (`run`); `pushed`: whether the burn-in could still
+    push that end outwards (False: it stopped because the end rung's output no longer moved)."""
+    top = end == "top"
+    slot = len(ladder) - 1 if top else 0
+    held = np.asarray(run.z)[np.asarray(run.slot) == slot]
+    edge = edges[-2] if top else edges[1]
+    got = (f", reached at most {held.max():.4g}" if top else f", reached at least {held.min():.4g}") if held.size else ""
+    tried = "" if pushed else f", and pushing the {end} end further during the burn-in did not move it closer"
+    return (f"No sample fell in the {end} bin: the walkers at the {end} of the ladder (beta = {ladder[slot]:.4g})"
+            f"{got} (the {end} bin {'starts' if top else 'ends'} at {edge:.4g}){tried}. The {end} bins may hold "
+            f"no input at all, or be out of this sampler's reach (lower their edges or sample longer).")
 
 
 def _extend_for_round_trips(run, key, go_on, schedule, *, offset, max_steps, checkpoint_dir, fingerprint,
