@@ -202,7 +202,7 @@ def estimate_pt(
     for end in empty_ends(est.log_rho):
         est.diagnostics["converged"] = False
         est.diagnostics["warnings"].append(unreachable_end_warning(end, ladder, edges, run,
-                                                                   pushed=end not in adapted.unreachable))
+                                                                   stopped_pushing=end in adapted.unreachable))
     return est
 
 
@@ -216,16 +216,17 @@ def empty_ends(log_rho) -> list[str]:
     return [end for end, value in (("bottom", log_rho[0]), ("top", log_rho[-1])) if value == -np.inf]
 
 
-def unreachable_end_warning(end: str, ladder, edges, run, pushed: bool) -> str:
+def unreachable_end_warning(end: str, ladder, edges, run, stopped_pushing: bool) -> str:
     """The verdict's sentence for an empty end bin ("top"/"bottom"), naming how far the walkers at
-    that end of the ladder got in the recorded run (`run`); `pushed`: whether the burn-in could still
-    push that end outwards (False: it stopped because the end rung's output no longer moved)."""
+    that end of the ladder got in the recorded run (`run`); `stopped_pushing`: the burn-in's last
+    adaptation stage left that end where it was because the end rung's output no longer moved."""
     top = end == "top"
     slot = len(ladder) - 1 if top else 0
     held = np.asarray(run.z)[np.asarray(run.slot) == slot]
     edge = edges[-2] if top else edges[1]
     got = (f", reached at most {held.max():.4g}" if top else f", reached at least {held.min():.4g}") if held.size else ""
-    tried = "" if pushed else f", and pushing the {end} end further during the burn-in did not move it closer"
+    tried = (f", and pushing the {end} end further during the burn-in did not move it closer"
+             if stopped_pushing else "")
     return (f"No sample fell in the {end} bin: the walkers at the {end} of the ladder (beta = {ladder[slot]:.4g})"
             f"{got} (the {end} bin {'starts' if top else 'ends'} at {edge:.4g}){tried}. The {end} bins may hold "
             f"no input at all, or be out of this sampler's reach (lower their edges or sample longer).")

@@ -142,7 +142,7 @@ class InputSpace:
 
 
 # The smallest flat draw of `random_inputs`: an estimate's probe, pilot starts and group starts on a
-# small space then share one compile (~0.3 s each on a 2-core CPU) at the cost of ~1 ms of drawing.
+# small space then share one compile (~0.3 s each on a 2-core CPU) for 3-6 ms a call (measured).
 MIN_DRAW = 1 << 18
 
 
