@@ -133,5 +133,8 @@ def test_an_empty_top_bin_is_reported_with_how_far_the_top_rung_got(num_steps):
     assert len(said) == 1, d["warnings"]
     assert f"reached at most {total:.4g} (the top bin starts at {total + 0.5:.4g})" in said[0], said[0]
     assert not any("bottom bin" in w for w in d["warnings"]), d["warnings"]
+    # ... and the bin is marked where rho.csv's converged column and rho.png read it.
+    assert len(edges) - 2 in d["unconverged_bins"] and not d["bin_converged"][-1], (d["unconverged_bins"],
+                                                                                    d["bin_converged"])
     # Only the burn-in with stages pushed the top end out, and then stopped: its output no longer moved.
     assert ("did not move it closer" in said[0]) == bool(d["ladder_stages"]), (said[0], len(d["ladder_stages"]))

@@ -203,7 +203,16 @@ def estimate_pt(
         est.diagnostics["converged"] = False
         est.diagnostics["warnings"].append(unreachable_end_warning(end, ladder, edges, run,
                                                                    stopped_pushing=end in adapted.unreachable))
+        _mark_unconverged(est.diagnostics, 0 if end == "bottom" else len(edges) - 2)
     return est
+
+
+def _mark_unconverged(diagnostics: dict, bin_index: int) -> None:
+    """Name `bin_index` among the verdict's unconverged bins and mark it False in "bin_converged"
+    (what `rho.csv`'s `converged` column and `rho.png` show)."""
+    diagnostics["unconverged_bins"] = sorted({*map(int, diagnostics["unconverged_bins"]), int(bin_index)})
+    diagnostics["bin_converged"] = np.array(diagnostics["bin_converged"], bool)
+    diagnostics["bin_converged"][bin_index] = False
 
 
 MAX_EXTENSIONS = 4
