@@ -51,6 +51,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import accuracy_spaces as spaces
+from experiments.workflows.compile_cache import MIN_COMPILE_SECONDS
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().with_name("accuracy_worker.py")
@@ -60,7 +61,6 @@ VERSIONS = ("baseline", "new")
 HEARTBEAT_S = 10.0
 CACHE_MODES = ("off", "warm")
 WARMUP_SEED_OFFSET = 10_000  # the warm-up call's seed: seed + this (another trajectory, the same shapes)
-MIN_CACHED_COMPILE_S = 0.5  # as experiments/workflows/compile_cache.py: smaller programs are recompiled
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("spaces", ["bits64", "bits100", "potts40", "blocks8x12"],
@@ -145,7 +145,8 @@ def worker_env(code_root: Path, cache_dir: Path | None = None) -> dict:
     else:
         env["JAX_ENABLE_COMPILATION_CACHE"] = "true"
         env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
-        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = str(MIN_CACHED_COMPILE_S)
+        # As the experiment scripts: programs that compile faster than this are recompiled.
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = str(MIN_COMPILE_SECONDS)
     return env
 
 

@@ -25,7 +25,7 @@ from absl import app, flags, logging
 
 import omnijax as oj
 from experiments.workflows import cifar as flow
-from experiments.workflows import compile_cache
+from experiments.workflows import compile_cache_flag
 from experiments.workflows import mnist as mnist_workflow
 from omnijax.data.cifar import CIFAR, IMAGE_SHAPE, DatasetUnavailable
 from experiments.workflows.results import convergence_summary, print_verdict, write_run_outputs
@@ -55,7 +55,7 @@ def _check_flags() -> None:
 def main(argv):
     del argv
     _check_flags()
-    compile_cache.enable_from_flags()
+    compile_cache_flag.enable_from_flags()
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
     started = time.perf_counter()
     preset = flow.PRESETS[FLAGS.preset]

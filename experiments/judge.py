@@ -24,7 +24,7 @@ import time
 
 from absl import app, flags, logging
 
-from experiments.workflows import compile_cache
+from experiments.workflows import compile_cache_flag
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "Run directory of python -m experiments.mnist (samples.npz, metrics.json).")
@@ -63,7 +63,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     _check_flags()
-    compile_cache.enable_from_flags()
+    compile_cache_flag.enable_from_flags()
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
     from omnijax.util.heartbeat import Heartbeat
 

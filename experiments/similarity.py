@@ -32,7 +32,7 @@ import time
 
 from absl import app, flags, logging
 
-from experiments.workflows import compile_cache
+from experiments.workflows import compile_cache_flag
 from experiments.workflows.similarity import PRESETS
 from omnijax.util.heartbeat import Heartbeat
 
@@ -86,7 +86,7 @@ def main(argv):
     del argv
     preset = PRESETS[FLAGS.preset]
     _check_flags(preset)
-    compile_cache.enable_from_flags()
+    compile_cache_flag.enable_from_flags()
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
     from experiments.workflows import similarity as flow
 

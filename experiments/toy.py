@@ -23,7 +23,7 @@ import time
 
 from absl import app, flags, logging
 
-from experiments.workflows import compile_cache
+from experiments.workflows import compile_cache_flag
 from experiments.workflows.toy import PRESETS
 
 FLAGS = flags.FLAGS
@@ -73,7 +73,7 @@ def _check_flags() -> None:
 def main(argv):
     del argv
     _check_flags()
-    compile_cache.enable_from_flags()
+    compile_cache_flag.enable_from_flags()
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
     import dataclasses
 

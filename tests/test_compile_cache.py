@@ -1,6 +1,7 @@
-"""The experiment scripts' persistent compilation cache (`experiments.workflows.compile_cache`):
-its directory, its refusal of an unusable one, and that a second process loads what the first
-compiled (counted by JAX's own cache-hit events, not inferred from the files)."""
+"""The experiment scripts' persistent compilation cache (`experiments.workflows.compile_cache`;
+its flag in `compile_cache_flag`): its directory, its refusal of an unusable one, and that a second
+process loads what the first compiled (counted by JAX's own cache-hit events, not inferred from
+the files)."""
 
 import os
 import subprocess
@@ -83,3 +84,14 @@ def test_an_unusable_dir_is_refused_naming_the_flag(tmp_path):
     assert done.returncode != 0
     assert "--compile_cache_dir=" in done.stderr and "cannot be created" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_the_cache_module_defines_no_flag_and_the_flag_module_does():
+    """A benchmark imports `compile_cache`'s constants without growing a --compile_cache_dir it
+    would ignore; the scripts get the flag from `compile_cache_flag`."""
+    probe = ("from absl import flags; from experiments.workflows import compile_cache; "
+             "print('compile_cache_dir' in flags.FLAGS); "
+             "from experiments.workflows import compile_cache_flag; print('compile_cache_dir' in flags.FLAGS)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["False", "True"], done.stdout

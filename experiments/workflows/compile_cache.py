@@ -1,4 +1,5 @@
-"""JAX's persistent compilation cache for the experiment scripts (flag --compile_cache_dir).
+"""JAX's persistent compilation cache for the experiment scripts (their flag --compile_cache_dir is
+defined in `compile_cache_flag`, so importing this module defines no flag).
 
 A sampling call compiles a handful of XLA programs (the pilot's block, the ladder stages' and
 the recorded run's blocks, the bootstrap's solves); on a 2-core CPU that is most of a short run's
@@ -19,8 +20,6 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from absl import flags
-
 MAX_BYTES = 4 * 2**30
 MIN_COMPILE_SECONDS = 0.5  # programs that compile faster than this are not worth a file
 
@@ -31,11 +30,6 @@ def default_dir() -> str:
         return os.environ["JAX_COMPILATION_CACHE_DIR"]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "omnijax", "jax-compile")
-
-
-flags.DEFINE_string("compile_cache_dir", None,
-                    "Directory of JAX's persistent compilation cache, shared by reruns of the same shapes "
-                    "(default: $JAX_COMPILATION_CACHE_DIR, else ~/.cache/omnijax/jax-compile); '' turns it off.")
 
 
 def enable(path: str | None) -> str | None:
@@ -66,13 +60,3 @@ def enable(path: str | None) -> str | None:
         jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
     return chosen
 
-
-def enable_from_flags() -> str | None:
-    """`enable(--compile_cache_dir)`, called by every experiment script's main before any JAX work;
-    a directory that cannot be used is a usage error naming the flag."""
-    from absl import app
-
-    try:
-        return enable(flags.FLAGS.compile_cache_dir)
-    except ValueError as err:
-        raise app.UsageError(str(err)) from err

@@ -14,7 +14,7 @@ from typing import Callable
 
 from absl import app, flags, logging
 
-from experiments.workflows import compile_cache
+from experiments.workflows import compile_cache_flag
 from experiments.workflows import text_sampling as ts
 
 FLAGS = flags.FLAGS
@@ -67,7 +67,7 @@ def start(argv, check: Callable[[], None]) -> ts.TextPreset:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     check()
-    compile_cache.enable_from_flags()
+    compile_cache_flag.enable_from_flags()
     logging.set_verbosity(logging.WARNING)
     preset = ts.PRESETS[FLAGS.preset]
     if FLAGS.range_steps is not None:
