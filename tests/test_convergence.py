@@ -118,3 +118,15 @@ def test_verdict_on_synthetic_records():
         assert diagnostics.bin_verdict(bins, named, run_wide).any() is not every_bin
     ok, warnings, named, _ = diagnostics.pt_verdict(trips, swaps, stats, np.arange(walkers), edges, [5, 0, 5])
     assert not ok and named == [1] and any("No sample fell in bin 1" in w for w in warnings)
+    # An empty end bin: named (not run-wide), with how far that end of the ladder got when known.
+    ends = diagnostics.ladder_end_report(np.array([[0.7, 2.2], [1.4, 2.9]]), np.array([[0, 3], [0, 3]]), walkers)
+    assert ends == {"top_rung_highest_output": 2.9, "bottom_rung_lowest_output": 0.7}
+    for counts, end, index, clause in [([0, 5, 5], "bottom", 0, "reached at least 0.7 (the bottom bin ends at 1)"),
+                                       ([5, 5, 0], "top", 2, "reached at most 2.9 (the top bin starts at 2)")]:
+        ok, warnings, named, run_wide = diagnostics.pt_verdict(trips, swaps, stats, np.arange(walkers), edges,
+                                                               counts, ends=ends, stopped_pushing=(end,))
+        said = [w for w in warnings if w.startswith(f"No sample fell in the {end} bin")]
+        assert not ok and named == [index] and not run_wide and len(said) == 1 and len(warnings) == 1, warnings
+        assert clause in said[0] and "did not move it closer" in said[0], said[0]
+        _, warnings, _, _ = diagnostics.pt_verdict(trips, swaps, stats, np.arange(walkers), edges, counts)
+        assert "reached" not in warnings[0] and "did not move it closer" not in warnings[0], warnings

@@ -214,6 +214,32 @@ def empty_interior_bins(n_samples) -> np.ndarray:
     return inner[np.asarray(n_samples)[inner] == 0]
 
 
+def ladder_end_report(z, slot, num_rungs: int) -> dict:
+    """The highest output the walkers at the top rung held and the lowest the walkers at the
+    bottom rung held, over the records z, slot (any shape alike; NaN where a rung holds none):
+    how far each end of the ladder got, for the sentence on an empty end bin."""
+    z, slot = np.asarray(z), np.asarray(slot)
+    top, bottom = z[slot == num_rungs - 1], z[slot == 0]
+    return {"top_rung_highest_output": float(top.max()) if top.size else math.nan,
+            "bottom_rung_lowest_output": float(bottom.min()) if bottom.size else math.nan}
+
+
+def empty_end_warning(end: str, betas, edges, ends: dict | None, stopped_pushing: bool) -> str:
+    """The verdict's sentence for an empty end bin ("top"/"bottom"): how far the walkers at that
+    end of the ladder got (`ends`, `ladder_end_report`), and whether the burn-in stopped pushing
+    that end because the end rung's output no longer moved."""
+    top = end == "top"
+    beta = betas[-1] if top else betas[0]
+    edge = edges[-2] if top else edges[1]
+    held = (ends or {}).get("top_rung_highest_output" if top else "bottom_rung_lowest_output", math.nan)
+    got = "" if not math.isfinite(held) else (f", reached at most {held:.4g}" if top else f", reached at least {held:.4g}")
+    tried = (f", and pushing the {end} end further during the burn-in did not move it closer"
+             if stopped_pushing else "")
+    return (f"No sample fell in the {end} bin: the walkers at the {end} of the ladder (beta = {beta:.4g})"
+            f"{got} (the {end} bin {'starts' if top else 'ends'} at {edge:.4g}){tried}. The {end} bins may hold "
+            f"no input at all, or be out of this sampler's reach (lower their edges or sample longer).")
+
+
 def bin_verdict(num_bins: int, named_bins, run_wide: bool) -> np.ndarray:
     """Per bin True unless the bin is named in a warning; all False after a run-wide warning
     (no round trips, a ladder gap, groups stuck, drift): then no bin's normalisation is trustworthy."""
@@ -273,10 +299,14 @@ def verdict_limits(num_tested: int, num_groups: int, num_batches: int) -> tuple[
 
 
 def pt_verdict(trips: dict, swaps: dict, stats: dict, betas, edges, n_samples,
-               reps: dict | None = None) -> tuple[bool, list[str], list, bool]:
+               reps: dict | None = None, *, ends: dict | None = None,
+               stopped_pushing=()) -> tuple[bool, list[str], list, bool]:
     """(converged, warnings, bins named, any run-wide warning) for a replica-exchange run; see the module docstring.
     Warnings that name no bin (round trips, swap pairs) come first. `reps` (`representative_report`)
-    adds a warning for a bin whose >= MIN_REPRESENTATIVES_CHECKED representatives all come from one walker."""
+    adds a warning for a bin whose >= MIN_REPRESENTATIVES_CHECKED representatives all come from one walker.
+    An end bin with no sample is named, with how far that end of the ladder got (`ends`,
+    `ladder_end_report`) and whether the burn-in stopped pushing it (`stopped_pushing`: "top"/"bottom"):
+    its rho is unknown, zero or out of the sampler's reach, which the run cannot tell apart."""
     warnings, flagged = [], set()
     n_samples = np.asarray(n_samples)
     if trips["round_trips_total"] == 0:
@@ -340,6 +370,10 @@ def pt_verdict(trips: dict, swaps: dict, stats: dict, betas, edges, n_samples,
         warnings.append(f"No sample fell in {describe_bins(holes, edges)}, though bins on both sides are "
                         f"filled: the samples there do not overlap, and the two sides' normalisations "
                         f"are not linked.")
+    for end, index in (("bottom", 0), ("top", len(n_samples) - 1))[:min(2, len(n_samples))]:
+        if n_samples[index] == 0:
+            flagged.add(index)
+            warnings.append(empty_end_warning(end, betas, edges, ends, end in stopped_pushing))
     if reps is not None:
         count, walkers = np.asarray(reps["representative_count"]), np.asarray(reps["representative_walkers"])
         single = np.flatnonzero(filled & (count >= MIN_REPRESENTATIVES_CHECKED) & (walkers <= 1))

@@ -194,51 +194,16 @@ def estimate_pt(
                                               "ladder_stages": [s._asdict() for s in adapted.stages],
                                               "extensions": [e._asdict() for e in extensions[:-1]],
                                               "extension_stopped": extensions[-1].reason},
+                           stopped_pushing=adapted.unreachable,
                            progress=progress and jax.process_index() == 0)
     _say(progress, f"reweighting done in {time.perf_counter() - summary_start:.1f} s")
     est.diagnostics["num_steps"] = burn_in - adapted.equilibration + int(est.diagnostics["num_steps"])
     if est.diagnostics["groups_without_round_trip"] and est.diagnostics["round_trips_total"] > 0:
         est.diagnostics["warnings"].append(f"The run was not extended further: {extensions[-1].reason}.")
-    for end in empty_ends(est.log_rho):
-        est.diagnostics["converged"] = False
-        est.diagnostics["warnings"].append(unreachable_end_warning(end, ladder, edges, run,
-                                                                   stopped_pushing=end in adapted.unreachable))
-        _mark_unconverged(est.diagnostics, 0 if end == "bottom" else len(edges) - 2)
     return est
 
 
-def _mark_unconverged(diagnostics: dict, bin_index: int) -> None:
-    """Name `bin_index` among the verdict's unconverged bins and mark it False in "bin_converged"
-    (what `rho.csv`'s `converged` column and `rho.png` show)."""
-    diagnostics["unconverged_bins"] = sorted({*map(int, diagnostics["unconverged_bins"]), int(bin_index)})
-    diagnostics["bin_converged"] = np.array(diagnostics["bin_converged"], bool)
-    diagnostics["bin_converged"][bin_index] = False
-
-
 MAX_EXTENSIONS = 4
-
-
-def empty_ends(log_rho) -> list[str]:
-    """"bottom"/"top" for each end bin that holds no kept sample (ln rho = -inf): its rho is unknown,
-    zero or out of the sampler's reach, which the run cannot tell apart."""
-    log_rho = np.asarray(log_rho)
-    return [end for end, value in (("bottom", log_rho[0]), ("top", log_rho[-1])) if value == -np.inf]
-
-
-def unreachable_end_warning(end: str, ladder, edges, run, stopped_pushing: bool) -> str:
-    """The verdict's sentence for an empty end bin ("top"/"bottom"), naming how far the walkers at
-    that end of the ladder got in the recorded run (`run`); `stopped_pushing`: the burn-in's last
-    adaptation stage left that end where it was because the end rung's output no longer moved."""
-    top = end == "top"
-    slot = len(ladder) - 1 if top else 0
-    held = np.asarray(run.z)[np.asarray(run.slot) == slot]
-    edge = edges[-2] if top else edges[1]
-    got = (f", reached at most {held.max():.4g}" if top else f", reached at least {held.min():.4g}") if held.size else ""
-    tried = (f", and pushing the {end} end further during the burn-in did not move it closer"
-             if stopped_pushing else "")
-    return (f"No sample fell in the {end} bin: the walkers at the {end} of the ladder (beta = {ladder[slot]:.4g})"
-            f"{got} (the {end} bin {'starts' if top else 'ends'} at {edge:.4g}){tried}. The {end} bins may hold "
-            f"no input at all, or be out of this sampler's reach (lower their edges or sample longer).")
 
 
 def _extend_for_round_trips(run, key, go_on, schedule, *, offset, max_steps, checkpoint_dir, fingerprint,

@@ -17,10 +17,12 @@ from omnijax.sampling.reweighting import log_rho_from_weights, mbar_log_weights
 
 def summarize_pt_run(run, space, edges: np.ndarray, ladder: np.ndarray, burn_in: int, boot_key, *,
                      num_bootstrap: int = 100, extra_diagnostics: dict | None = None,
-                     progress: bool = False) -> OutputDistributionEstimate:
+                     stopped_pushing=(), progress: bool = False) -> OutputDistributionEstimate:
     """The estimate of `run` (a `replica_exchange_run.TemperingRun` over `ladder`): only records after
-    step `burn_in` are reweighted; `extra_diagnostics` are added to est.diagnostics as given; progress:
-    the bootstrap reports on stderr."""
+    step `burn_in` are reweighted; `extra_diagnostics` are added to est.diagnostics as given;
+    stopped_pushing: the ends ("top"/"bottom") the burn-in stopped pushing outwards because their
+    output no longer moved (the verdict's sentence on an empty end bin says so); progress: the
+    bootstrap reports on stderr."""
     kept = run.record_step > burn_in
     z, slot = run.z[kept], run.slot[kept]
     flat_z, flat_slot = z.reshape(-1), slot.reshape(-1)
@@ -54,7 +56,8 @@ def summarize_pt_run(run, space, edges: np.ndarray, ladder: np.ndarray, burn_in:
     }
     diagnostics.update(convergence_diagnostics(
         state, ladder, edges, np.asarray(log_w).reshape(z.shape),
-        np.asarray(histogram.bin_index(z, edges)), np.asarray(boot.n_samples), run.reservoir))
+        np.asarray(histogram.bin_index(z, edges)), np.asarray(boot.n_samples), run.reservoir,
+        ends=diagnostics_lib.ladder_end_report(run.z, run.slot, len(ladder)), stopped_pushing=stopped_pushing))
     return OutputDistributionEstimate(
         space=space, bin_edges=edges, log_rho=np.asarray(boot.log_rho, np.float64),
         log_rho_stderr=np.asarray(boot.stderr, np.float64),
@@ -74,19 +77,23 @@ def error_bar_diagnostics(boot: uncertainty.LogRhoErrorBars) -> dict:
             "bootstrap_seconds": boot.bootstrap_seconds, "bootstrap_iterations": boot.bootstrap_iterations}
 
 
-def convergence_diagnostics(state, ladder, edges, log_w, record_bins, n_samples, reservoir=None) -> dict:
+def convergence_diagnostics(state, ladder, edges, log_w, record_bins, n_samples, reservoir=None, *,
+                            ends: dict | None = None, stopped_pushing=()) -> dict:
     """Round trips, swap acceptance, group agreement, drift and effective samples of a run
     (`omnijax.sampling.diagnostics`), and, given the reservoir, per bin the distinct walkers
     ("representative_walkers") and distinct (walker, round trips) pairs ("representative_round_trips")
     its representatives come from; with the verdict: "converged" (bool), "warnings" (plain
     sentences naming the bins, pairs or walkers concerned), "unconverged_bins" (named bins) and
-    "bin_converged" (bool per bin, all False after a run-wide warning)."""
+    "bin_converged" (bool per bin, all False after a run-wide warning). `ends`
+    (`diagnostics.ladder_end_report`) and `stopped_pushing` go into the sentence on an empty end bin."""
     trips = diagnostics_lib.round_trip_report(state.round_trips)
     swaps = diagnostics_lib.swap_report(state.swap_accepts, state.swap_attempts, ladder)
     stats = diagnostics_lib.group_statistics(log_w, record_bins, len(edges) - 1)
     reps = (None if reservoir is None
             else diagnostics_lib.representative_report(reservoir.tags, reservoir.priority))
     converged, warnings, bins, run_wide = diagnostics_lib.pt_verdict(trips, swaps, stats, ladder, edges,
-                                                                     n_samples, reps)
-    return {**trips, **swaps, **stats, **(reps or {}), "converged": bool(converged), "warnings": warnings,
+                                                                     n_samples, reps, ends=ends,
+                                                                     stopped_pushing=stopped_pushing)
+    return {**trips, **swaps, **stats, **(reps or {}), **(ends or {}), "converged": bool(converged),
+            "warnings": warnings,
             "unconverged_bins": bins, "bin_converged": diagnostics_lib.bin_verdict(len(edges) - 1, bins, run_wide)}
