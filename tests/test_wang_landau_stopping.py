@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import omnijax as oj
-from omnijax.sampling import driver
+from omnijax.sampling import diagnostics, driver
 from omnijax.sampling import wang_landau_estimate as wang_landau
 from omnijax.sampling.checkpoint import RunCheckpointer
 from omnijax.sampling.enumerate import enumerate_output_distribution
@@ -187,3 +187,40 @@ def test_bad_stopping_knobs_raise_value_errors_naming_them(options, name):
 def test_kernel_api_refuses_an_unknown_beta_rule():
     with pytest.raises(ValueError, match="beta_rule"):
         oj.mcmc.wang_landau(MODEL, SPACE, EDGES, beta_rule="upward")
+
+
+def _visits(*rows):
+    return np.asarray(rows, dtype=np.int64)
+
+
+@pytest.mark.parametrize("end,index", [("bottom", 0), ("top", 3)])
+def test_verdict_names_an_end_bin_no_walker_visited(end, index):
+    edges = np.arange(5.0)
+    visits = np.full((2, 4), 7)
+    visits[:, index] = 0
+    converged, warnings, flagged, run_wide = diagnostics.wang_landau_verdict(
+        np.full(2, 1e-6), np.ones(2, bool), visits, edges)
+    assert not converged and not run_wide
+    assert flagged == [index]
+    assert len(warnings) == 1 and f"visited the {end} bin ({edges[index]:.4g} to {edges[index + 1]:.4g})" in warnings[0]
+
+
+def test_verdict_with_nothing_visited_flags_every_bin_run_wide():
+    edges = np.arange(5.0)
+    converged, warnings, flagged, run_wide = diagnostics.wang_landau_verdict(
+        np.full(2, 1e-6), np.ones(2, bool), np.zeros((2, 4), np.int64), edges)
+    assert not converged and run_wide and flagged == [0, 1, 2, 3]
+    assert any("entered the window [0, 4]" in w for w in warnings)
+
+
+def test_run_with_an_unreachable_top_bin_says_so(exact):
+    """One bin above the largest reachable sum: every group converges on the rest, and the
+    verdict still says not converged, naming the top bin (its ln rho is -inf = not seen)."""
+    edges = np.append(EDGES, EDGES[-1] + 3)
+    est = oj.estimate_output_distribution(MODEL, SPACE, edges, key=jax.random.key(0), method="wang_landau",
+                                          max_steps=RULE_STEPS + 10_000, **FAST)
+    d = est.diagnostics
+    assert not d["converged"]
+    assert any("visited the top bin" in w and f"{edges[-2]:.4g} to {edges[-1]:.4g}" in w for w in d["warnings"])
+    assert not d["bin_converged"][-1] and np.all(d["bin_converged"][:-1])
+    assert est.log_rho[-1] == -np.inf and np.all(np.isfinite(est.log_rho[:-1]))

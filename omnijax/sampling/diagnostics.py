@@ -390,7 +390,8 @@ def wang_landau_verdict(log_f, one_over_t, visits, edges, *, log_f_final=None, f
     """(converged, warnings, bins named) for Wang–Landau: every group in the 1/t regime, with
     ln f <= log_f_final and its histogram since the last reduction flat (min H / mean H =
     flat_ratio >= flatness) when those are given, every visited bin seen by every group, no
-    empty bin between visited ones. (Groups' spread is the stderr itself, so there is no
+    empty bin between visited ones, and no empty end bin (named, as in `pt_verdict`: unvisited,
+    its ln rho is -inf, which the run cannot tell from zero). (Groups' spread is the stderr itself, so there is no
     independent agreement test; no records, so no drift test.)"""
     warnings, flagged = [], set()
     one_over_t = np.asarray(one_over_t).astype(bool)
@@ -423,9 +424,29 @@ def wang_landau_verdict(log_f, one_over_t, visits, edges, *, log_f_final=None, f
         flagged.update(partial.tolist())
         warnings.append(f"Only some of the {visits.shape[0]} groups visited {describe_bins(partial, edges)}: "
                         f"the groups disagree about which outputs are reachable.")
-    holes = empty_interior_bins(visits.sum(axis=0))
+    total = visits.sum(axis=0)
+    holes = empty_interior_bins(total)
     if holes.size:
         flagged.update(holes.tolist())
         warnings.append(f"No walker visited {describe_bins(holes, edges)}, though bins on both sides were "
                         f"visited.")
+    if not total.any():
+        flagged.update(range(total.size))
+        warnings.append(f"No Wang–Landau walker entered the window [{edges[0]:.4g}, {edges[-1]:.4g}]: "
+                        f"nothing was estimated (widen the bin edges or raise max_steps).")
+        return False, warnings, sorted(flagged), True
+    for end, index in (("bottom", 0), ("top", total.size - 1))[:min(2, total.size)]:
+        if total[index] == 0:
+            flagged.add(index)
+            warnings.append(wang_landau_empty_end_warning(end, edges, visits.shape[0]))
     return not warnings, warnings, sorted(flagged), run_wide
+
+
+def wang_landau_empty_end_warning(end: str, edges, num_groups: int) -> str:
+    """The Wang–Landau verdict's sentence for an end bin ("top"/"bottom") no walker of any group
+    visited: its ln rho is -inf, which means "not seen", not "no input"."""
+    low, high = (edges[-2], edges[-1]) if end == "top" else (edges[0], edges[1])
+    return (f"No Wang–Landau walker of the {num_groups} groups visited the {end} bin ({low:.4g} to "
+            f"{high:.4g}), though other bins were visited: its ln rho of -inf means not seen, not zero. "
+            f"The bin may hold no input at all, or be out of the walkers' reach "
+            f"({'lower its lower' if end == 'top' else 'raise its upper'} edge, or sample longer).")
